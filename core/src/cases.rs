@@ -1,0 +1,934 @@
+//! PQRS cases: filing with a gapless radicado and the legal due date, the PRO-SIG-10 lifecycle
+//! with its role rules, the append-only event log, messages, and the queries behind the apps.
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::auth::User;
+use crate::error::{Error, Result, violates};
+use crate::holidays;
+use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
+
+/// Colombia keeps UTC−5 all year; filing dates and radicado years are local dates.
+pub fn local_offset() -> FixedOffset {
+    FixedOffset::west_opt(5 * 3600)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"))
+}
+
+pub fn local_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&local_offset()).date_naive()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    pub id: Uuid,
+    pub radicado: String,
+    #[serde(rename = "type")]
+    pub case_type: CaseType,
+    pub subject: String,
+    pub description: String,
+    pub channel: Channel,
+    pub status: CaseStatus,
+    pub priority: Priority,
+    pub impact: Level,
+    pub urgency: Level,
+    pub customer_id: Uuid,
+    pub process_code: Option<String>,
+    pub assignee_id: Option<Uuid>,
+    pub answer: Option<String>,
+    pub in_favor_of_customer: Option<bool>,
+    pub outcome: Option<String>,
+    pub rating_score: Option<i16>,
+    pub rating_comment: Option<String>,
+    pub legal_term_days: i32,
+    pub legal_due_date: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub rated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseEvent {
+    pub id: i64,
+    pub kind: String,
+    pub actor_id: Option<Uuid>,
+    pub actor_role: String,
+    pub at: DateTime<Utc>,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub from_staff: bool,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a customer (or a channel on their behalf) files.
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    /// Chosen by the device, so retries and offline syncs file once.
+    pub id: Uuid,
+    pub case_type: CaseType,
+    pub subject: String,
+    pub description: String,
+    pub channel: Channel,
+}
+
+pub enum Filed {
+    Created(Case),
+    /// The same request arrived before: this is the case it created.
+    Existing(Case),
+}
+
+fn text(raw: &str, code: &'static str, what: &str, max: usize) -> Result<String> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err(Error::invalid(code, format!("{what} must not be empty")));
+    }
+    if t.chars().count() > max {
+        return Err(Error::invalid(
+            code,
+            format!("{what} must have at most {max} characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+fn request_hash(customer_id: Uuid, c: &NewCase) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for part in [
+        customer_id.as_bytes().as_slice(),
+        c.case_type.as_str().as_bytes(),
+        c.subject.as_bytes(),
+        c.description.as_bytes(),
+        c.channel.as_str().as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().to_vec()
+}
+
+/// Files a case: radicado, legal due date, priority and the `filed` event, in one transaction.
+/// Filing the same id again returns the first case when the content is the same and is a conflict
+/// when it is not.
+pub async fn file(
+    pool: &PgPool,
+    customer_id: Uuid,
+    filed_by: Option<&User>,
+    new: NewCase,
+) -> Result<Filed> {
+    let new = NewCase {
+        subject: text(&new.subject, "invalid_subject", "the subject", 200)?,
+        description: text(
+            &new.description,
+            "invalid_description",
+            "the description",
+            10_000,
+        )?,
+        ..new
+    };
+    let hash = request_hash(customer_id, &new);
+    if let Some(existing) = existing_filing(pool, new.id, customer_id, &hash).await? {
+        return Ok(Filed::Existing(existing));
+    }
+
+    let now = Utc::now();
+    let filed_on = local_date(now);
+    let term = holidays::legal_term_days(pool, new.case_type).await?;
+    let due = holidays::load_calendar(pool)
+        .await?
+        .add_business_days(filed_on, term);
+    let (impact, urgency) = (Level::Medium, Level::Medium);
+    let actor_role = filed_by.map_or("system", |u| u.role.as_str());
+
+    let mut tx = pool.begin().await?;
+    // The counter row stays locked until commit: one statement, then commit, keeps that short.
+    let inserted = sqlx::query_scalar!(
+        "with n as (
+             insert into radicado_counters (year, last_number) values ($2, 1)
+             on conflict (year) do update set last_number = radicado_counters.last_number + 1
+             returning last_number
+         ), c as (
+             insert into cases (id, radicado, type, subject, description, channel, customer_id, filed_by,
+                                request_hash, status, impact, urgency, priority, legal_term_days,
+                                legal_due_date, created_at, updated_at)
+             select $1, 'PQRS-' || $2::int || '-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
+                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15
+             from n
+             returning id, radicado
+         ), e as (
+             insert into case_events (case_id, actor_id, actor_role, at, kind, from_status, to_status, visible_to_customer)
+             select c.id, $8, $16, $15, 'filed', null, 'received', true from c
+         )
+         select radicado from c",
+        new.id,
+        filed_on.year(),
+        new.case_type as CaseType,
+        new.subject,
+        new.description,
+        new.channel as Channel,
+        customer_id,
+        filed_by.map(|u| u.id),
+        hash,
+        impact as Level,
+        urgency as Level,
+        Priority::from_matrix(impact, urgency) as Priority,
+        term as i32,
+        due,
+        now,
+        actor_role,
+    )
+    .fetch_one(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(Filed::Created(get(pool, new.id).await?))
+        }
+        // A concurrent request with the same id won; its case is the answer (or the conflict).
+        Err(e) if violates(&e, "cases_pkey") => {
+            drop(tx);
+            existing_filing(pool, new.id, customer_id, &hash)
+                .await?
+                .map(Filed::Existing)
+                .ok_or_else(|| Error::Internal("a case id conflicted but no case has it".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn existing_filing(
+    db: &PgPool,
+    id: Uuid,
+    customer_id: Uuid,
+    hash: &[u8],
+) -> Result<Option<Case>> {
+    let row = sqlx::query!(
+        "select customer_id, request_hash from cases where id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    match row {
+        None => Ok(None),
+        Some(r) if r.customer_id == customer_id && r.request_hash == hash => {
+            Ok(Some(get(db, id).await?))
+        }
+        Some(_) => Err(Error::conflict(
+            "idempotency_conflict",
+            "a different case was already filed with this id; generate a new id for a new case",
+        )),
+    }
+}
+
+/// Cases by id, in the order given; missing ids are skipped.
+pub async fn fetch_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Case>> {
+    let cases = sqlx::query_as!(
+        Case,
+        r#"select c.id, c.radicado, c.type as "case_type: CaseType", c.subject, c.description,
+                  c.channel as "channel: Channel", c.status as "status: CaseStatus",
+                  c.priority as "priority: Priority", c.impact as "impact: Level", c.urgency as "urgency: Level",
+                  c.customer_id, c.process_code, c.assignee_id, c.answer, c.in_favor_of_customer, c.outcome,
+                  c.rating_score, c.rating_comment, c.legal_term_days, c.legal_due_date, c.created_at,
+                  c.updated_at, c.answered_at, c.rated_at
+           from unnest($1::uuid[]) with ordinality as ids(id, ord)
+           join cases c on c.id = ids.id
+           order by ids.ord"#,
+        ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(cases)
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Case> {
+    fetch_many(db, &[id])
+        .await?
+        .pop()
+        .ok_or(Error::not_found("case_not_found", "case"))
+}
+
+/// A customer's own case; someone else's is exactly as missing as one that does not exist.
+pub async fn get_for_customer(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    customer_id: Uuid,
+) -> Result<Case> {
+    match get(db, id).await {
+        Ok(c) if c.customer_id == customer_id => Ok(c),
+        Ok(_) => Err(Error::not_found("case_not_found", "case")),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn events(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    customer_view: bool,
+) -> Result<Vec<CaseEvent>> {
+    Ok(sqlx::query_as!(
+        CaseEvent,
+        "select id, kind, actor_id, actor_role, at, from_status, to_status, comment
+         from case_events where case_id = $1 and ($2 = false or visible_to_customer)
+         order by id",
+        case_id,
+        customer_view
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn messages(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Message>> {
+    Ok(sqlx::query_as!(
+        Message,
+        "select id, author_id, from_staff, body, created_at from case_messages where case_id = $1 order by created_at, id",
+        case_id
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// A position in a list ordered newest first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CustomerCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// One page of a customer's cases, newest first, and the cursor of the next page if there is one.
+pub async fn list_for_customer(
+    db: &PgPool,
+    customer_id: Uuid,
+    status: Option<CaseStatus>,
+    after: Option<CustomerCursor>,
+    limit: u32,
+) -> Result<(Vec<Case>, Option<CustomerCursor>)> {
+    let rows = sqlx::query!(
+        "select id, created_at from cases
+         where customer_id = $1 and ($2::text is null or status = $2)
+           and ($3::timestamptz is null or (created_at, id) < ($3, $4))
+         order by created_at desc, id desc
+         limit $5",
+        customer_id,
+        status.map(CaseStatus::as_str),
+        after.map(|c| c.created_at),
+        after.map(|c| c.id),
+        i64::from(limit) + 1,
+    )
+    .fetch_all(db)
+    .await?;
+    let more = rows.len() > limit as usize;
+    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next = if more {
+        page.last().map(|r| CustomerCursor {
+            created_at: r.created_at,
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+    Ok((fetch_many(db, &ids).await?, next))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub status: Option<CaseStatus>,
+    pub process: Option<String>,
+    pub assignee: Option<Uuid>,
+    pub due_before: Option<NaiveDate>,
+}
+
+/// A position in the staff queue, ordered by legal due date.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueCursor {
+    pub due: NaiveDate,
+    pub id: Uuid,
+}
+
+pub async fn staff_queue(
+    db: &PgPool,
+    filter: &QueueFilter,
+    after: Option<QueueCursor>,
+    limit: u32,
+) -> Result<(Vec<Case>, Option<QueueCursor>)> {
+    let rows = sqlx::query!(
+        "select id, legal_due_date from cases
+         where ($1::text is null or status = $1)
+           and ($2::text is null or process_code = $2)
+           and ($3::uuid is null or assignee_id = $3)
+           and ($4::date is null or legal_due_date < $4)
+           and ($5::date is null or (legal_due_date, id) > ($5, $6))
+         order by legal_due_date, id
+         limit $7",
+        filter.status.map(CaseStatus::as_str),
+        filter.process.as_deref(),
+        filter.assignee,
+        filter.due_before,
+        after.map(|c| c.due),
+        after.map(|c| c.id),
+        i64::from(limit) + 1,
+    )
+    .fetch_all(db)
+    .await?;
+    let more = rows.len() > limit as usize;
+    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next = if more {
+        page.last().map(|r| QueueCursor {
+            due: r.legal_due_date,
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+    Ok((fetch_many(db, &ids).await?, next))
+}
+
+/// The moves of the lifecycle (DESIGN.md, PRO-SIG-10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Assign,
+    Draft,
+    Approve,
+    Return,
+    Close,
+    Rate,
+}
+
+impl Action {
+    fn event_kind(self) -> &'static str {
+        match self {
+            Action::Assign => "assigned",
+            Action::Draft => "drafted",
+            Action::Approve => "approved",
+            Action::Return => "returned",
+            Action::Close => "closed",
+            Action::Rate => "rated",
+        }
+    }
+
+    /// Internal review steps stay between staff; the customer sees progress and the outcome.
+    fn visible_to_customer(self) -> bool {
+        matches!(self, Action::Assign | Action::Close | Action::Rate)
+    }
+}
+
+/// Where `action` takes a case in `from`, or why it cannot (a 409 code).
+pub fn next_status(action: Action, from: CaseStatus) -> Result<CaseStatus> {
+    use CaseStatus::*;
+    let refuse = |code, message: &str| {
+        Err(Error::conflict(
+            code,
+            format!("{message} (the case is {from})"),
+        ))
+    };
+    match (action, from) {
+        (Action::Assign, Received | Assigned) => Ok(Assigned),
+        (Action::Assign, _) => refuse(
+            "case_past_assignment",
+            "the case already has an answer in progress and cannot be reassigned",
+        ),
+        (Action::Draft, Assigned) => Ok(InApproval),
+        (Action::Draft, Received) => refuse(
+            "case_not_assigned",
+            "the case must be assigned to a process before drafting",
+        ),
+        (Action::Draft, InApproval) => refuse(
+            "draft_pending_approval",
+            "a draft is already waiting for approval",
+        ),
+        (Action::Draft, _) => refuse("answer_already_approved", "the answer was already approved"),
+        (Action::Approve | Action::Return, InApproval) => Ok(if action == Action::Approve {
+            Approved
+        } else {
+            Assigned
+        }),
+        (Action::Approve | Action::Return, _) => refuse(
+            "no_draft_to_review",
+            "there is no draft waiting for approval",
+        ),
+        (Action::Close, Approved) => Ok(Answered),
+        (Action::Close, Answered | Rated) => refuse(
+            "case_already_closed",
+            "the case was already closed and answered",
+        ),
+        (Action::Close, _) => refuse(
+            "answer_not_approved",
+            "the answer must be approved by the process leader before closing",
+        ),
+        (Action::Rate, Answered) => Ok(Rated),
+        (Action::Rate, Rated) => refuse("case_already_rated", "the answer was already rated"),
+        (Action::Rate, _) => refuse(
+            "case_not_answered",
+            "the case can be rated only after it is answered",
+        ),
+    }
+}
+
+struct Locked {
+    status: CaseStatus,
+    process_code: Option<String>,
+    assignee_id: Option<Uuid>,
+    customer_id: Uuid,
+}
+
+async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Locked> {
+    sqlx::query_as!(
+        Locked,
+        r#"select status as "status: CaseStatus", process_code, assignee_id, customer_id
+           from cases where id = $1 for update"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(Error::not_found("case_not_found", "case"))
+}
+
+/// One line of the ISO 10002 trail.
+struct NewEvent<'a> {
+    kind: &'a str,
+    from: Option<CaseStatus>,
+    to: Option<CaseStatus>,
+    comment: Option<&'a str>,
+    visible: bool,
+}
+
+async fn append_event(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    actor: &User,
+    e: NewEvent<'_>,
+) -> Result<()> {
+    sqlx::query!(
+        "insert into case_events (case_id, actor_id, actor_role, kind, from_status, to_status, comment, visible_to_customer)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        case_id,
+        actor.id,
+        actor.role.as_str(),
+        e.kind,
+        e.from.map(CaseStatus::as_str),
+        e.to.map(CaseStatus::as_str),
+        e.comment,
+        e.visible,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn require_role(actor: &User, role: Role, action: &str) -> Result<()> {
+    if actor.role == role {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "role_not_allowed",
+            format!("only a {role} may {action}; you are a {}", actor.role),
+        ))
+    }
+}
+
+async fn is_member(conn: &mut PgConnection, process: &str, user_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(select 1 from process_members where process_code = $1 and user_id = $2) as "member!""#,
+        process,
+        user_id
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+async fn leads(conn: &mut PgConnection, process: &str, user_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(select 1 from processes where code = $1 and leader_id = $2) as "leads!""#,
+        process,
+        user_id
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// A lifecycle move in progress: the case row is locked and the move is legal from its state.
+/// Dropping it without `finish` rolls everything back.
+struct Move {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    case_id: Uuid,
+    action: Action,
+    locked: Locked,
+    to: CaseStatus,
+}
+
+impl Move {
+    async fn start(pool: &PgPool, case_id: Uuid, action: Action) -> Result<Move> {
+        let mut tx = pool.begin().await?;
+        let locked = lock(&mut tx, case_id).await?;
+        let to = next_status(action, locked.status)?;
+        Ok(Move {
+            tx,
+            case_id,
+            action,
+            locked,
+            to,
+        })
+    }
+
+    /// Sets the new status and appends the event, then commits.
+    async fn finish(mut self, actor: &User, comment: Option<&str>) -> Result<Case> {
+        sqlx::query!(
+            "update cases set status = $2, updated_at = now() where id = $1",
+            self.case_id,
+            self.to as CaseStatus
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        let event = NewEvent {
+            kind: self.action.event_kind(),
+            from: Some(self.locked.status),
+            to: Some(self.to),
+            comment,
+            visible: self.action.visible_to_customer(),
+        };
+        append_event(&mut self.tx, self.case_id, actor, event).await?;
+        let case = get(&mut *self.tx, self.case_id).await?;
+        self.tx.commit().await?;
+        Ok(case)
+    }
+}
+
+pub struct Assignment {
+    pub process: String,
+    pub assignee: Option<Uuid>,
+    pub impact: Level,
+    pub urgency: Level,
+}
+
+/// The quality director classifies the case and sends it to a process (and optionally a person).
+pub async fn assign(pool: &PgPool, actor: &User, case_id: Uuid, a: Assignment) -> Result<Case> {
+    require_role(actor, Role::QualityDirector, "assign cases")?;
+    let process = crate::processes::parse_code(&a.process)?;
+    let comment = format!("process {process}");
+    let mut m = Move::start(pool, case_id, Action::Assign).await?;
+    let conn = &mut *m.tx;
+    {
+        if crate::processes::find(&mut *conn, &process)
+            .await?
+            .is_none()
+        {
+            return Err(Error::invalid(
+                "unknown_process",
+                format!("there is no process {process}"),
+            ));
+        }
+        if let Some(assignee) = a.assignee {
+            let role = sqlx::query_scalar!(
+                r#"select role as "role: Role" from users where id = $1 and active"#,
+                assignee
+            )
+            .fetch_optional(&mut *conn)
+            .await?;
+            if role != Some(Role::Collaborator) || !is_member(conn, &process, assignee).await? {
+                return Err(Error::invalid(
+                    "assignee_not_in_process",
+                    format!("the assignee must be a collaborator of process {process}"),
+                ));
+            }
+        }
+        sqlx::query!(
+            "update cases set process_code = $2, assignee_id = $3, impact = $4, urgency = $5, priority = $6 where id = $1",
+            case_id,
+            process,
+            a.assignee,
+            a.impact as Level,
+            a.urgency as Level,
+            Priority::from_matrix(a.impact, a.urgency) as Priority,
+        )
+        .execute(conn)
+        .await?;
+    }
+    m.finish(actor, Some(&comment)).await
+}
+
+/// A collaborator of the assigned process (the assignee, when there is one) writes the answer.
+pub async fn draft(pool: &PgPool, actor: &User, case_id: Uuid, answer: &str) -> Result<Case> {
+    require_role(actor, Role::Collaborator, "draft answers")?;
+    let answer = text(answer, "invalid_answer", "the answer", 20_000)?;
+    let mut m = Move::start(pool, case_id, Action::Draft).await?;
+    let (conn, locked) = (&mut *m.tx, &m.locked);
+    {
+        if let Some(process) = &locked.process_code
+            && !is_member(&mut *conn, process, actor.id).await?
+        {
+            return Err(Error::forbidden(
+                "not_process_member",
+                format!("only collaborators of process {process} may draft this answer"),
+            ));
+        }
+        if locked.assignee_id.is_some_and(|a| a != actor.id) {
+            return Err(Error::forbidden(
+                "not_assignee",
+                "the case is assigned to another collaborator",
+            ));
+        }
+        sqlx::query!(
+            "update cases set answer = $2 where id = $1",
+            case_id,
+            answer
+        )
+        .execute(conn)
+        .await?;
+    }
+    m.finish(actor, None).await
+}
+
+async fn review(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    action: Action,
+    comment: Option<&str>,
+) -> Result<Case> {
+    let verb = if action == Action::Approve {
+        "approve answers"
+    } else {
+        "return drafts"
+    };
+    require_role(actor, Role::ProcessLeader, verb)?;
+    let mut m = Move::start(pool, case_id, action).await?;
+    let process = m.locked.process_code.clone().unwrap_or_default();
+    if !leads(&mut m.tx, &process, actor.id).await? {
+        return Err(Error::forbidden(
+            "not_process_leader",
+            format!("only the leader of process {process} may review this answer"),
+        ));
+    }
+    m.finish(actor, comment).await
+}
+
+pub async fn approve(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    comment: Option<&str>,
+) -> Result<Case> {
+    let comment = comment
+        .map(|c| text(c, "invalid_comment", "the comment", 2_000))
+        .transpose()?;
+    review(pool, actor, case_id, Action::Approve, comment.as_deref()).await
+}
+
+/// The leader sends the draft back to the collaborator, saying why.
+pub async fn return_draft(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    comment: &str,
+) -> Result<Case> {
+    let comment = text(
+        comment,
+        "comment_required",
+        "the comment saying what to change",
+        2_000,
+    )?;
+    review(pool, actor, case_id, Action::Return, Some(&comment)).await
+}
+
+pub struct Closing {
+    pub in_favor_of_customer: bool,
+    pub outcome: Option<String>,
+}
+
+/// The quality director closes the case and sends the approved answer to the customer.
+pub async fn close(pool: &PgPool, actor: &User, case_id: Uuid, c: Closing) -> Result<Case> {
+    require_role(actor, Role::QualityDirector, "close cases")?;
+    let outcome = c
+        .outcome
+        .as_deref()
+        .map(|o| text(o, "invalid_outcome", "the outcome", 2_000))
+        .transpose()?;
+    let comment = if c.in_favor_of_customer {
+        "decided in the customer's favour"
+    } else {
+        "not decided in the customer's favour"
+    };
+    let mut m = Move::start(pool, case_id, Action::Close).await?;
+    sqlx::query!(
+        "update cases set in_favor_of_customer = $2, outcome = $3, answered_at = now() where id = $1",
+        case_id,
+        c.in_favor_of_customer,
+        outcome
+    )
+    .execute(&mut *m.tx)
+    .await?;
+    m.finish(actor, Some(comment)).await
+}
+
+/// The customer who filed rates the answer, once.
+pub async fn rate(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    score: i64,
+    comment: Option<&str>,
+) -> Result<Case> {
+    require_role(actor, Role::Customer, "rate answers")?;
+    if !(1..=5).contains(&score) {
+        return Err(Error::invalid(
+            "invalid_score",
+            "the score must be a whole number from 1 to 5",
+        ));
+    }
+    let comment = comment
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| text(c, "invalid_comment", "the comment", 2_000))
+        .transpose()?;
+    // Ownership is checked before the state, so someone else's case stays invisible.
+    let mut tx = pool.begin().await?;
+    let locked = lock(&mut tx, case_id).await?;
+    if Some(locked.customer_id) != actor.customer_id {
+        return Err(Error::not_found("case_not_found", "case"));
+    }
+    let to = next_status(Action::Rate, locked.status)?;
+    let mut m = Move {
+        tx,
+        case_id,
+        action: Action::Rate,
+        locked,
+        to,
+    };
+    sqlx::query!(
+        "update cases set rating_score = $2, rating_comment = $3, rated_at = now() where id = $1",
+        case_id,
+        score as i16,
+        comment
+    )
+    .execute(&mut *m.tx)
+    .await?;
+    m.finish(actor, comment.as_deref()).await
+}
+
+/// A message on a case: from its customer, or from staff (and then visible to the customer).
+pub async fn add_message(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    body: &str,
+) -> Result<Message> {
+    let body = text(body, "invalid_message", "the message", 5_000)?;
+    let from_staff = actor.role.is_staff();
+    if !from_staff && actor.role != Role::Customer {
+        return Err(Error::forbidden(
+            "role_not_allowed",
+            "only the customer and staff write on a case",
+        ));
+    }
+    let mut tx = pool.begin().await?;
+    let locked = lock(&mut tx, case_id).await?;
+    if !from_staff && Some(locked.customer_id) != actor.customer_id {
+        return Err(Error::not_found("case_not_found", "case"));
+    }
+    let message = sqlx::query_as!(
+        Message,
+        "insert into case_messages (id, case_id, author_id, from_staff, body) values ($1, $2, $3, $4, $5)
+         returning id, author_id, from_staff, body, created_at",
+        Uuid::new_v4(),
+        case_id,
+        actor.id,
+        from_staff,
+        body
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let kind = if from_staff {
+        "staff_message"
+    } else {
+        "customer_message"
+    };
+    let event = NewEvent {
+        kind,
+        from: None,
+        to: None,
+        comment: None,
+        visible: true,
+    };
+    append_event(&mut tx, case_id, actor, event).await?;
+    sqlx::query!("update cases set updated_at = now() where id = $1", case_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CaseStatus::*;
+
+    #[test]
+    fn the_happy_path_follows_the_design() {
+        let mut s = Received;
+        for (action, expected) in [
+            (Action::Assign, Assigned),
+            (Action::Draft, InApproval),
+            (Action::Return, Assigned),
+            (Action::Draft, InApproval),
+            (Action::Approve, Approved),
+            (Action::Close, Answered),
+            (Action::Rate, Rated),
+        ] {
+            s = next_status(action, s).unwrap_or_else(|e| panic!("{action:?} from {s}: {e}"));
+            assert_eq!(s, expected);
+        }
+    }
+
+    #[test]
+    fn every_other_move_is_refused_with_a_reason() {
+        let allowed = |a, s| {
+            matches!(
+                (a, s),
+                (Action::Assign, Received | Assigned)
+                    | (Action::Draft, Assigned)
+                    | (Action::Approve | Action::Return, InApproval)
+                    | (Action::Close, Approved)
+                    | (Action::Rate, Answered)
+            )
+        };
+        for &s in CaseStatus::ALL {
+            for a in [
+                Action::Assign,
+                Action::Draft,
+                Action::Approve,
+                Action::Return,
+                Action::Close,
+                Action::Rate,
+            ] {
+                match next_status(a, s) {
+                    Ok(_) => assert!(allowed(a, s), "{a:?} allowed from {s}"),
+                    Err(Error::Conflict { code, .. }) => {
+                        assert!(!allowed(a, s) && !code.is_empty())
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bogota_dates() {
+        let late_evening =
+            DateTime::parse_from_rfc3339("2026-01-01T03:00:00Z").map(|d| d.with_timezone(&Utc));
+        assert_eq!(
+            late_evening.map(local_date).ok(),
+            NaiveDate::from_ymd_opt(2025, 12, 31)
+        );
+    }
+}

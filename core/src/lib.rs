@@ -1,0 +1,15 @@
+//! Atiende's domain: customers, users and their roles, processes, PQRS cases and their lifecycle,
+//! the Colombian business calendar, and their persistence in PostgreSQL. Nothing here knows HTTP.
+
+pub mod auth;
+pub mod calendar;
+pub mod cases;
+pub mod error;
+pub mod holidays;
+pub mod processes;
+pub mod types;
+
+pub use error::{Error, Result};
+
+/// The schema, embedded so every binary migrates the database it is given.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,0 +1,185 @@
+//! The closed vocabularies of the domain. Each is stored as lower-case text (upper-case for document
+//! types, as they are written in Colombia) and travels as the same string in JSON.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $sqlx_rename:literal, $serde_rename:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[sqlx(type_name = "text", rename_all = $sqlx_rename)]
+        #[serde(rename_all = $serde_rename)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = crate::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(crate::Error::invalid(
+                        concat!("invalid_", stringify!($name)),
+                        format!("unknown value {s:?}; expected one of: {}", [$($text),+].join(", ")),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// What kind of user someone is; it decides every permission.
+    Role, "snake_case", "snake_case" {
+        Customer => "customer",
+        Technician => "technician",
+        Collaborator => "collaborator",
+        ProcessLeader => "process_leader",
+        QualityDirector => "quality_director",
+        Admin => "admin",
+    }
+);
+
+impl Role {
+    /// Staff read the case queue; customers and technicians do not.
+    pub fn is_staff(self) -> bool {
+        matches!(
+            self,
+            Role::Collaborator | Role::ProcessLeader | Role::QualityDirector | Role::Admin
+        )
+    }
+}
+
+text_enum!(
+    /// PQRS(D) types, plus the two kinds of petition Ley 1755 gives other terms.
+    CaseType, "snake_case", "snake_case" {
+        Peticion => "peticion",
+        Queja => "queja",
+        Reclamo => "reclamo",
+        Sugerencia => "sugerencia",
+        Denuncia => "denuncia",
+        SolicitudInformacion => "solicitud_informacion",
+        Consulta => "consulta",
+    }
+);
+
+text_enum!(
+    /// Where a case was filed; answers go back the same way.
+    Channel, "snake_case", "snake_case" {
+        App => "app",
+        Telegram => "telegram",
+        Whatsapp => "whatsapp",
+        Web => "web",
+        Phone => "phone",
+        Email => "email",
+    }
+);
+
+text_enum!(
+    CaseStatus, "snake_case", "snake_case" {
+        Received => "received",
+        Assigned => "assigned",
+        InApproval => "in_approval",
+        Approved => "approved",
+        Answered => "answered",
+        Rated => "rated",
+    }
+);
+
+text_enum!(
+    /// Impact or urgency, the two axes of the priority matrix.
+    Level, "snake_case", "snake_case" {
+        High => "high",
+        Medium => "medium",
+        Low => "low",
+    }
+);
+
+text_enum!(
+    Priority, "snake_case", "snake_case" {
+        Critical => "critical",
+        High => "high",
+        Medium => "medium",
+        Low => "low",
+    }
+);
+
+text_enum!(
+    DocumentType, "UPPERCASE", "UPPERCASE" {
+        Cc => "CC",
+        Nit => "NIT",
+        Ce => "CE",
+        Pa => "PA",
+    }
+);
+
+text_enum!(
+    CustomerKind, "snake_case", "snake_case" {
+        Person => "person",
+        Company => "company",
+    }
+);
+
+impl DocumentType {
+    /// A NIT identifies a company; the other documents identify a person.
+    pub fn customer_kind(self) -> CustomerKind {
+        match self {
+            DocumentType::Nit => CustomerKind::Company,
+            _ => CustomerKind::Person,
+        }
+    }
+}
+
+impl Priority {
+    /// The impact × urgency matrix (SGC-SAC-001 §4.1).
+    pub fn from_matrix(impact: Level, urgency: Level) -> Priority {
+        use Level::*;
+        match (impact, urgency) {
+            (High, High) => Priority::Critical,
+            (High, Medium) | (Medium, High) => Priority::High,
+            (High, Low) | (Low, High) | (Medium, Medium) => Priority::Medium,
+            (Medium, Low) | (Low, Medium) | (Low, Low) => Priority::Low,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_is_symmetric_and_monotonic() {
+        for &i in Level::ALL {
+            for &u in Level::ALL {
+                assert_eq!(Priority::from_matrix(i, u), Priority::from_matrix(u, i));
+            }
+        }
+        assert_eq!(
+            Priority::from_matrix(Level::High, Level::High),
+            Priority::Critical
+        );
+        assert_eq!(Priority::from_matrix(Level::Low, Level::Low), Priority::Low);
+    }
+
+    #[test]
+    fn text_round_trips() {
+        for &t in CaseType::ALL {
+            assert_eq!(t.as_str().parse::<CaseType>().ok(), Some(t));
+        }
+        assert_eq!("NIT".parse::<DocumentType>().ok(), Some(DocumentType::Nit));
+        assert!("nit".parse::<DocumentType>().is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! Registration, login, logout and "who am I".
+
+use std::time::Duration;
+
+use atiende_core::auth::{self, Password, Registration, User};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+use crate::ApiState;
+use crate::error::ApiResult;
+use crate::extract::{Authenticated, Json};
+use crate::views::{LoginRequest, Me, RegisterRequest, TokenResponse};
+
+async fn me_view(state: &ApiState, user: User) -> ApiResult<Me> {
+    let processes = if user.role.is_staff() {
+        auth::user_processes(&state.db, user.id).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Me {
+        id: user.id,
+        email: user.email,
+        name: user.name,
+        role: user.role,
+        language: user.language,
+        customer_id: user.customer_id,
+        processes,
+    })
+}
+
+async fn token_response(
+    state: &ApiState,
+    user: User,
+    session: auth::Session,
+) -> ApiResult<TokenResponse> {
+    Ok(TokenResponse {
+        token: session.token,
+        expires_at: session.expires_at,
+        user: me_view(state, user).await?,
+    })
+}
+
+/// Customer self-registration with data-processing consent; returns a session like login.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = TokenResponse), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn register(
+    state: axum::extract::State<ApiState>,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let language = req.language.unwrap_or_else(|| "es".into());
+    if language != "es" && language != "en" {
+        return Err(
+            atiende_core::Error::invalid("invalid_language", "language must be es or en").into(),
+        );
+    }
+    let reg = Registration {
+        email: req.email,
+        password: Password::parse(req.password)?,
+        name: req.name,
+        phone: req.phone,
+        document_type: req.document_type,
+        document_number: req.document_number,
+        accept_data_policy: req.accept_data_policy,
+        language,
+    };
+    let user = auth::register_customer(&state.db, reg, "app").await?;
+    let session = auth::start_session(&state.db, user.id, state.session_ttl).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(token_response(&state, user, session).await?),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    state: axum::extract::State<ApiState>,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<axum::Json<TokenResponse>> {
+    let (user, session) =
+        auth::login(&state.db, &req.email, &req.password, state.session_ttl).await?;
+    Ok(axum::Json(token_response(&state, user, session).await?))
+}
+
+/// Revokes the token used for this request.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    state: axum::extract::State<ApiState>,
+    who: Authenticated,
+) -> ApiResult<StatusCode> {
+    auth::logout(&state.db, &who.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn me(
+    state: axum::extract::State<ApiState>,
+    who: Authenticated,
+) -> ApiResult<axum::Json<Me>> {
+    Ok(axum::Json(me_view(&state, who.user).await?))
+}
+
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -1,0 +1,148 @@
+//! The customer's side of a case: file, follow, talk, rate.
+
+use atiende_core::cases::{self, CustomerCursor, Filed, NewCase};
+use atiende_core::types::{CaseStatus, Channel};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Customer, Json, Path, Query};
+use crate::views::{
+    CustomerCase, FileCaseRequest, MessageRequest, MessageView, Page, RatingRequest,
+};
+use crate::{ApiState, page_limit};
+
+/// Files a PQRS. The app's `id` makes it idempotent: the same id and body again answers 200 with
+/// the case already filed; the same id with another body is a 409.
+#[utoipa::path(post, path = "/api/v1/cases", tag = "customer", security(("bearer" = [])), request_body = FileCaseRequest,
+    responses((status = 201, body = CustomerCase), (status = 200, body = CustomerCase, description = "already filed with this id"),
+              (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn file_case(
+    State(state): State<ApiState>,
+    who: Customer,
+    Json(req): Json<FileCaseRequest>,
+) -> ApiResult<(StatusCode, axum::Json<CustomerCase>)> {
+    let new = NewCase {
+        id: req.id,
+        case_type: req.case_type,
+        subject: req.subject,
+        description: req.description,
+        channel: Channel::App,
+    };
+    let (status, case) = match cases::file(&state.db, who.customer_id, Some(&who.user), new).await?
+    {
+        Filed::Created(c) => (StatusCode::CREATED, c),
+        Filed::Existing(c) => (StatusCode::OK, c),
+    };
+    Ok((status, axum::Json(case.into())))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    pub status: Option<CaseStatus>,
+    /// From `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+}
+
+pub(crate) fn encode_customer_cursor(c: CustomerCursor) -> String {
+    format!("{}_{}", c.created_at.timestamp_micros(), c.id)
+}
+
+fn decode_customer_cursor(raw: &str) -> ApiResult<CustomerCursor> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is not one this server gave out",
+        )
+    };
+    let (micros, id) = raw.split_once('_').ok_or_else(bad)?;
+    let created_at = micros
+        .parse()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok(CustomerCursor {
+        created_at,
+        id: id.parse().map_err(|_| bad())?,
+    })
+}
+
+/// The caller's own cases, newest first.
+#[utoipa::path(get, path = "/api/v1/cases", tag = "customer", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = Page<CustomerCase>), (status = 400, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn list_cases(
+    State(state): State<ApiState>,
+    who: Customer,
+    Query(q): Query<ListParams>,
+) -> ApiResult<axum::Json<Page<CustomerCase>>> {
+    let after = q
+        .cursor
+        .as_deref()
+        .map(decode_customer_cursor)
+        .transpose()?;
+    let (items, next) = cases::list_for_customer(
+        &state.db,
+        who.customer_id,
+        q.status,
+        after,
+        page_limit(q.limit)?,
+    )
+    .await?;
+    Ok(axum::Json(Page {
+        items: items.into_iter().map(Into::into).collect(),
+        next_cursor: next.map(encode_customer_cursor),
+    }))
+}
+
+/// One of the caller's cases with what happened to it and its messages. Another customer's case
+/// is a 404, exactly like one that does not exist.
+#[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = CustomerCase), (status = 404, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn get_case(
+    State(state): State<ApiState>,
+    who: Customer,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<CustomerCase>> {
+    let case = cases::get_for_customer(&state.db, id, who.customer_id).await?;
+    let events = cases::events(&state.db, id, true).await?;
+    let messages = cases::messages(&state.db, id).await?;
+    let mut view = CustomerCase::from(case);
+    view.events = Some(events.into_iter().map(Into::into).collect());
+    view.messages = Some(messages.into_iter().map(Into::into).collect());
+    Ok(axum::Json(view))
+}
+
+#[utoipa::path(post, path = "/api/v1/cases/{id}/messages", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn post_message(
+    State(state): State<ApiState>,
+    who: Customer,
+    Path(id): Path<Uuid>,
+    Json(req): Json<MessageRequest>,
+) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+    let message = cases::add_message(&state.db, &who.user, id, &req.body).await?;
+    Ok((StatusCode::CREATED, axum::Json(message.into())))
+}
+
+/// Rates the answer, 1–5, once, after the case is answered.
+#[utoipa::path(post, path = "/api/v1/cases/{id}/rating", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = RatingRequest, responses((status = 200, body = CustomerCase), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn rate(
+    State(state): State<ApiState>,
+    who: Customer,
+    Path(id): Path<Uuid>,
+    Json(req): Json<RatingRequest>,
+) -> ApiResult<axum::Json<CustomerCase>> {
+    let case = cases::rate(&state.db, &who.user, id, req.score, req.comment.as_deref()).await?;
+    Ok(axum::Json(case.into()))
+}

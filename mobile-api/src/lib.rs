@@ -1,0 +1,170 @@
+//! The REST API that Atiende's customer, technician and staff apps speak, under `/api/v1`.
+//! Handlers are thin: they extract, call `atiende_core`, and shape the answer.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::routing::{MethodFilter, on};
+use sqlx::PgPool;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub mod account;
+pub mod calendar;
+pub mod customer;
+pub mod error;
+pub mod extract;
+pub mod staff;
+pub mod views;
+
+pub use error::{ApiError, ApiResult, Problem};
+
+/// JSON bodies larger than this are refused with 413 before they are parsed.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub db: PgPool,
+    pub session_ttl: Duration,
+}
+
+impl ApiState {
+    pub fn new(db: PgPool) -> Self {
+        ApiState {
+            db,
+            session_ttl: account::DEFAULT_SESSION_TTL,
+        }
+    }
+}
+
+pub(crate) fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
+    match limit {
+        None => Ok(20),
+        Some(n @ 1..=100) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 100",
+        )),
+    }
+}
+
+/// Registers each route on the router and remembers it, so the OpenAPI test can compare what is
+/// served with what is documented.
+struct Routes {
+    router: Router<ApiState>,
+    served: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        self.router = self.router.route(path, on(filter, handler));
+        self.served.push((method, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    let r = Routes {
+        router: Router::new(),
+        served: Vec::new(),
+    };
+    r.add(Method::POST, "/api/v1/auth/register", account::register)
+        .add(Method::POST, "/api/v1/auth/login", account::login)
+        .add(Method::POST, "/api/v1/auth/logout", account::logout)
+        .add(Method::GET, "/api/v1/me", account::me)
+        .add(Method::POST, "/api/v1/cases", customer::file_case)
+        .add(Method::GET, "/api/v1/cases", customer::list_cases)
+        .add(Method::GET, "/api/v1/cases/{id}", customer::get_case)
+        .add(
+            Method::POST,
+            "/api/v1/cases/{id}/messages",
+            customer::post_message,
+        )
+        .add(Method::POST, "/api/v1/cases/{id}/rating", customer::rate)
+        .add(Method::GET, "/api/v1/staff/cases", staff::queue)
+        .add(Method::GET, "/api/v1/staff/cases/{id}", staff::get_case)
+        .add(
+            Method::POST,
+            "/api/v1/staff/cases/{id}/assign",
+            staff::assign,
+        )
+        .add(Method::POST, "/api/v1/staff/cases/{id}/draft", staff::draft)
+        .add(
+            Method::POST,
+            "/api/v1/staff/cases/{id}/approve",
+            staff::approve,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/staff/cases/{id}/return",
+            staff::return_draft,
+        )
+        .add(Method::POST, "/api/v1/staff/cases/{id}/close", staff::close)
+        .add(
+            Method::POST,
+            "/api/v1/staff/cases/{id}/messages",
+            staff::post_message,
+        )
+        .add(Method::GET, "/api/v1/calendar/holidays", calendar::holidays)
+        .add(Method::GET, "/api/v1/openapi.json", openapi_json)
+}
+
+/// Every (method, path) the router serves.
+pub fn served_routes() -> Vec<(Method, &'static str)> {
+    routes().served
+}
+
+pub fn router(state: ApiState) -> Router {
+    routes()
+        .router
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not accept that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Atiende API", description = "PQRS filing, follow-up and handling for customers and staff (ISO 9001, Ley 1755 de 2015)."),
+    paths(
+        account::register, account::login, account::logout, account::me,
+        customer::file_case, customer::list_cases, customer::get_case, customer::post_message, customer::rate,
+        staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message,
+        calendar::holidays, openapi_json,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "meta"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}

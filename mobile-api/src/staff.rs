@@ -1,0 +1,193 @@
+//! The staff's side: the queue, and the moves of PRO-SIG-10 (assign, draft, approve, return, close).
+
+use atiende_core::cases::{self, Assignment, Closing, QueueCursor, QueueFilter};
+use atiende_core::types::CaseStatus;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::NaiveDate;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query, Staff};
+use crate::views::{
+    ApproveRequest, AssignRequest, CloseRequest, DraftRequest, MessageRequest, MessageView, Page,
+    ReturnRequest, StaffCase, StaffEventView,
+};
+use crate::{ApiState, page_limit};
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct QueueParams {
+    pub status: Option<CaseStatus>,
+    /// Process code.
+    pub process: Option<String>,
+    pub assignee: Option<Uuid>,
+    /// Only cases whose legal due date is before this date (`YYYY-MM-DD`).
+    pub due_before: Option<NaiveDate>,
+    pub cursor: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+}
+
+fn decode_queue_cursor(raw: &str) -> ApiResult<QueueCursor> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is not one this server gave out",
+        )
+    };
+    let (due, id) = raw.split_once('_').ok_or_else(bad)?;
+    Ok(QueueCursor {
+        due: due.parse().map_err(|_| bad())?,
+        id: id.parse().map_err(|_| bad())?,
+    })
+}
+
+/// Cases ordered by legal due date, soonest first.
+#[utoipa::path(get, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])), params(QueueParams),
+    responses((status = 200, body = Page<StaffCase>), (status = 403, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn queue(
+    State(state): State<ApiState>,
+    _staff: Staff,
+    Query(q): Query<QueueParams>,
+) -> ApiResult<axum::Json<Page<StaffCase>>> {
+    let after = q.cursor.as_deref().map(decode_queue_cursor).transpose()?;
+    let filter = QueueFilter {
+        status: q.status,
+        process: q.process.map(|p| p.trim().to_uppercase()),
+        assignee: q.assignee,
+        due_before: q.due_before,
+    };
+    let (items, next) = cases::staff_queue(&state.db, &filter, after, page_limit(q.limit)?).await?;
+    Ok(axum::Json(Page {
+        items: items.into_iter().map(Into::into).collect(),
+        next_cursor: next.map(|c| format!("{}_{}", c.due, c.id)),
+    }))
+}
+
+async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> {
+    let events = cases::events(&state.db, case.id, false).await?;
+    let messages = cases::messages(&state.db, case.id).await?;
+    let mut view = StaffCase::from(case);
+    view.events = Some(
+        events
+            .into_iter()
+            .map(|e| StaffEventView {
+                id: e.id,
+                actor_id: e.actor_id,
+                event: e.into(),
+            })
+            .collect(),
+    );
+    view.messages = Some(messages.into_iter().map(Into::into).collect());
+    Ok(view)
+}
+
+/// The case with its full event log (the ISO 10002 trail) and messages.
+#[utoipa::path(get, path = "/api/v1/staff/cases/{id}", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn get_case(
+    State(state): State<ApiState>,
+    _staff: Staff,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let case = cases::get(&state.db, id).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
+}
+
+/// Quality director: send the case to a process (and optionally a collaborator) with its priority.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/assign", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = AssignRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn assign(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<AssignRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let a = Assignment {
+        process: req.process,
+        assignee: req.assignee,
+        impact: req.impact,
+        urgency: req.urgency,
+    };
+    let case = cases::assign(&state.db, &user, id, a).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
+}
+
+/// Collaborator of the assigned process: write the answer and send it for approval.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/draft", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = DraftRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn draft(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<DraftRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let case = cases::draft(&state.db, &user, id, &req.answer).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
+}
+
+/// Leader of the case's process: approve the draft. The body may be `{}`.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/approve", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = ApproveRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn approve(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<ApproveRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let case = cases::approve(&state.db, &user, id, req.comment.as_deref()).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
+}
+
+/// Leader of the case's process: send the draft back with a comment saying what to change.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/return", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = ReturnRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn return_draft(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<ReturnRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let case = cases::return_draft(&state.db, &user, id, &req.comment).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
+}
+
+/// Quality director: close the case and send the approved answer, recording the outcome.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/close", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = CloseRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn close(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<CloseRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let closing = Closing {
+        in_favor_of_customer: req.in_favor_of_customer,
+        outcome: req.outcome,
+    };
+    let case = cases::close(&state.db, &user, id, closing).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
+}
+
+/// A message to the customer on the case.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/messages", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn post_message(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<MessageRequest>,
+) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+    let message = cases::add_message(&state.db, &user, id, &req.body).await?;
+    Ok((StatusCode::CREATED, axum::Json(message.into())))
+}

@@ -1,0 +1,244 @@
+//! The `atiende` server: configuration, database start-up and migrations, router composition,
+//! health and metrics endpoints, graceful shutdown, and the admin commands.
+//! `main` is thin: tests start the same server in-process with [`run`] on port 0.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atiende_mobile_api::{ApiError, ApiState};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub mod admin;
+pub mod demo;
+pub mod embedded_pg;
+pub mod metrics;
+pub mod settings;
+
+pub use metrics::Metrics;
+pub use settings::Settings;
+
+use embedded_pg::EmbeddedPostgres;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    EmbeddedPostgres(#[from] embedded_pg::EmbeddedPgError),
+    #[error("DATABASE_URL is not a valid PostgreSQL URL")]
+    BadDatabaseUrl,
+    #[error("connecting to PostgreSQL: {0}")]
+    Connect(sqlx::Error),
+    #[error("applying database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The database the server uses: the one named by `DATABASE_URL`, or a cluster of its own.
+pub struct Database {
+    pub pool: PgPool,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Connects (starting the embedded cluster when no `DATABASE_URL` is set) and migrates.
+    pub async fn open(settings: &Settings) -> Result<Database, StartError> {
+        match &settings.database_url {
+            Some(url) => {
+                let options = url
+                    .expose()
+                    .parse::<PgConnectOptions>()
+                    .map_err(|_| StartError::BadDatabaseUrl)?;
+                Ok(Database {
+                    pool: connect_and_migrate(options, settings).await?,
+                    embedded: None,
+                })
+            }
+            None => {
+                let pg = EmbeddedPostgres::start(&settings.data_dir).await?;
+                match connect_and_migrate(pg.connect_options(), settings).await {
+                    Ok(pool) => Ok(Database {
+                        pool,
+                        embedded: Some(pg),
+                    }),
+                    Err(e) => {
+                        if let Err(stop) = pg.stop().await {
+                            tracing::error!(error = %stop, "stopping the embedded PostgreSQL");
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the pool, then stops the embedded cluster if this process started it.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(pg) = self.embedded
+            && let Err(e) = pg.stop().await
+        {
+            tracing::error!(error = %e, "stopping the embedded PostgreSQL");
+        }
+    }
+}
+
+async fn connect_and_migrate(
+    options: PgConnectOptions,
+    settings: &Settings,
+) -> Result<PgPool, StartError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(StartError::Connect)?;
+    tracing::info!("applying database migrations");
+    atiende_core::MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+#[derive(Clone)]
+struct AppState {
+    db: PgPool,
+    metrics: Arc<Metrics>,
+}
+
+/// The whole HTTP application: the apps' API, health, readiness and metrics.
+pub fn app(db: PgPool, settings: &Settings, metrics: Arc<Metrics>) -> Router {
+    let api = ApiState {
+        db: db.clone(),
+        session_ttl: settings.session_ttl(),
+    };
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(AppState {
+            db,
+            metrics: metrics.clone(),
+        });
+    let request_id = HeaderName::from_static("x-request-id");
+    ops.merge(atiende_mobile_api::router(api))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", |p| p.as_str());
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), route, request_id = id)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the database answers and every embedded migration is applied.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let applied: Result<Vec<i64>, sqlx::Error> =
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(&state.db)
+            .await;
+    match applied {
+        Ok(applied) => {
+            let missing = atiende_core::MIGRATOR
+                .iter()
+                .filter(|m| !applied.contains(&m.version))
+                .count();
+            if missing == 0 {
+                "ready".into_response()
+            } else {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "migrations_pending",
+                    format!("{missing} migrations are not applied"),
+                )
+                .into_response()
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: database unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database does not answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.db),
+    )
+        .into_response()
+}
+
+/// Serves until `shutdown` completes, then stops taking connections and drains the requests in flight.
+pub async fn run(
+    listener: TcpListener,
+    db: PgPool,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(db, settings, Metrics::new());
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "listening for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listening for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining requests");
+}

@@ -1,0 +1,313 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use atiende_core::auth::Password;
+use atiende_core::types::Role;
+use atiende_server::{Database, Settings, admin, demo};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+/// Atiende: PQRS, field service and customer satisfaction under ISO 9001.
+#[derive(Parser)]
+#[command(name = "atiende", version)]
+struct Cli {
+    /// A TOML settings file (default: ATIENDE_CONFIG, or ./atiende.toml if it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Where the embedded PostgreSQL cluster lives when DATABASE_URL is not set (default ./data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run the server with the demo organisation loaded (the same as `serve --demo`).
+    Demo {
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage staff users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the processes of the quality system.
+    #[command(subcommand)]
+    Process(ProcessCommand),
+    /// The business calendar used for legal terms.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080, or ATIENDE_LISTEN).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Also load the demo organisation (once) and print how to log in.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a staff user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// technician, collaborator, process_leader, quality_director or admin.
+        #[arg(long)]
+        role: String,
+        /// Process code the user belongs to (a process_leader becomes its leader).
+        #[arg(long)]
+        process: Option<String>,
+        /// es or en.
+        #[arg(long, default_value = "es")]
+        language: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProcessCommand {
+    /// Add a process.
+    Add {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        /// E-mail of an existing process_leader user.
+        #[arg(long)]
+        leader: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalendarCommand {
+    /// Print the due date (YYYY-MM-DD) of a term of N business days for a case filed on a date.
+    Due {
+        #[arg(long)]
+        from: NaiveDate,
+        #[arg(long)]
+        days: u32,
+    },
+    /// List the holidays of a year, with overrides applied.
+    Holidays {
+        #[arg(long)]
+        year: i32,
+    },
+    /// Declare an extra holiday (a new law or decree).
+    AddHoliday {
+        #[arg(long)]
+        date: NaiveDate,
+        #[arg(long)]
+        name: String,
+    },
+    /// Make a computed holiday a business day.
+    RemoveHoliday {
+        #[arg(long)]
+        date: NaiveDate,
+    },
+    /// Drop the override on a date, going back to what the law computes.
+    ClearOverride {
+        #[arg(long)]
+        date: NaiveDate,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = &cli.data_dir {
+        settings.data_dir = dir.clone();
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+async fn execute(command: Command, mut settings: Settings) -> Result<(), AnyError> {
+    match command {
+        Command::Serve(args) => {
+            if let Some(listen) = args.listen {
+                settings.listen = listen;
+            }
+            serve(settings, args.demo).await
+        }
+        Command::Demo { listen } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+            }
+            serve(settings, true).await
+        }
+        Command::Migrate => {
+            let db = Database::open(&settings).await?;
+            println!("migrations applied");
+            db.close().await;
+            Ok(())
+        }
+        other => with_database(&settings, other).await,
+    }
+}
+
+async fn serve(settings: Settings, load_demo: bool) -> Result<(), AnyError> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}: {e} (choose another with --listen or ATIENDE_LISTEN)",
+                settings.listen
+            )
+        })?;
+    let db = Database::open(&settings).await?;
+    if load_demo {
+        match demo::load(&db.pool).await {
+            Ok(loaded) => {
+                if !loaded {
+                    println!("The demo organisation was already loaded.");
+                }
+                print!(
+                    "{}",
+                    demo::instructions(&format!("http://{}", settings.listen))
+                );
+            }
+            Err(e) => {
+                db.close().await;
+                return Err(format!("loading the demo organisation: {e}").into());
+            }
+        }
+    }
+    let served = atiende_server::run(
+        listener,
+        db.pool.clone(),
+        &settings,
+        atiende_server::shutdown_signal(),
+    )
+    .await;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(served?)
+}
+
+/// Admin commands: open the database, do one thing, close it, even when the thing fails.
+async fn with_database(settings: &Settings, command: Command) -> Result<(), AnyError> {
+    let db = Database::open(settings).await?;
+    let result = admin_command(&db.pool, command).await;
+    db.close().await;
+    result
+}
+
+async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyError> {
+    match command {
+        Command::User(UserCommand::Add {
+            email,
+            name,
+            role,
+            process,
+            language,
+        }) => {
+            let role: Role = role.parse()?;
+            let password = Password::parse(read_password()?)?;
+            let user = admin::add_user(
+                pool,
+                admin::UserAdd {
+                    email,
+                    name,
+                    role,
+                    process,
+                    language,
+                },
+                password,
+            )
+            .await?;
+            println!("created {} {} ({})", user.role, user.email, user.id);
+        }
+        Command::Process(ProcessCommand::Add { code, name, leader }) => {
+            let p = admin::add_process(pool, &code, &name, leader.as_deref()).await?;
+            println!("created process {} ({})", p.code, p.name);
+        }
+        Command::Calendar(CalendarCommand::Due { from, days }) => {
+            println!("{}", admin::due_date(pool, from, days).await?);
+        }
+        Command::Calendar(CalendarCommand::Holidays { year }) => {
+            let calendar = atiende_core::holidays::load_calendar(pool).await?;
+            for h in calendar.holidays(year) {
+                println!("{}\t{}\t{:?}", h.date, h.name, h.source);
+            }
+        }
+        Command::Calendar(CalendarCommand::AddHoliday { date, name }) => {
+            atiende_core::holidays::add_override(pool, date, &name).await?;
+            println!("{date} is now a holiday: {name}");
+        }
+        Command::Calendar(CalendarCommand::RemoveHoliday { date }) => {
+            atiende_core::holidays::remove_holiday(pool, date).await?;
+            println!("{date} is now a business day if it falls Monday to Friday");
+        }
+        Command::Calendar(CalendarCommand::ClearOverride { date }) => {
+            let cleared = atiende_core::holidays::clear_override(pool, date).await?;
+            println!(
+                "{}",
+                if cleared {
+                    format!("override on {date} removed")
+                } else {
+                    format!("there was no override on {date}")
+                }
+            );
+        }
+        Command::Serve(_) | Command::Demo { .. } | Command::Migrate => {
+            unreachable!("handled by execute")
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> Result<String, AnyError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password (input is shown): ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err("no password given on standard input".into());
+    }
+    Ok(password)
+}

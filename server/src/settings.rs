@@ -1,0 +1,169 @@
+//! One typed configuration, loaded once: defaults, then a TOML file, then the environment, then
+//! command-line flags. Handlers never read the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A value that must never reach a log or a response.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the HTTP server listens (`ATIENDE_LISTEN`).
+    pub listen: SocketAddr,
+    /// An existing PostgreSQL database (`DATABASE_URL`). Without it, atiende runs its own cluster
+    /// under `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Where the embedded PostgreSQL cluster lives (`ATIENDE_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Connections in the pool (`ATIENDE_DB_MAX_CONNECTIONS`).
+    pub db_max_connections: u32,
+    /// How long a login token lasts, in hours (`ATIENDE_SESSION_TTL_HOURS`).
+    pub session_ttl_hours: u64,
+    /// Log filter in `tracing` syntax (`ATIENDE_LOG`, or `RUST_LOG`).
+    pub log: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            data_dir: PathBuf::from("./data"),
+            db_max_connections: 16,
+            session_ttl_hours: 24 * 30,
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("reading the settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the settings file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name} is not valid: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+impl Settings {
+    /// Loads from `file` (or `ATIENDE_CONFIG`, or `./atiende.toml` if present) and the environment.
+    pub fn load(file: Option<PathBuf>) -> Result<Settings, SettingsError> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    pub fn load_from(
+        file: Option<PathBuf>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let explicit = file.or_else(|| env("ATIENDE_CONFIG").map(PathBuf::from));
+        let path = explicit
+            .clone()
+            .or_else(|| Some(PathBuf::from("atiende.toml")).filter(|p| p.exists()));
+        let mut settings = match path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| SettingsError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                toml::from_str(&text).map_err(|e| SettingsError::Parse {
+                    path,
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = env("ATIENDE_LISTEN") {
+            settings.listen = v.parse().map_err(|_| SettingsError::Env {
+                name: "ATIENDE_LISTEN",
+                message: "expected host:port, e.g. 127.0.0.1:8080".into(),
+            })?;
+        }
+        if let Some(v) = env("DATABASE_URL").filter(|v| !v.is_empty()) {
+            settings.database_url = Some(Secret::new(v));
+        }
+        if let Some(v) = env("ATIENDE_DATA_DIR").filter(|v| !v.is_empty()) {
+            settings.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("ATIENDE_DB_MAX_CONNECTIONS") {
+            settings.db_max_connections =
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(SettingsError::Env {
+                        name: "ATIENDE_DB_MAX_CONNECTIONS",
+                        message: "expected a positive whole number".into(),
+                    })?;
+        }
+        if let Some(v) = env("ATIENDE_SESSION_TTL_HOURS") {
+            settings.session_ttl_hours =
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(SettingsError::Env {
+                        name: "ATIENDE_SESSION_TTL_HOURS",
+                        message: "expected a positive whole number of hours".into(),
+                    })?;
+        }
+        if let Some(v) = env("ATIENDE_LOG").or_else(|| env("RUST_LOG")) {
+            settings.log = v;
+        }
+        Ok(settings)
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_hours.saturating_mul(3600))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults_and_secrets_do_not_print() {
+        let env = |k: &str| match k {
+            "ATIENDE_LISTEN" => Some("0.0.0.0:9000".to_owned()),
+            "DATABASE_URL" => Some("postgres://app:hunter2@db/atiende".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_from(None, env).expect("valid settings");
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let env = |k: &str| (k == "ATIENDE_LISTEN").then(|| "nonsense".to_owned());
+        let err = Settings::load_from(None, env).expect_err("must fail");
+        assert!(err.to_string().contains("ATIENDE_LISTEN"));
+    }
+}

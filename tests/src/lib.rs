@@ -1,0 +1,242 @@
+//! Test support: start the real server in-process on port 0 against a test database, and talk to
+//! it over real HTTP as the apps do.
+
+use std::net::SocketAddr;
+
+use atiende_core::auth::Password;
+use atiende_core::types::Role;
+use atiende_server::{Settings, admin};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const PASSWORD: &str = "a long enough password";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts the whole HTTP application on an ephemeral port, using `pool`'s database.
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral port");
+    let addr = listener.local_addr().expect("local address");
+    let (tx, rx) = oneshot::channel::<()>();
+    let settings = Settings::default();
+    let server_pool = pool.clone();
+    let server = tokio::spawn(async move {
+        atiende_server::run(listener, server_pool, &settings, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    TestApp {
+        addr,
+        pool,
+        client: reqwest::Client::new(),
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// A response as the app sees it: status, headers and the body parsed as JSON (Null when empty).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The stable machine code of a problem response.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("read the body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        let mut req = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login of {email}: {}", r.body);
+        r.body["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Creates a staff user the way an admin does (the CLI's code path) and logs them in over HTTP.
+    pub async fn staff(
+        &self,
+        email: &str,
+        role: Role,
+        process: Option<&str>,
+    ) -> (uuid::Uuid, String) {
+        let req = admin::UserAdd {
+            email: email.into(),
+            name: format!("{role} {email}"),
+            role,
+            process: process.map(Into::into),
+            language: "es".into(),
+        };
+        let user = admin::add_user(
+            &self.pool,
+            req,
+            Password::parse(PASSWORD.into()).expect("password"),
+        )
+        .await
+        .expect("add staff user");
+        (user.id, self.login(email).await)
+    }
+
+    pub async fn process(&self, code: &str) {
+        admin::add_process(&self.pool, code, code, None)
+            .await
+            .expect("add process");
+    }
+
+    /// Registers a customer over HTTP and returns their token.
+    pub async fn customer(&self, email: &str, document: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "name": "Cliente de prueba", "phone": "+57 300 123 4567",
+                       "document_type": "CC", "document_number": document, "accept_data_policy": true}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "register {email}: {}",
+            r.body
+        );
+        r.body["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+/// The whole staff of one process plus the director, as the lifecycle tests need them.
+pub struct Org {
+    pub director: String,
+    pub leader: String,
+    pub collaborator: String,
+    pub collaborator_id: uuid::Uuid,
+    pub other_collaborator: String,
+    pub other_leader: String,
+    pub technician: String,
+    pub admin: String,
+}
+
+impl TestApp {
+    pub async fn org(&self) -> Org {
+        self.process("OPERATIVO").await;
+        self.process("COMERCIAL").await;
+        let (_, director) = self
+            .staff("director@test.co", Role::QualityDirector, None)
+            .await;
+        let (_, leader) = self
+            .staff("lider@test.co", Role::ProcessLeader, Some("OPERATIVO"))
+            .await;
+        let (collaborator_id, collaborator) = self
+            .staff("colab@test.co", Role::Collaborator, Some("OPERATIVO"))
+            .await;
+        let (_, other_collaborator) = self
+            .staff(
+                "colab.comercial@test.co",
+                Role::Collaborator,
+                Some("COMERCIAL"),
+            )
+            .await;
+        let (_, other_leader) = self
+            .staff(
+                "lider.comercial@test.co",
+                Role::ProcessLeader,
+                Some("COMERCIAL"),
+            )
+            .await;
+        let (_, technician) = self.staff("tecnico@test.co", Role::Technician, None).await;
+        let (_, admin) = self.staff("admin@test.co", Role::Admin, None).await;
+        Org {
+            director,
+            leader,
+            collaborator,
+            collaborator_id,
+            other_collaborator,
+            other_leader,
+            technician,
+            admin,
+        }
+    }
+
+    /// Files a case as the customer and returns its JSON.
+    pub async fn file(&self, token: &str, case_type: &str) -> Value {
+        let r = self
+            .post(
+                "/api/v1/cases",
+                Some(token),
+                json!({"id": uuid::Uuid::new_v4(), "type": case_type, "subject": "El servicio no se prestó", "description": "Nadie vino a la visita programada."}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+}

@@ -1,0 +1,195 @@
+use std::collections::BTreeSet;
+
+use atiende_core::calendar::BusinessCalendar;
+use atiende_core::cases::local_date;
+use atiende_tests::spawn_app;
+use chrono::{Datelike, NaiveDate, Utc};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn filing_gives_a_radicado_and_the_legal_due_date(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let customer = app.customer("cliente@test.co", "1020304050").await;
+    let today = local_date(Utc::now());
+    let calendar = BusinessCalendar::default();
+    for (case_type, days, n) in [
+        ("peticion", 15, 1),
+        ("solicitud_informacion", 10, 2),
+        ("consulta", 30, 3),
+        ("denuncia", 15, 4),
+    ] {
+        let c = app.file(&customer, case_type).await;
+        assert_eq!(c["radicado"], format!("PQRS-{}-{n:06}", today.year()));
+        assert_eq!(c["type"], case_type);
+        let due: NaiveDate = c["legal_due_date"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .expect("a YYYY-MM-DD due date");
+        assert_eq!(due, calendar.add_business_days(today, days), "{case_type}");
+        assert!(c["created_at"].is_string());
+    }
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn filing_twice_with_one_id_files_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let customer = app.customer("cliente@test.co", "1020304050").await;
+    let body = json!({"id": Uuid::new_v4(), "type": "reclamo", "subject": "Factura duplicada", "description": "Me cobraron dos veces."});
+    let first = app
+        .post("/api/v1/cases", Some(&customer), body.clone())
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = app
+        .post("/api/v1/cases", Some(&customer), body.clone())
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "a retry is answered with the case already filed"
+    );
+    assert_eq!(again.body["radicado"], first.body["radicado"]);
+
+    let mut changed = body.clone();
+    changed["description"] = json!("Otra cosa");
+    let r = app.post("/api/v1/cases", Some(&customer), changed).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "idempotency_conflict")
+    );
+
+    let other = app.customer("otro@test.co", "99887766").await;
+    let r = app.post("/api/v1/cases", Some(&other), body.clone()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "idempotency_conflict"),
+        "another customer cannot reach the case by its id"
+    );
+
+    // Retries racing each other still file once.
+    let racing = json!({"id": Uuid::new_v4(), "type": "queja", "subject": "Ruido", "description": "Mucho ruido en la visita."});
+    let replies = futures_join(&app, &customer, &racing, 20).await;
+    let created = replies
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::OK),
+        "{replies:?}"
+    );
+    let count: i64 = sqlx::query_scalar("select count(*) from cases")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 2);
+}
+
+async fn futures_join(
+    app: &atiende_tests::TestApp,
+    token: &str,
+    body: &serde_json::Value,
+    n: usize,
+) -> Vec<StatusCode> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let req = app
+            .client
+            .post(app.url("/api/v1/cases"))
+            .bearer_auth(token)
+            .json(body);
+        tasks.spawn(async move { req.send().await.map(|r| r.status()) });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        out.push(r.expect("task").expect("request"));
+    }
+    out
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn two_hundred_concurrent_filings_get_gapless_radicados(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        tokens.push(
+            app.customer(&format!("c{i}@test.co"), &format!("10000{i}"))
+                .await,
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let body = json!({"id": Uuid::new_v4(), "type": "peticion", "subject": format!("Solicitud {i}"), "description": "Concurrente"});
+        let req = app
+            .client
+            .post(app.url("/api/v1/cases"))
+            .bearer_auth(&tokens[i % 4])
+            .json(&body);
+        tasks.spawn(async move {
+            let r = req.send().await.expect("request");
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.json::<serde_json::Value>().await.expect("json")["radicado"]
+                .as_str()
+                .expect("radicado")
+                .to_owned()
+        });
+    }
+    let mut numbers = BTreeSet::new();
+    while let Some(r) = tasks.join_next().await {
+        let radicado = r.expect("filing task");
+        let n: u32 = radicado
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("number");
+        assert!(numbers.insert(n), "duplicate radicado {radicado}");
+    }
+    assert_eq!(
+        numbers,
+        (1..=200).collect::<BTreeSet<_>>(),
+        "no gaps, no duplicates"
+    );
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_failed_filing_does_not_burn_a_number(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let customer = app.customer("cliente@test.co", "1020304050").await;
+    app.file(&customer, "queja").await;
+    // Fails inside the filing transaction, after the counter was taken.
+    sqlx::query(
+        "alter table case_events add constraint reject_events check (kind <> 'filed') not valid",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("add constraint");
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&customer),
+            json!({"id": Uuid::new_v4(), "type": "queja", "subject": "s", "description": "d"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.code(), "internal_error");
+    assert!(
+        !r.body.to_string().contains("reject_events"),
+        "database detail leaked: {}",
+        r.body
+    );
+    sqlx::query("alter table case_events drop constraint reject_events")
+        .execute(&app.pool)
+        .await
+        .expect("drop constraint");
+    let next = app.file(&customer, "queja").await;
+    assert!(
+        next["radicado"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("-000002")),
+        "{next}"
+    );
+}
