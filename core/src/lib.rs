@@ -7,9 +7,12 @@ pub mod cases;
 pub mod error;
 pub mod holidays;
 pub mod processes;
+pub mod texts;
 pub mod types;
 
 pub use error::{Error, Result};
+
+rust_i18n::i18n!("../locales", fallback = "es");
 
 /// The schema, embedded so every binary migrates the database it is given.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -38,7 +38,10 @@ pub async fn file_case(
         Filed::Created(c) => (StatusCode::CREATED, c),
         Filed::Existing(c) => (StatusCode::OK, c),
     };
-    Ok((status, axum::Json(case.into())))
+    Ok((
+        status,
+        axum::Json(CustomerCase::new(case, &who.user.language)),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -96,7 +99,10 @@ pub async fn list_cases(
     )
     .await?;
     Ok(axum::Json(Page {
-        items: items.into_iter().map(Into::into).collect(),
+        items: items
+            .into_iter()
+            .map(|c| CustomerCase::new(c, &who.user.language))
+            .collect(),
         next_cursor: next.map(encode_customer_cursor),
     }))
 }
@@ -114,7 +120,7 @@ pub async fn get_case(
     let case = cases::get_for_customer(&state.db, id, who.customer_id).await?;
     let events = cases::events(&state.db, id, true).await?;
     let messages = cases::messages(&state.db, id).await?;
-    let mut view = CustomerCase::from(case);
+    let mut view = CustomerCase::new(case, &who.user.language);
     view.events = Some(events.into_iter().map(Into::into).collect());
     view.messages = Some(messages.into_iter().map(Into::into).collect());
     Ok(axum::Json(view))
@@ -144,5 +150,5 @@ pub async fn rate(
     Json(req): Json<RatingRequest>,
 ) -> ApiResult<axum::Json<CustomerCase>> {
     let case = cases::rate(&state.db, &who.user, id, req.score, req.comment.as_deref()).await?;
-    Ok(axum::Json(case.into()))
+    Ok(axum::Json(CustomerCase::new(case, &who.user.language)))
 }

@@ -128,6 +128,8 @@ pub struct CustomerCase {
     pub legal_due_date: NaiveDate,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The filing acknowledgement in the customer's language: radicado and legal answer date.
+    pub acknowledgement: String,
     /// The answer, once the case is closed.
     pub answer: Option<String>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -145,8 +147,15 @@ fn rating(c: &Case) -> Option<Rating> {
     })
 }
 
-impl From<Case> for CustomerCase {
-    fn from(c: Case) -> Self {
+impl CustomerCase {
+    /// The customer's view of a case, with texts in `language`.
+    pub fn new(c: Case, language: &str) -> Self {
+        let acknowledgement = atiende_core::texts::acknowledgement(
+            language,
+            c.case_type,
+            &c.radicado,
+            c.legal_due_date,
+        );
         let answered = matches!(c.status, CaseStatus::Answered | CaseStatus::Rated);
         CustomerCase {
             rating: rating(&c),
@@ -161,6 +170,7 @@ impl From<Case> for CustomerCase {
             legal_due_date: c.legal_due_date,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            acknowledgement,
             answer: if answered { c.answer } else { None },
             answered_at: c.answered_at,
             events: None,

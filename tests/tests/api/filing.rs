@@ -29,6 +29,13 @@ async fn filing_gives_a_radicado_and_the_legal_due_date(pool: PgPool) {
             .and_then(|d| d.parse().ok())
             .expect("a YYYY-MM-DD due date");
         assert_eq!(due, calendar.add_business_days(today, days), "{case_type}");
+        let expected_ack = format!(
+            "Recibimos su {} con el radicado {}. Le daremos respuesta a más tardar el {}.",
+            atiende_core::texts::case_type("es", case_type.parse().expect("type")),
+            c["radicado"].as_str().expect("radicado"),
+            atiende_core::texts::long_date("es", due),
+        );
+        assert_eq!(c["acknowledgement"], expected_ack.as_str());
         assert!(c["created_at"].is_string());
     }
 }
@@ -191,5 +198,36 @@ async fn a_failed_filing_does_not_burn_a_number(pool: PgPool) {
             .as_str()
             .is_some_and(|r| r.ends_with("-000002")),
         "{next}"
+    );
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn the_acknowledgement_speaks_the_customers_language(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let r = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "john@test.co", "password": atiende_tests::PASSWORD, "name": "John", "document_type": "PA",
+                   "document_number": "X1234567", "accept_data_policy": true, "language": "en"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let token = r.body["token"].as_str().expect("token").to_owned();
+    let c = app.file(&token, "queja").await;
+    let ack = c["acknowledgement"].as_str().expect("acknowledgement");
+    assert!(
+        ack.starts_with("We received your complaint with filing number PQRS-"),
+        "{ack}"
+    );
+    assert!(
+        ack.contains(&atiende_core::texts::long_date(
+            "en",
+            c["legal_due_date"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .expect("date")
+        )),
+        "{ack}"
     );
 }

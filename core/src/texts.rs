@@ -1,0 +1,98 @@
+//! What customers read, in their language, from `locales/` (Spanish first, English too).
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::types::CaseType;
+
+/// The languages texts exist in; anything else falls back to Spanish.
+pub const LANGUAGES: &[&str] = &["es", "en"];
+
+fn lang(language: &str) -> &str {
+    if LANGUAGES.contains(&language) {
+        language
+    } else {
+        "es"
+    }
+}
+
+pub fn case_type(language: &str, t: CaseType) -> String {
+    let key = format!("case_type.{}", t.as_str());
+    rust_i18n::t!(&key, locale = lang(language)).into_owned()
+}
+
+/// "7 de diciembre de 2026" / "December 7, 2026".
+pub fn long_date(language: &str, date: NaiveDate) -> String {
+    let l = lang(language);
+    let key = format!("month.{}", date.month());
+    let month = rust_i18n::t!(&key, locale = l);
+    rust_i18n::t!(
+        "long_date",
+        locale = l,
+        day = date.day(),
+        month = month,
+        year = date.year()
+    )
+    .into_owned()
+}
+
+/// The acknowledgement a customer gets when a case is filed: radicado and the legal answer date.
+pub fn acknowledgement(language: &str, t: CaseType, radicado: &str, due: NaiveDate) -> String {
+    let l = lang(language);
+    rust_i18n::t!(
+        "acknowledgement",
+        locale = l,
+        case_type = case_type(l, t),
+        radicado = radicado,
+        due_date = long_date(l, due)
+    )
+    .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_text_exists_in_every_language() {
+        let date = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        for &l in LANGUAGES {
+            for &t in CaseType::ALL {
+                let name = case_type(l, t);
+                assert!(!name.contains("case_type."), "{l}: {name}");
+            }
+            for m in 1..=12 {
+                let d = date.with_month(m).unwrap_or(date);
+                assert!(
+                    !long_date(l, d).contains("month."),
+                    "{l}: {}",
+                    long_date(l, d)
+                );
+            }
+            let ack = acknowledgement(l, CaseType::Queja, "PQRS-2026-000001", date);
+            assert!(
+                ack.contains("PQRS-2026-000001") && !ack.contains("%{"),
+                "{l}: {ack}"
+            );
+        }
+    }
+
+    #[test]
+    fn spanish_and_english() {
+        let date = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap_or_default();
+        assert_eq!(
+            acknowledgement(
+                "es",
+                CaseType::SolicitudInformacion,
+                "PQRS-2026-000009",
+                date
+            ),
+            "Recibimos su solicitud de información con el radicado PQRS-2026-000009. Le daremos respuesta a más tardar el 7 de diciembre de 2026."
+        );
+        assert_eq!(long_date("en", date), "December 7, 2026");
+        assert_eq!(
+            long_date("fr", date),
+            "7 de diciembre de 2026",
+            "unknown languages fall back to Spanish"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The `atiende` binary as an admin runs it: the commands print what they did, refuse bad input
+//! with a clear message, and `serve` starts, answers and stops cleanly.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+fn database_url(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    let host = o.get_host();
+    let user = o.get_username();
+    let db = o.get_database().unwrap_or("postgres");
+    if host.starts_with('/') {
+        format!(
+            "postgres:///{db}?host={host}&user={user}&port={}",
+            o.get_port()
+        )
+    } else {
+        format!("postgres://{user}@{host}:{}/{db}", o.get_port())
+    }
+}
+
+fn atiende(pool: &PgPool, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atiende"))
+        .args(args)
+        .env("DATABASE_URL", database_url(pool))
+        .env("ATIENDE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run atiende");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("atiende finished")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn calendar_due_prints_the_due_date(pool: PgPool) {
+    let out = atiende(
+        &pool,
+        &["calendar", "due", "--from", "2026-11-13", "--days", "15"],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Day 1 is Tuesday 17 (Monday 16 is Todos los Santos, moved); 15 business days end on 7 December.
+    assert_eq!(stdout(&out), "2026-12-07\n");
+
+    let out = atiende(
+        &pool,
+        &[
+            "calendar",
+            "add-holiday",
+            "--date",
+            "2026-12-01",
+            "--name",
+            "Día cívico",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = atiende(
+        &pool,
+        &["calendar", "due", "--from", "2026-11-13", "--days", "15"],
+        None,
+    );
+    assert_eq!(
+        stdout(&out),
+        "2026-12-09\n",
+        "the added holiday (and 8 December) push the date"
+    );
+
+    let out = atiende(
+        &pool,
+        &["calendar", "due", "--from", "2026-13-01", "--days", "15"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--from"), "{}", stderr(&out));
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn user_and_process_commands(pool: PgPool) {
+    let out = atiende(
+        &pool,
+        &[
+            "process",
+            "add",
+            "--code",
+            "operativo",
+            "--name",
+            "Operativo",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("OPERATIVO"));
+
+    let args = [
+        "user",
+        "add",
+        "--email",
+        "Lider@Empresa.co",
+        "--name",
+        "Laura",
+        "--role",
+        "process_leader",
+        "--process",
+        "OPERATIVO",
+    ];
+    let out = atiende(&pool, &args, Some("una clave bastante larga\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("una clave"),
+        "the password is not echoed"
+    );
+    let leader: Option<String> = sqlx::query_scalar("select u.email from processes p join users u on u.id = p.leader_id where p.code = 'OPERATIVO'")
+        .fetch_optional(&pool)
+        .await
+        .expect("query");
+    assert_eq!(leader.as_deref(), Some("lider@empresa.co"));
+
+    let out = atiende(&pool, &args, Some("una clave bastante larga\n"));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    let out = atiende(
+        &pool,
+        &[
+            "user",
+            "add",
+            "--email",
+            "x@empresa.co",
+            "--name",
+            "X",
+            "--role",
+            "jefe",
+        ],
+        Some("una clave bastante larga\n"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("quality_director"),
+        "lists the roles: {}",
+        stderr(&out)
+    );
+    let out = atiende(
+        &pool,
+        &[
+            "user",
+            "add",
+            "--email",
+            "y@empresa.co",
+            "--name",
+            "Y",
+            "--role",
+            "admin",
+        ],
+        Some("corta\n"),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("8 characters"), "{}", stderr(&out));
+    let users: i64 = sqlx::query_scalar("select count(*) from users")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(users, 1);
+}
+
+/// Waits for the "listening" log line and returns the address in it.
+fn listening_addr(log: &PathBuf, deadline: Instant) -> String {
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find(|l| l.contains("listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+        {
+            return addr.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn serve_once(data_dir: &PathBuf, log: &PathBuf, demo: bool) -> (Server, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atiende"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir);
+    if demo {
+        cmd.arg("--demo");
+    }
+    let child = cmd
+        .env_remove("DATABASE_URL")
+        .env("ATIENDE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .map(Server)
+        .expect("start atiende serve");
+    let addr = listening_addr(log, Instant::now() + Duration::from_secs(60));
+    (child, addr)
+}
+
+/// Stops the server with SIGTERM even when an assertion fails, so no cluster is left running.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn terminate(child: &mut std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "atiende exited with {status}");
+}
+
+/// README command 1: no configuration, its own PostgreSQL under the data directory, the demo
+/// organisation, a clean stop on SIGTERM, and everything still there after a restart.
+#[tokio::test]
+async fn serve_runs_on_its_own_postgres_and_stops_cleanly() {
+    let dir = std::env::temp_dir().join(format!("atiende-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (data, log) = (dir.join("data"), dir.join("atiende.log"));
+    let client = reqwest::Client::new();
+
+    let (mut child, addr) = serve_once(&data, &log, true);
+    let ready = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let login = client
+        .post(format!("http://{addr}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "cliente@demo.atiende.co", "password": atiende_server::demo::DEMO_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    let token = login.json::<serde_json::Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let cases = client
+        .get(format!("http://{addr}/api/v1/cases"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("cases");
+    let cases: serde_json::Value = cases.json().await.expect("json");
+    assert_eq!(
+        cases["items"].as_array().map(Vec::len),
+        Some(4),
+        "the demo cases: {cases}"
+    );
+    terminate(&mut child.0);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !data
+            .join("postgres")
+            .join("data")
+            .join("postmaster.pid")
+            .exists(),
+        "PostgreSQL was left running:\n{text}"
+    );
+
+    let (mut child, addr) = serve_once(&data, &log, true);
+    let cases = client
+        .get(format!("http://{addr}/api/v1/cases"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("cases");
+    let cases: serde_json::Value = cases.json().await.expect("json");
+    assert_eq!(
+        cases["items"].as_array().map(Vec::len),
+        Some(4),
+        "kept between runs, demo loaded once: {cases}"
+    );
+    terminate(&mut child.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
