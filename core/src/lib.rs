@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod calendar;
 pub mod cases;
+pub mod clocks;
 pub mod error;
 pub mod holidays;
 pub mod processes;
