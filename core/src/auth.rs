@@ -149,6 +149,14 @@ fn new_token() -> String {
     token
 }
 
+fn email_taken(e: sqlx::Error) -> Error {
+    if violates(&e, "users_email_key") {
+        Error::conflict("email_taken", "a user with that e-mail already exists")
+    } else {
+        e.into()
+    }
+}
+
 pub struct NewUser {
     pub email: String,
     pub name: String,
@@ -182,13 +190,7 @@ pub async fn create_user(db: impl PgExecutor<'_>, user: NewUser) -> Result<User>
     )
     .execute(db)
     .await
-    .map_err(|e| {
-        if violates(&e, "users_email_key") {
-            Error::conflict("email_taken", "a user with that e-mail already exists")
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(email_taken)?;
     Ok(User {
         id,
         email,
@@ -310,13 +312,7 @@ pub async fn register_customer(pool: &PgPool, reg: Registration, channel: &str) 
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| {
-        if violates(&e, "users_email_key") {
-            Error::conflict("email_taken", "a user with that e-mail already exists")
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(email_taken)?;
     tx.commit().await?;
     Ok(User {
         id,

@@ -298,6 +298,22 @@ pub async fn messages(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Mess
     .await?)
 }
 
+/// Turns the `limit + 1` (id, sort key) rows of a keyset query into one page of cases and the
+/// position of its last row when another page follows.
+async fn page<K: Copy>(
+    db: &PgPool,
+    rows: Vec<(Uuid, K)>,
+    limit: u32,
+) -> Result<(Vec<Case>, Option<(K, Uuid)>)> {
+    let limit = limit as usize;
+    let next = rows
+        .get(limit)
+        .and(rows.get(limit.wrapping_sub(1)))
+        .map(|&(id, key)| (key, id));
+    let ids: Vec<Uuid> = rows.iter().take(limit).map(|r| r.0).collect();
+    Ok((fetch_many(db, &ids).await?, next))
+}
+
 /// A position in a list ordered newest first.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CustomerCursor {
@@ -327,18 +343,16 @@ pub async fn list_for_customer(
     )
     .fetch_all(db)
     .await?;
-    let more = rows.len() > limit as usize;
-    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next = if more {
-        page.last().map(|r| CustomerCursor {
-            created_at: r.created_at,
-            id: r.id,
-        })
-    } else {
-        None
-    };
-    let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
-    Ok((fetch_many(db, &ids).await?, next))
+    let (cases, next) = page(
+        db,
+        rows.into_iter().map(|r| (r.id, r.created_at)).collect(),
+        limit,
+    )
+    .await?;
+    Ok((
+        cases,
+        next.map(|(created_at, id)| CustomerCursor { created_at, id }),
+    ))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -381,18 +395,13 @@ pub async fn staff_queue(
     )
     .fetch_all(db)
     .await?;
-    let more = rows.len() > limit as usize;
-    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next = if more {
-        page.last().map(|r| QueueCursor {
-            due: r.legal_due_date,
-            id: r.id,
-        })
-    } else {
-        None
-    };
-    let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
-    Ok((fetch_many(db, &ids).await?, next))
+    let (cases, next) = page(
+        db,
+        rows.into_iter().map(|r| (r.id, r.legal_due_date)).collect(),
+        limit,
+    )
+    .await?;
+    Ok((cases, next.map(|(due, id)| QueueCursor { due, id })))
 }
 
 /// The moves of the lifecycle (DESIGN.md, PRO-SIG-10).
