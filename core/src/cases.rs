@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::auth::User;
+use crate::deadlines::{self, Clock, Kind};
 use crate::error::{Error, Result, violates};
 use crate::holidays;
 use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
@@ -144,11 +145,19 @@ pub async fn file(
 
     let now = Utc::now();
     let filed_on = local_date(now);
-    let term = holidays::legal_term_days(pool, new.case_type).await?;
-    let due = holidays::load_calendar(pool)
-        .await?
-        .add_business_days(filed_on, term);
+    let (term, schedule) = {
+        let mut conn = pool.acquire().await?;
+        let term = holidays::legal_term_days(&mut *conn, new.case_type).await?;
+        (term, deadlines::load_schedule(&mut conn).await?)
+    };
+    let due = schedule.calendar.add_business_days(filed_on, term);
     let (impact, urgency) = (Level::Medium, Level::Medium);
+    let priority = Priority::from_matrix(impact, urgency);
+    let (first_target, resolution_target) = crate::clocks::sla_targets(priority);
+    let first_due = schedule.hours.add(&schedule.calendar, now, first_target);
+    let resolution_due = schedule
+        .hours
+        .add(&schedule.calendar, now, resolution_target);
     let actor_role = filed_by.map_or("system", |u| u.role.as_str());
 
     let mut tx = pool.begin().await?;
@@ -161,14 +170,18 @@ pub async fn file(
          ), c as (
              insert into cases (id, radicado, type, subject, description, channel, customer_id, filed_by,
                                 request_hash, status, impact, urgency, priority, legal_term_days,
-                                legal_due_date, created_at, updated_at)
+                                legal_due_date, created_at, updated_at, first_response_due_at, resolution_due_at)
              select $1, 'PQRS-' || $2::int || '-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
-                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15
+                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18
              from n
              returning id, radicado
          ), e as (
              insert into case_events (case_id, actor_id, actor_role, at, kind, from_status, to_status, visible_to_customer)
              select c.id, $8, $16, $15, 'filed', null, 'received', true from c
+         ), k as (
+             insert into case_clock_events (case_id, clock, kind, at)
+             select c.id, k.clock, 'start', $15
+             from c cross join (values ('legal'), ('first_response'), ('resolution')) as k (clock)
          )
          select radicado from c",
         new.id,
@@ -182,11 +195,13 @@ pub async fn file(
         hash,
         impact as Level,
         urgency as Level,
-        Priority::from_matrix(impact, urgency) as Priority,
+        priority as Priority,
         term as i32,
         due,
         now,
         actor_role,
+        first_due,
+        resolution_due,
     )
     .fetch_one(&mut *tx)
     .await;
@@ -361,47 +376,91 @@ pub struct QueueFilter {
     pub process: Option<String>,
     pub assignee: Option<Uuid>,
     pub due_before: Option<NaiveDate>,
+    /// Only cases past a deadline: the legal date, or a running SLA clock's due time.
+    pub overdue: bool,
 }
 
-/// A position in the staff queue, ordered by legal due date.
+/// A position in the staff queue: by legal due date, or by the next SLA due time (first response
+/// or resolution, whichever comes first; paused and stopped clocks sort last).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QueueCursor {
-    pub due: NaiveDate,
-    pub id: Uuid,
+pub enum QueueCursor {
+    Legal { due: NaiveDate, id: Uuid },
+    Sla { due: DateTime<Utc>, id: Uuid },
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueOrder {
+    #[default]
+    LegalDue,
+    SlaDue,
+}
+
+/// Sorts after every real due time, for cases with no running SLA clock.
+const NO_SLA_DUE: &str = "9999-12-31T00:00:00Z";
 
 pub async fn staff_queue(
     db: &PgPool,
     filter: &QueueFilter,
+    order: QueueOrder,
     after: Option<QueueCursor>,
     limit: u32,
 ) -> Result<(Vec<Case>, Option<QueueCursor>)> {
+    let never: DateTime<Utc> = NO_SLA_DUE
+        .parse()
+        .map_err(|_| Error::Internal("sentinel date".into()))?;
+    let (after_due, after_at, after_id) = match after {
+        Some(QueueCursor::Legal { due, id }) => (Some(due), None, Some(id)),
+        Some(QueueCursor::Sla { due, id }) => (None, Some(due), Some(id)),
+        None => (None, None, None),
+    };
     let rows = sqlx::query!(
-        "select id, legal_due_date from cases
+        r#"select id, legal_due_date, coalesce(least(first_response_due_at, resolution_due_at), $9) as "sla_due!"
+         from cases
          where ($1::text is null or status = $1)
            and ($2::text is null or process_code = $2)
            and ($3::uuid is null or assignee_id = $3)
            and ($4::date is null or legal_due_date < $4)
-           and ($5::date is null or (legal_due_date, id) > ($5, $6))
-         order by legal_due_date, id
-         limit $7",
+           and (not $5 or legal_due_date < (now() at time zone 'America/Bogota')::date
+                or first_response_due_at < now() or resolution_due_at < now())
+           and ($6::date is null or (legal_due_date, id) > ($6, $8))
+           and ($7::timestamptz is null or (coalesce(least(first_response_due_at, resolution_due_at), $9), id) > ($7, $8))
+         order by case when $10 then coalesce(least(first_response_due_at, resolution_due_at), $9) end,
+                  case when not $10 then legal_due_date end, id
+         limit $11"#,
         filter.status.map(CaseStatus::as_str),
         filter.process.as_deref(),
         filter.assignee,
         filter.due_before,
-        after.map(|c| c.due),
-        after.map(|c| c.id),
+        filter.overdue,
+        after_due,
+        after_at,
+        after_id,
+        never,
+        order == QueueOrder::SlaDue,
         i64::from(limit) + 1,
     )
     .fetch_all(db)
     .await?;
-    let (cases, next) = page(
-        db,
-        rows.into_iter().map(|r| (r.id, r.legal_due_date)).collect(),
-        limit,
-    )
-    .await?;
-    Ok((cases, next.map(|(due, id)| QueueCursor { due, id })))
+    match order {
+        QueueOrder::LegalDue => {
+            let (cases, next) = page(
+                db,
+                rows.into_iter().map(|r| (r.id, r.legal_due_date)).collect(),
+                limit,
+            )
+            .await?;
+            Ok((cases, next.map(|(due, id)| QueueCursor::Legal { due, id })))
+        }
+        QueueOrder::SlaDue => {
+            let (cases, next) = page(
+                db,
+                rows.into_iter().map(|r| (r.id, r.sla_due)).collect(),
+                limit,
+            )
+            .await?;
+            Ok((cases, next.map(|(due, id)| QueueCursor::Sla { due, id })))
+        }
+    }
 }
 
 /// The moves of the lifecycle (DESIGN.md, PRO-SIG-10).
@@ -413,6 +472,8 @@ pub enum Action {
     Return,
     Close,
     Rate,
+    /// Staff ask the customer for missing information; the case waits on them.
+    RequestInfo,
 }
 
 impl Action {
@@ -424,12 +485,16 @@ impl Action {
             Action::Return => "returned",
             Action::Close => "closed",
             Action::Rate => "rated",
+            Action::RequestInfo => "information_requested",
         }
     }
 
     /// Internal review steps stay between staff; the customer sees progress and the outcome.
     fn visible_to_customer(self) -> bool {
-        matches!(self, Action::Assign | Action::Close | Action::Rate)
+        matches!(
+            self,
+            Action::Assign | Action::Close | Action::Rate | Action::RequestInfo
+        )
     }
 }
 
@@ -443,6 +508,15 @@ pub fn next_status(action: Action, from: CaseStatus) -> Result<CaseStatus> {
         ))
     };
     match (action, from) {
+        (_, WaitingCustomer) => refuse(
+            "waiting_on_customer",
+            "the case is waiting for the customer's reply to a request for information",
+        ),
+        (Action::RequestInfo, Received | Assigned) => Ok(WaitingCustomer),
+        (Action::RequestInfo, _) => refuse(
+            "answer_in_progress",
+            "information can be requested only before the answer is drafted",
+        ),
         (Action::Assign, Received | Assigned) => Ok(Assigned),
         (Action::Assign, _) => refuse(
             "case_past_assignment",
@@ -487,6 +561,7 @@ pub fn next_status(action: Action, from: CaseStatus) -> Result<CaseStatus> {
 
 struct Locked {
     status: CaseStatus,
+    resume_status: Option<CaseStatus>,
     process_code: Option<String>,
     assignee_id: Option<Uuid>,
     customer_id: Uuid,
@@ -495,7 +570,7 @@ struct Locked {
 async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Locked> {
     sqlx::query_as!(
         Locked,
-        r#"select status as "status: CaseStatus", process_code, assignee_id, customer_id
+        r#"select status as "status: CaseStatus", resume_status as "resume_status: CaseStatus", process_code, assignee_id, customer_id
            from cases where id = $1 for update"#,
         id
     )
@@ -608,6 +683,7 @@ impl Move {
             visible: self.action.visible_to_customer(),
         };
         append_event(&mut self.tx, self.case_id, actor, event).await?;
+        deadlines::refresh(&mut self.tx, self.case_id).await?;
         let case = get(&mut *self.tx, self.case_id).await?;
         self.tx.commit().await?;
         Ok(case)
@@ -778,6 +854,12 @@ pub async fn close(pool: &PgPool, actor: &User, case_id: Uuid, c: Closing) -> Re
     )
     .execute(&mut *m.tx)
     .await?;
+    // Closing sends the answer: it is the first response if nothing else was, and it ends every clock.
+    for clock in [Clock::FirstResponse, Clock::Resolution, Clock::Legal] {
+        if !deadlines::is_stopped(&mut m.tx, case_id, clock).await? {
+            deadlines::record(&mut m.tx, case_id, clock, Kind::Stop, Some(actor.id), None).await?;
+        }
+    }
     m.finish(actor, Some(comment)).await
 }
 
@@ -845,6 +927,43 @@ pub async fn add_message(
     if !from_staff && Some(locked.customer_id) != actor.customer_id {
         return Err(Error::not_found("case_not_found", "case"));
     }
+    let message = insert_message(&mut tx, case_id, actor, &body).await?;
+    if from_staff {
+        first_response(&mut tx, case_id, actor).await?;
+    } else if let (CaseStatus::WaitingCustomer, Some(back)) = (locked.status, locked.resume_status)
+    {
+        // The customer's reply resumes the clocks exactly where they paused.
+        for clock in [Clock::Resolution, Clock::Legal] {
+            deadlines::record(&mut tx, case_id, clock, Kind::Resume, Some(actor.id), None).await?;
+        }
+        sqlx::query!(
+            "update cases set status = $2, resume_status = null where id = $1",
+            case_id,
+            back as CaseStatus
+        )
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent {
+            kind: "customer_replied",
+            from: Some(CaseStatus::WaitingCustomer),
+            to: Some(back),
+            comment: None,
+            visible: true,
+        };
+        append_event(&mut tx, case_id, actor, event).await?;
+    }
+    deadlines::refresh(&mut tx, case_id).await?;
+    tx.commit().await?;
+    Ok(message)
+}
+
+async fn insert_message(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    actor: &User,
+    body: &str,
+) -> Result<Message> {
+    let from_staff = actor.role.is_staff();
     let message = sqlx::query_as!(
         Message,
         "insert into case_messages (id, case_id, author_id, from_staff, body) values ($1, $2, $3, $4, $5)
@@ -855,7 +974,7 @@ pub async fn add_message(
         from_staff,
         body
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     let kind = if from_staff {
         "staff_message"
@@ -869,12 +988,136 @@ pub async fn add_message(
         comment: None,
         visible: true,
     };
-    append_event(&mut tx, case_id, actor, event).await?;
+    append_event(&mut *conn, case_id, actor, event).await?;
     sqlx::query!("update cases set updated_at = now() where id = $1", case_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    tx.commit().await?;
     Ok(message)
+}
+
+/// The first word from staff that the customer can see meets the first-response clock.
+async fn first_response(conn: &mut PgConnection, case_id: Uuid, actor: &User) -> Result<()> {
+    if !deadlines::is_stopped(&mut *conn, case_id, Clock::FirstResponse).await? {
+        deadlines::record(
+            conn,
+            case_id,
+            Clock::FirstResponse,
+            Kind::Stop,
+            Some(actor.id),
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Staff ask the customer for what is missing (Ley 1755 art. 17): the question goes to the
+/// customer, the case waits, and the resolution and legal clocks pause until the customer replies.
+pub async fn request_info(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    question: &str,
+) -> Result<Case> {
+    if !actor.role.is_staff() {
+        return Err(Error::forbidden(
+            "role_not_allowed",
+            "only staff request information",
+        ));
+    }
+    let question = text(question, "invalid_question", "the question", 5_000)?;
+    let mut m = Move::start(pool, case_id, Action::RequestInfo).await?;
+    insert_message(&mut m.tx, case_id, actor, &question).await?;
+    first_response(&mut m.tx, case_id, actor).await?;
+    for clock in [Clock::Resolution, Clock::Legal] {
+        deadlines::record(&mut m.tx, case_id, clock, Kind::Pause, Some(actor.id), None).await?;
+    }
+    sqlx::query!(
+        "update cases set resume_status = $2 where id = $1",
+        case_id,
+        m.locked.status as CaseStatus
+    )
+    .execute(&mut *m.tx)
+    .await?;
+    m.finish(actor, None).await
+}
+
+/// The quality director extends the legal term once, before it expires, to at most twice the
+/// original term, telling the customer why (Ley 1755 art. 14 parágrafo).
+pub async fn extend_legal_term(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    new_due: NaiveDate,
+    reason: &str,
+) -> Result<Case> {
+    require_role(actor, Role::QualityDirector, "extend legal terms")?;
+    let reason = text(
+        reason,
+        "reason_required",
+        "the reason for the extension",
+        2_000,
+    )?;
+    let mut tx = pool.begin().await?;
+    let locked = lock(&mut tx, case_id).await?;
+    if matches!(locked.status, CaseStatus::Answered | CaseStatus::Rated) {
+        return Err(Error::conflict(
+            "case_already_closed",
+            "the case was already answered",
+        ));
+    }
+    let schedule = deadlines::load_schedule(&mut tx).await?;
+    let inputs = deadlines::inputs(&mut tx, case_id).await?;
+    let legal = deadlines::legal_clock(&schedule.calendar, &inputs, Utc::now());
+    if legal.extended {
+        return Err(Error::conflict(
+            "extension_already_used",
+            "the legal term was already extended once",
+        ));
+    }
+    if legal.business_days_remaining < 0 {
+        return Err(Error::conflict(
+            "legal_term_expired",
+            "the legal term has expired and can no longer be extended",
+        ));
+    }
+    let latest = schedule
+        .calendar
+        .add_business_days(legal.due_date, inputs.legal_term_days);
+    if new_due <= legal.due_date {
+        return Err(Error::invalid(
+            "extension_not_later",
+            format!("the new date must be after {}", legal.due_date),
+        ));
+    }
+    if new_due > latest {
+        return Err(Error::invalid(
+            "extension_too_long",
+            format!("the term can be extended to at most twice its length: {latest} at the latest"),
+        ));
+    }
+    deadlines::record(
+        &mut tx,
+        case_id,
+        Clock::Legal,
+        Kind::Extend,
+        Some(actor.id),
+        Some(new_due),
+    )
+    .await?;
+    insert_message(&mut tx, case_id, actor, &reason).await?;
+    let event = NewEvent {
+        kind: "legal_term_extended",
+        from: None,
+        to: None,
+        comment: Some(&reason),
+        visible: true,
+    };
+    append_event(&mut tx, case_id, actor, event).await?;
+    deadlines::refresh(&mut tx, case_id).await?;
+    let case = get(&mut *tx, case_id).await?;
+    tx.commit().await?;
+    Ok(case)
 }
 
 #[cfg(test)]
@@ -909,6 +1152,7 @@ mod tests {
                     | (Action::Approve | Action::Return, InApproval)
                     | (Action::Close, Approved)
                     | (Action::Rate, Answered)
+                    | (Action::RequestInfo, Received | Assigned)
             )
         };
         for &s in CaseStatus::ALL {
@@ -919,6 +1163,7 @@ mod tests {
                 Action::Return,
                 Action::Close,
                 Action::Rate,
+                Action::RequestInfo,
             ] {
                 match next_status(a, s) {
                     Ok(_) => assert!(allowed(a, s), "{a:?} allowed from {s}"),

@@ -25,6 +25,7 @@ use chrono::{
 };
 
 use crate::calendar::BusinessCalendar;
+use crate::types::Priority;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const DAY_NANOS: u64 = 86_400 * NANOS_PER_SEC;
@@ -552,23 +553,14 @@ impl Spec {
 }
 
 /// Priority of a case for the operational SLA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SlaPriority {
-    Critical,
-    High,
-    Medium,
-    Low,
-}
-
 /// (first response, resolution) targets in business time (SGC-SAC-001 §5).
-pub fn sla_targets(p: SlaPriority) -> (Duration, Duration) {
+pub fn sla_targets(p: Priority) -> (Duration, Duration) {
     let hours = |h: u64| Duration::from_secs(h * 3600);
     match p {
-        SlaPriority::Critical => (hours(1), hours(4)),
-        SlaPriority::High => (hours(2), hours(8)),
-        SlaPriority::Medium => (hours(4), hours(24)),
-        SlaPriority::Low => (hours(8), hours(48)),
+        Priority::Critical => (hours(1), hours(4)),
+        Priority::High => (hours(2), hours(8)),
+        Priority::Medium => (hours(4), hours(24)),
+        Priority::Low => (hours(8), hours(48)),
     }
 }
 
@@ -609,6 +601,7 @@ impl ClockEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClockStatus {
     Running,
@@ -620,6 +613,7 @@ pub enum ClockStatus {
 
 /// The state of a clock as of some instant. Not `Eq`: `fraction` is a float.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClockState {
     /// `Breached` wins over running or paused: once a clock ran past its due time it stays
     /// breached, also after a pause or a stop. `Met` means stopped at or before the due time.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod calendar;
 pub mod cases;
 pub mod clocks;
+pub mod deadlines;
 pub mod error;
 pub mod holidays;
 pub mod processes;

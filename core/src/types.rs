@@ -96,6 +96,7 @@ text_enum!(
         Approved => "approved",
         Answered => "answered",
         Rated => "rated",
+        WaitingCustomer => "waiting_customer",
     }
 );
 

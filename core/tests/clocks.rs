@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use atiende_core::calendar::{BusinessCalendar, HolidayOverride};
 use atiende_core::clocks::{
-    ClockEvent, ClockStatus, SlaPriority, WorkingHours, evaluate, instant_of_fraction, sla_targets,
+    ClockEvent, ClockStatus, WorkingHours, evaluate, instant_of_fraction, sla_targets,
 };
+use atiende_core::types::Priority;
 use chrono::{
     DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc,
     Weekday,
@@ -56,10 +57,10 @@ fn extend(at: DateTime<Utc>, by: Duration) -> ClockEvent {
 
 #[test]
 fn targets_by_priority() {
-    assert_eq!(sla_targets(SlaPriority::Critical), (hours(1), hours(4)));
-    assert_eq!(sla_targets(SlaPriority::High), (hours(2), hours(8)));
-    assert_eq!(sla_targets(SlaPriority::Medium), (hours(4), hours(24)));
-    assert_eq!(sla_targets(SlaPriority::Low), (hours(8), hours(48)));
+    assert_eq!(sla_targets(Priority::Critical), (hours(1), hours(4)));
+    assert_eq!(sla_targets(Priority::High), (hours(2), hours(8)));
+    assert_eq!(sla_targets(Priority::Medium), (hours(4), hours(24)));
+    assert_eq!(sla_targets(Priority::Low), (hours(8), hours(48)));
 }
 
 #[test]
@@ -95,14 +96,14 @@ fn critical_filed_monday_afternoon_first_response_next_morning() {
             .weekday(),
         Weekday::Mon
     );
-    let (first, _) = sla_targets(SlaPriority::Critical);
+    let (first, _) = sla_targets(Priority::Critical);
     assert_eq!(h.add(&cal, filed, first), bog(2026, 3, 3, 8, 30));
 }
 
 #[test]
 fn critical_filed_friday_afternoon_resolution_on_monday() {
     let (h, cal) = (WorkingHours::default(), cal());
-    let (_, resolution) = sla_targets(SlaPriority::Critical);
+    let (_, resolution) = sla_targets(Priority::Critical);
     assert_eq!(
         h.add(&cal, bog(2026, 3, 6, 16, 0), resolution),
         bog(2026, 3, 9, 11, 0)
@@ -152,7 +153,7 @@ fn skips_a_colombian_holiday() {
 #[test]
 fn low_priority_resolution_spans_a_weekend() {
     let (h, cal) = (WorkingHours::default(), cal());
-    let (_, resolution) = sla_targets(SlaPriority::Low);
+    let (_, resolution) = sla_targets(Priority::Low);
     // Wed 7 h + Thu 9 + Fri 9 + Mon 9 + Tue 9 = 43 h, then 5 h on Wednesday.
     let filed = bog(2026, 3, 4, 10, 0);
     assert_eq!(h.add(&cal, filed, resolution), bog(2026, 3, 11, 13, 0));
@@ -212,7 +213,7 @@ fn pause_moves_due_time_by_the_paused_business_time() {
 #[test]
 fn met_and_breached() {
     let (h, cal) = (WorkingHours::default(), cal());
-    let (first, _) = sla_targets(SlaPriority::Critical);
+    let (first, _) = sla_targets(Priority::Critical);
     let t0 = bog(2026, 3, 2, 9, 0);
     let due = bog(2026, 3, 2, 10, 0);
 
@@ -284,7 +285,7 @@ fn met_and_breached() {
 #[test]
 fn fraction_and_warning_instants() {
     let (h, cal) = (WorkingHours::default(), cal());
-    let (_, resolution) = sla_targets(SlaPriority::Critical);
+    let (_, resolution) = sla_targets(Priority::Critical);
     let events = [start(bog(2026, 3, 2, 16, 0))];
     let at = |f: f64| instant_of_fraction(&h, &cal, resolution, &events, f);
     assert_eq!(at(0.5), Some(bog(2026, 3, 3, 9, 0)));

@@ -113,6 +113,16 @@ fn routes() -> Routes {
             "/api/v1/staff/cases/{id}/messages",
             staff::post_message,
         )
+        .add(
+            Method::POST,
+            "/api/v1/staff/cases/{id}/request-info",
+            staff::request_info,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/staff/cases/{id}/extend",
+            staff::extend,
+        )
         .add(Method::GET, "/api/v1/calendar/holidays", calendar::holidays)
         .add(Method::GET, "/api/v1/openapi.json", openapi_json)
 }
@@ -143,7 +153,7 @@ pub fn router(state: ApiState) -> Router {
     paths(
         account::register, account::login, account::logout, account::me,
         customer::file_case, customer::list_cases, customer::get_case, customer::post_message, customer::rate,
-        staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message,
+        staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message, staff::request_info, staff::extend,
         calendar::holidays, openapi_json,
     ),
     modifiers(&BearerAuth),

@@ -1,6 +1,6 @@
 //! The staff's side: the queue, and the moves of PRO-SIG-10 (assign, draft, approve, return, close).
 
-use atiende_core::cases::{self, Assignment, Closing, QueueCursor, QueueFilter};
+use atiende_core::cases::{self, Assignment, Closing, QueueCursor, QueueFilter, QueueOrder};
 use atiende_core::types::CaseStatus;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,10 +12,17 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, Staff};
 use crate::views::{
-    ApproveRequest, AssignRequest, CloseRequest, DraftRequest, MessageRequest, MessageView, Page,
-    ReturnRequest, StaffCase, StaffEventView,
+    ApproveRequest, AssignRequest, CloseRequest, DraftRequest, ExtendRequest, MessageRequest,
+    MessageView, Page, RequestInfoRequest, ReturnRequest, StaffCase, StaffEventView,
 };
 use crate::{ApiState, page_limit};
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOrderParam {
+    LegalDue,
+    SlaDue,
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct QueueParams {
@@ -25,23 +32,48 @@ pub struct QueueParams {
     pub assignee: Option<Uuid>,
     /// Only cases whose legal due date is before this date (`YYYY-MM-DD`).
     pub due_before: Option<NaiveDate>,
+    /// `true`: only cases past their legal date or a running SLA clock's due time.
+    pub overdue: Option<bool>,
+    /// `legal_due` (default): soonest legal due date first; `sla_due`: soonest SLA due time first.
+    pub order: Option<QueueOrderParam>,
     pub cursor: Option<String>,
     /// 1–100, default 20.
     pub limit: Option<u32>,
 }
 
-fn decode_queue_cursor(raw: &str) -> ApiResult<QueueCursor> {
+/// `L<date>_<id>` in legal-due order, `S<micros>_<id>` in SLA order; a cursor of the other order
+/// is refused rather than silently restarting the list.
+fn decode_queue_cursor(raw: &str, order: QueueOrder) -> ApiResult<QueueCursor> {
     let bad = || {
         ApiError::bad_request(
             "invalid_cursor",
-            "the cursor is not one this server gave out",
+            "the cursor is not one this server gave out for this order",
         )
     };
-    let (due, id) = raw.split_once('_').ok_or_else(bad)?;
-    Ok(QueueCursor {
-        due: due.parse().map_err(|_| bad())?,
-        id: id.parse().map_err(|_| bad())?,
-    })
+    let (key, id) = raw.split_once('_').ok_or_else(bad)?;
+    let id = id.parse().map_err(|_| bad())?;
+    match (order, key.split_at_checked(1)) {
+        (QueueOrder::LegalDue, Some(("L", due))) => Ok(QueueCursor::Legal {
+            due: due.parse().map_err(|_| bad())?,
+            id,
+        }),
+        (QueueOrder::SlaDue, Some(("S", micros))) => {
+            let due = micros
+                .parse()
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .ok_or_else(bad)?;
+            Ok(QueueCursor::Sla { due, id })
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn encode_queue_cursor(c: QueueCursor) -> String {
+    match c {
+        QueueCursor::Legal { due, id } => format!("L{due}_{id}"),
+        QueueCursor::Sla { due, id } => format!("S{}_{id}", due.timestamp_micros()),
+    }
 }
 
 /// Cases ordered by legal due date, soonest first.
@@ -53,24 +85,41 @@ pub async fn queue(
     _staff: Staff,
     Query(q): Query<QueueParams>,
 ) -> ApiResult<axum::Json<Page<StaffCase>>> {
-    let after = q.cursor.as_deref().map(decode_queue_cursor).transpose()?;
+    let order = match q.order {
+        Some(QueueOrderParam::SlaDue) => QueueOrder::SlaDue,
+        _ => QueueOrder::LegalDue,
+    };
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_queue_cursor(c, order))
+        .transpose()?;
     let filter = QueueFilter {
         status: q.status,
         process: q.process.map(|p| p.trim().to_uppercase()),
         assignee: q.assignee,
         due_before: q.due_before,
+        overdue: q.overdue.unwrap_or(false),
     };
-    let (items, next) = cases::staff_queue(&state.db, &filter, after, page_limit(q.limit)?).await?;
+    let (items, next) =
+        cases::staff_queue(&state.db, &filter, order, after, page_limit(q.limit)?).await?;
     Ok(axum::Json(Page {
         items: items.into_iter().map(Into::into).collect(),
-        next_cursor: next.map(|c| format!("{}_{}", c.due, c.id)),
+        next_cursor: next.map(encode_queue_cursor),
     }))
 }
 
 async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> {
     let events = cases::events(&state.db, case.id, false).await?;
     let messages = cases::messages(&state.db, case.id).await?;
+    let id = case.id;
     let mut view = StaffCase::from(case);
+    let mut conn = state
+        .db
+        .acquire()
+        .await
+        .map_err(atiende_core::Error::from)?;
+    view.clocks = Some(atiende_core::deadlines::case_clocks(&mut conn, id).await?);
     view.events = Some(
         events
             .into_iter()
@@ -190,4 +239,35 @@ pub async fn post_message(
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
     let message = cases::add_message(&state.db, &user, id, &req.body).await?;
     Ok((StatusCode::CREATED, axum::Json(message.into())))
+}
+
+/// Staff: ask the customer for missing information. The case waits on the customer and its
+/// resolution and legal clocks pause until the customer replies with a message.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/request-info", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = RequestInfoRequest, responses((status = 200, body = StaffCase), (status = 409, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn request_info(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<RequestInfoRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let case = cases::request_info(&state.db, &user, id, &req.question).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
+}
+
+/// Quality director: extend the legal term once, before it expires, to at most twice its length.
+/// The reason is sent to the customer.
+#[utoipa::path(post, path = "/api/v1/staff/cases/{id}/extend", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = ExtendRequest, responses((status = 200, body = StaffCase), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn extend(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<ExtendRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let case =
+        cases::extend_legal_term(&state.db, &user, id, req.new_due_date, &req.reason).await?;
+    Ok(axum::Json(full_view(&state, case).await?))
 }

@@ -206,6 +206,9 @@ pub struct StaffCase {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
+    /// The legal term and the SLA clocks, on the single-case view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clocks: Option<atiende_core::deadlines::CaseClocks>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<StaffEventView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,6 +240,7 @@ impl From<Case> for StaffCase {
             created_at: c.created_at,
             updated_at: c.updated_at,
             answered_at: c.answered_at,
+            clocks: None,
             events: None,
             messages: None,
         }
@@ -305,4 +309,18 @@ pub struct HolidayView {
 pub struct HolidaysResponse {
     pub year: i32,
     pub holidays: Vec<HolidayView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RequestInfoRequest {
+    /// What the customer must send; they see it as a message.
+    pub question: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ExtendRequest {
+    /// The new legal due date, `YYYY-MM-DD`.
+    pub new_due_date: NaiveDate,
+    /// Why, sent to the customer.
+    pub reason: String,
 }

@@ -115,6 +115,11 @@ enum CalendarCommand {
         #[arg(long)]
         date: NaiveDate,
     },
+    /// Show the working hours of the SLA clocks, or set them, e.g. --set "mon-fri 08:00-17:00 -05:00".
+    Hours {
+        #[arg(long)]
+        set: Option<String>,
+    },
     /// Drop the override on a date, going back to what the law computes.
     ClearOverride {
         #[arg(long)]
@@ -279,6 +284,17 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
         Command::Calendar(CalendarCommand::RemoveHoliday { date }) => {
             atiende_core::holidays::remove_holiday(pool, date).await?;
             println!("{date} is now a business day if it falls Monday to Friday");
+        }
+        Command::Calendar(CalendarCommand::Hours { set }) => {
+            let hours = match set {
+                Some(spec) => atiende_core::deadlines::set_working_hours(pool, &spec).await?,
+                None => {
+                    atiende_core::deadlines::load_schedule(&mut *pool.acquire().await?)
+                        .await?
+                        .hours
+                }
+            };
+            println!("{hours}");
         }
         Command::Calendar(CalendarCommand::ClearOverride { date }) => {
             let cleared = atiende_core::holidays::clear_override(pool, date).await?;

@@ -1,0 +1,314 @@
+//! The two clocks of a case, derived from its stored clock events: the legal term in business days
+//! (Ley 1755 de 2015) and the operational SLA in business hours (SGC-SAC-001 §5).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::calendar::BusinessCalendar;
+use crate::cases::local_date;
+use crate::clocks::{self, ClockEvent, ClockState, ClockStatus, WorkingHours};
+use crate::error::{Error, Result};
+use crate::types::Priority;
+
+/// The calendar and the working hours, as configured in the database.
+#[derive(Debug, Clone, Default)]
+pub struct Schedule {
+    pub calendar: BusinessCalendar,
+    pub hours: WorkingHours,
+}
+
+pub async fn load_schedule(conn: &mut PgConnection) -> Result<Schedule> {
+    let calendar = crate::holidays::load_calendar(&mut *conn).await?;
+    let spec = sqlx::query_scalar!("select spec from working_hours")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let hours = match spec {
+        Some(spec) => WorkingHours::parse(&spec)
+            .map_err(|e| Error::Internal(format!("stored working hours {spec:?}: {e}")))?,
+        None => WorkingHours::default(),
+    };
+    Ok(Schedule { calendar, hours })
+}
+
+/// Replaces the working hours every atiende process uses, e.g. `mon-fri 08:00-17:00 -05:00`.
+pub async fn set_working_hours(db: impl PgExecutor<'_>, spec: &str) -> Result<WorkingHours> {
+    let hours =
+        WorkingHours::parse(spec).map_err(|e| Error::invalid("invalid_working_hours", e))?;
+    sqlx::query!(
+        "insert into working_hours (id, spec) values (true, $1)
+         on conflict (id) do update set spec = excluded.spec",
+        hours.to_string()
+    )
+    .execute(db)
+    .await?;
+    Ok(hours)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    Legal,
+    FirstResponse,
+    Resolution,
+}
+
+impl Clock {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clock::Legal => "legal",
+            Clock::FirstResponse => "first_response",
+            Clock::Resolution => "resolution",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Start,
+    Pause,
+    Resume,
+    Extend,
+    Stop,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Start => "start",
+            Kind::Pause => "pause",
+            Kind::Resume => "resume",
+            Kind::Extend => "extend",
+            Kind::Stop => "stop",
+        }
+    }
+}
+
+/// One stored clock event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub clock: String,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub extend_to: Option<NaiveDate>,
+}
+
+/// The legal term: a date, counted in business days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LegalClock {
+    pub status: ClockStatus,
+    pub due_date: NaiveDate,
+    /// Business days left until the due date (0 on the due date); negative once it has passed.
+    pub business_days_remaining: i64,
+    /// Whether the one extension (prórroga) was used.
+    pub extended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CaseClocks {
+    pub legal: LegalClock,
+    pub first_response: ClockState,
+    pub resolution: ClockState,
+}
+
+/// What a case's clocks are computed from.
+#[derive(Debug, Clone)]
+pub struct ClockInputs {
+    pub filed_at: DateTime<Utc>,
+    pub legal_term_days: u32,
+    pub priority: Priority,
+    pub events: Vec<StoredEvent>,
+}
+
+/// Legal term per Ley 1755: counted from the business day after filing; a request for missing
+/// information suspends it (art. 17) and the days spent waiting are added back on the reply; the
+/// one extension (art. 14 parágrafo) sets a new date.
+pub fn legal_clock(cal: &BusinessCalendar, inputs: &ClockInputs, now: DateTime<Utc>) -> LegalClock {
+    let mut due = cal.add_business_days(local_date(inputs.filed_at), inputs.legal_term_days);
+    let (mut paused_since, mut stopped, mut extended) = (None, None, false);
+    for e in inputs
+        .events
+        .iter()
+        .filter(|e| e.clock == Clock::Legal.as_str())
+    {
+        let day = local_date(e.at);
+        match e.kind.as_str() {
+            "pause" if paused_since.is_none() && stopped.is_none() => paused_since = Some(day),
+            "resume" => {
+                if let Some(since) = paused_since.take() {
+                    due = cal.add_business_days(due, cal.business_days_between(since, day));
+                }
+            }
+            "extend" => {
+                if let Some(to) = e.extend_to {
+                    due = to;
+                    extended = true;
+                }
+            }
+            "stop" if stopped.is_none() => stopped = Some(day),
+            _ => {}
+        }
+    }
+    let today = local_date(now);
+    let status = match stopped {
+        Some(day) if day <= due => ClockStatus::Met,
+        Some(_) => ClockStatus::Breached,
+        None if today > due => ClockStatus::Breached,
+        None if paused_since.is_some() => ClockStatus::Paused,
+        None => ClockStatus::Running,
+    };
+    let business_days_remaining = if today <= due {
+        i64::from(cal.business_days_between(today, due))
+    } else {
+        -i64::from(cal.business_days_between(due, today))
+    };
+    LegalClock {
+        status,
+        due_date: due,
+        business_days_remaining,
+        extended,
+    }
+}
+
+fn operational(inputs: &ClockInputs, clock: Clock) -> Vec<ClockEvent> {
+    inputs
+        .events
+        .iter()
+        .filter(|e| e.clock == clock.as_str())
+        .filter_map(|e| match e.kind.as_str() {
+            "start" => Some(ClockEvent::Start { at: e.at }),
+            "pause" => Some(ClockEvent::Pause { at: e.at }),
+            "resume" => Some(ClockEvent::Resume { at: e.at }),
+            "stop" => Some(ClockEvent::Stop { at: e.at }),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn evaluate(schedule: &Schedule, inputs: &ClockInputs, now: DateTime<Utc>) -> CaseClocks {
+    let (first, resolution) = clocks::sla_targets(inputs.priority);
+    let (hours, cal) = (&schedule.hours, &schedule.calendar);
+    CaseClocks {
+        legal: legal_clock(cal, inputs, now),
+        first_response: clocks::evaluate(
+            hours,
+            cal,
+            first,
+            &operational(inputs, Clock::FirstResponse),
+            now,
+        ),
+        resolution: clocks::evaluate(
+            hours,
+            cal,
+            resolution,
+            &operational(inputs, Clock::Resolution),
+            now,
+        ),
+    }
+}
+
+/// The instant a running, unstopped clock is due: what the queue orders by and the scheduler
+/// looks for. None while paused or once stopped.
+pub fn pending_due(
+    inputs: &ClockInputs,
+    clock: Clock,
+    state: &ClockState,
+) -> Option<DateTime<Utc>> {
+    let stopped = inputs
+        .events
+        .iter()
+        .any(|e| e.clock == clock.as_str() && e.kind == "stop");
+    if stopped { None } else { state.due_at }
+}
+
+pub async fn inputs(conn: &mut PgConnection, case_id: Uuid) -> Result<ClockInputs> {
+    let case = sqlx::query!(
+        r#"select created_at, legal_term_days, priority as "priority: Priority" from cases where id = $1"#,
+        case_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::not_found("case_not_found", "case"))?;
+    let events = sqlx::query_as!(
+        StoredEvent,
+        "select clock, kind, at, extend_to from case_clock_events where case_id = $1 order by id",
+        case_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ClockInputs {
+        filed_at: case.created_at,
+        legal_term_days: u32::try_from(case.legal_term_days).unwrap_or(0),
+        priority: case.priority,
+        events,
+    })
+}
+
+/// A case's clocks as of now.
+pub async fn case_clocks(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseClocks> {
+    let schedule = load_schedule(&mut *conn).await?;
+    let inputs = inputs(&mut *conn, case_id).await?;
+    Ok(evaluate(&schedule, &inputs, Utc::now()))
+}
+
+pub(crate) async fn record(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    clock: Clock,
+    kind: Kind,
+    actor: Option<Uuid>,
+    extend_to: Option<NaiveDate>,
+) -> Result<()> {
+    sqlx::query!(
+        "insert into case_clock_events (case_id, clock, kind, at, extend_to, actor_id)
+         values ($1, $2, $3, now(), $4, $5)",
+        case_id,
+        clock.as_str(),
+        kind.as_str(),
+        extend_to,
+        actor,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Rewrites the cached due columns of a case from its clock events; called in the transaction that
+/// wrote the events, so the cache never disagrees with them after a commit.
+pub(crate) async fn refresh(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseClocks> {
+    let schedule = load_schedule(&mut *conn).await?;
+    let inputs = inputs(&mut *conn, case_id).await?;
+    // The transaction's own time, so events written in it count as already happened.
+    let now: DateTime<Utc> = sqlx::query_scalar!(r#"select now() as "now!""#)
+        .fetch_one(&mut *conn)
+        .await?;
+    let clocks = evaluate(&schedule, &inputs, now);
+    sqlx::query!(
+        "update cases set legal_due_date = $2, first_response_due_at = $3, resolution_due_at = $4 where id = $1",
+        case_id,
+        clocks.legal.due_date,
+        pending_due(&inputs, Clock::FirstResponse, &clocks.first_response),
+        pending_due(&inputs, Clock::Resolution, &clocks.resolution),
+    )
+    .execute(conn)
+    .await?;
+    Ok(clocks)
+}
+
+/// Whether a clock has been stopped already.
+pub(crate) async fn is_stopped(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    clock: Clock,
+) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(select 1 from case_clock_events where case_id = $1 and clock = $2 and kind = 'stop') as "stopped!""#,
+        case_id,
+        clock.as_str()
+    )
+    .fetch_one(conn)
+    .await?)
+}
