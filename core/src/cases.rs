@@ -11,7 +11,11 @@ use crate::auth::User;
 use crate::deadlines::{self, Clock, Kind};
 use crate::error::{Error, Result, violates};
 use crate::holidays;
+use crate::notifications;
 use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
+
+/// How long a push service keeps a customer notice for a phone that is offline.
+const NOTICE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Colombia keeps UTC−5 all year; filing dates and radicado years are local dates.
 pub fn local_offset() -> FixedOffset {
@@ -182,6 +186,15 @@ pub async fn file(
              insert into case_clock_events (case_id, clock, kind, at)
              select c.id, k.clock, 'start', $15
              from c cross join (values ('legal'), ('first_response'), ('resolution')) as k (clock)
+         ), a as (
+             insert into notifications (dedupe_key, case_id, user_id, kind, urgency, ttl_secs, data)
+             select 'acknowledgement:' || c.id, c.id, $8, 'acknowledgement', 'normal', $19,
+                    jsonb_build_object('radicado', c.radicado, 'type', $3::text, 'due_date', $14::date)
+             from c where $8::uuid is not null
+             returning id, user_id
+         ), d as (
+             insert into push_deliveries (notification_id, subscription_id, endpoint)
+             select a.id, s.id, s.endpoint from a join push_subscriptions s on s.user_id = a.user_id
          )
          select radicado from c",
         new.id,
@@ -202,6 +215,7 @@ pub async fn file(
         actor_role,
         first_due,
         resolution_due,
+        NOTICE_TTL.as_secs() as i32,
     )
     .fetch_one(&mut *tx)
     .await;
@@ -860,6 +874,17 @@ pub async fn close(pool: &PgPool, actor: &User, case_id: Uuid, c: Closing) -> Re
             deadlines::record(&mut m.tx, case_id, clock, Kind::Stop, Some(actor.id), None).await?;
         }
     }
+    let case = get(&mut *m.tx, case_id).await?;
+    let data = serde_json::json!({"radicado": case.radicado, "type": case.case_type.as_str()});
+    notifications::notify_customer(
+        &mut m.tx,
+        case_id,
+        notifications::Kind::Answer,
+        "normal",
+        NOTICE_TTL,
+        data,
+    )
+    .await?;
     m.finish(actor, Some(comment)).await
 }
 
@@ -1116,6 +1141,16 @@ pub async fn extend_legal_term(
     append_event(&mut tx, case_id, actor, event).await?;
     deadlines::refresh(&mut tx, case_id).await?;
     let case = get(&mut *tx, case_id).await?;
+    let data = serde_json::json!({"radicado": case.radicado, "type": case.case_type.as_str(), "due_date": new_due, "reason": reason});
+    notifications::notify_customer(
+        &mut tx,
+        case_id,
+        notifications::Kind::Extension,
+        "normal",
+        NOTICE_TTL,
+        data,
+    )
+    .await?;
     tx.commit().await?;
     Ok(case)
 }

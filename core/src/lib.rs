@@ -8,6 +8,7 @@ pub mod clocks;
 pub mod deadlines;
 pub mod error;
 pub mod holidays;
+pub mod notifications;
 pub mod processes;
 pub mod texts;
 pub mod types;

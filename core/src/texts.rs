@@ -48,6 +48,84 @@ pub fn acknowledgement(language: &str, t: CaseType, radicado: &str, due: NaiveDa
     .into_owned()
 }
 
+/// Title and body of a push notification, rendered from what the outbox stored.
+pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, String) {
+    let l = lang(language);
+    let field = |k: &str| {
+        data.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let radicado = field("radicado");
+    let case_type = field("type")
+        .parse::<CaseType>()
+        .map(|t| case_type(l, t))
+        .unwrap_or_default();
+    let date = |k: &str| {
+        field(k)
+            .parse::<NaiveDate>()
+            .map(|d| long_date(l, d))
+            .unwrap_or_else(|_| field(k))
+    };
+    match kind {
+        "acknowledgement" => {
+            let title = rust_i18n::t!(
+                "push.acknowledgement.title",
+                locale = l,
+                radicado = radicado
+            )
+            .into_owned();
+            let body = field("type")
+                .parse::<CaseType>()
+                .ok()
+                .zip(field("due_date").parse::<NaiveDate>().ok())
+                .map(|(t, due)| acknowledgement(l, t, &radicado, due))
+                .unwrap_or_default();
+            (title, body)
+        }
+        "extension" => (
+            rust_i18n::t!("push.extension.title", locale = l, radicado = radicado).into_owned(),
+            rust_i18n::t!(
+                "push.extension.body",
+                locale = l,
+                case_type = case_type,
+                radicado = radicado,
+                due_date = date("due_date"),
+                reason = field("reason")
+            )
+            .into_owned(),
+        ),
+        "answer" => (
+            rust_i18n::t!("push.answer.title", locale = l, case_type = case_type).into_owned(),
+            rust_i18n::t!("push.answer.body", locale = l, radicado = radicado).into_owned(),
+        ),
+        "deadline_warning" | "deadline_breach" => {
+            let clock_key = format!("clock.{}", field("clock"));
+            let clock = rust_i18n::t!(&clock_key, locale = l).into_owned();
+            let percent = data
+                .get("percent")
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default();
+            let title_key = format!("push.{kind}.title");
+            let body_key = format!("push.{kind}.body");
+            (
+                rust_i18n::t!(&title_key, locale = l, radicado = radicado).into_owned(),
+                rust_i18n::t!(
+                    &body_key,
+                    locale = l,
+                    radicado = radicado,
+                    clock = clock,
+                    percent = percent,
+                    due = field("due")
+                )
+                .into_owned(),
+            )
+        }
+        _ => (radicado.clone(), String::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

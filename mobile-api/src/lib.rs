@@ -17,6 +17,7 @@ pub mod calendar;
 pub mod customer;
 pub mod error;
 pub mod extract;
+pub mod push;
 pub mod staff;
 pub mod views;
 
@@ -29,6 +30,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct ApiState {
     pub db: PgPool,
     pub session_ttl: Duration,
+    /// The VAPID public key apps subscribe with; None when push is not configured.
+    pub vapid_public_key: Option<String>,
 }
 
 impl ApiState {
@@ -36,6 +39,7 @@ impl ApiState {
         ApiState {
             db,
             session_ttl: account::DEFAULT_SESSION_TTL,
+            vapid_public_key: None,
         }
     }
 }
@@ -123,6 +127,22 @@ fn routes() -> Routes {
             "/api/v1/staff/cases/{id}/extend",
             staff::extend,
         )
+        .add(
+            Method::GET,
+            "/api/v1/staff/cases/{id}/notifications",
+            push::case_notifications,
+        )
+        .add(Method::POST, "/api/v1/push/subscriptions", push::subscribe)
+        .add(
+            Method::DELETE,
+            "/api/v1/push/subscriptions/{id}",
+            push::unsubscribe,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/push/vapid-public-key",
+            push::vapid_public_key,
+        )
         .add(Method::GET, "/api/v1/calendar/holidays", calendar::holidays)
         .add(Method::GET, "/api/v1/openapi.json", openapi_json)
 }
@@ -154,10 +174,11 @@ pub fn router(state: ApiState) -> Router {
         account::register, account::login, account::logout, account::me,
         customer::file_case, customer::list_cases, customer::get_case, customer::post_message, customer::rate,
         staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message, staff::request_info, staff::extend,
+        push::case_notifications, push::subscribe, push::unsubscribe, push::vapid_public_key,
         calendar::holidays, openapi_json,
     ),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "meta"))
+    tags((name = "auth"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "meta"))
 )]
 pub struct ApiDoc;
 

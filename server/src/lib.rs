@@ -22,6 +22,7 @@ pub mod admin;
 pub mod demo;
 pub mod embedded_pg;
 pub mod metrics;
+pub mod push;
 pub mod settings;
 
 pub use metrics::Metrics;
@@ -112,10 +113,16 @@ struct AppState {
 }
 
 /// The whole HTTP application: the apps' API, health, readiness and metrics.
-pub fn app(db: PgPool, settings: &Settings, metrics: Arc<Metrics>) -> Router {
+pub fn app(
+    db: PgPool,
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    vapid_public_key: Option<String>,
+) -> Router {
     let api = ApiState {
         db: db.clone(),
         session_ttl: settings.session_ttl(),
+        vapid_public_key,
     };
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -201,20 +208,50 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serves until `shutdown` completes, then stops taking connections and drains the requests in flight.
+/// Serves until `shutdown` completes, then stops taking connections, drains the requests in
+/// flight, and stops the background workers.
 pub async fn run(
     listener: TcpListener,
     db: PgPool,
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(db, settings, Metrics::new());
+    let sender = match &settings.vapid_private_key {
+        Some(key) => Some(Arc::new(
+            push::PushSender::new(key.expose(), &settings.vapid_subject)
+                .map_err(std::io::Error::other)?,
+        )),
+        None => {
+            tracing::warn!(
+                "no VAPID key (ATIENDE_VAPID_PRIVATE_KEY): push notifications wait in the outbox"
+            );
+            None
+        }
+    };
+    let app = app(
+        db.clone(),
+        settings,
+        Metrics::new(),
+        sender.as_ref().map(|s| s.public_key().to_owned()),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = sender.map(|sender| {
+        let interval = Duration::from_millis(settings.push_interval_ms);
+        tokio::spawn(push::run_worker(db, sender, interval, stop_rx))
+    });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    let _ = stop_tx.send(true);
+    if let Some(worker) = worker
+        && let Err(e) = worker.await
+    {
+        tracing::error!(error = %e, "push worker ended abnormally");
+    }
+    served
 }
 
 /// Completes on Ctrl-C or SIGTERM.

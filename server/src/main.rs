@@ -34,6 +34,8 @@ enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print a new VAPID key pair for Web Push (set the private key as ATIENDE_VAPID_PRIVATE_KEY).
+    VapidKeys,
     /// Manage staff users.
     #[command(subcommand)]
     User(UserCommand),
@@ -188,6 +190,14 @@ async fn execute(command: Command, mut settings: Settings) -> Result<(), AnyErro
             db.close().await;
             Ok(())
         }
+        Command::VapidKeys => {
+            let (private, public) = atiende_server::push::generate_keys()?;
+            println!("ATIENDE_VAPID_PRIVATE_KEY={private}");
+            println!(
+                "# public key (GET /api/v1/push/vapid-public-key serves it to the apps): {public}"
+            );
+            Ok(())
+        }
         other => with_database(&settings, other).await,
     }
 }
@@ -307,7 +317,7 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
                 }
             );
         }
-        Command::Serve(_) | Command::Demo { .. } | Command::Migrate => {
+        Command::Serve(_) | Command::Demo { .. } | Command::Migrate | Command::VapidKeys => {
             unreachable!("handled by execute")
         }
     }

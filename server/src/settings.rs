@@ -43,6 +43,13 @@ pub struct Settings {
     pub session_ttl_hours: u64,
     /// Log filter in `tracing` syntax (`ATIENDE_LOG`, or `RUST_LOG`).
     pub log: String,
+    /// The VAPID private key that signs Web Push messages, base64url (`ATIENDE_VAPID_PRIVATE_KEY`;
+    /// make one with `atiende vapid-keys`). Without it notifications wait in the outbox.
+    pub vapid_private_key: Option<Secret>,
+    /// How push services can reach the operator: `mailto:` or `https:` (`ATIENDE_VAPID_SUBJECT`).
+    pub vapid_subject: String,
+    /// How often the push worker looks for due deliveries, in milliseconds (`ATIENDE_PUSH_INTERVAL_MS`).
+    pub push_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -54,6 +61,9 @@ impl Default for Settings {
             db_max_connections: 16,
             session_ttl_hours: 24 * 30,
             log: "info".into(),
+            vapid_private_key: None,
+            vapid_subject: "mailto:pqrs@localhost".into(),
+            push_interval_ms: 1000,
         }
     }
 }
@@ -131,6 +141,22 @@ impl Settings {
                         message: "expected a positive whole number of hours".into(),
                     })?;
         }
+        if let Some(v) = env("ATIENDE_VAPID_PRIVATE_KEY").filter(|v| !v.is_empty()) {
+            settings.vapid_private_key = Some(Secret::new(v));
+        }
+        if let Some(v) = env("ATIENDE_VAPID_SUBJECT").filter(|v| !v.is_empty()) {
+            settings.vapid_subject = v;
+        }
+        if let Some(v) = env("ATIENDE_PUSH_INTERVAL_MS") {
+            settings.push_interval_ms =
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(SettingsError::Env {
+                        name: "ATIENDE_PUSH_INTERVAL_MS",
+                        message: "expected a positive whole number of milliseconds".into(),
+                    })?;
+        }
         if let Some(v) = env("ATIENDE_LOG").or_else(|| env("RUST_LOG")) {
             settings.log = v;
         }
@@ -151,13 +177,17 @@ mod tests {
         let env = |k: &str| match k {
             "ATIENDE_LISTEN" => Some("0.0.0.0:9000".to_owned()),
             "DATABASE_URL" => Some("postgres://app:hunter2@db/atiende".to_owned()),
+            "ATIENDE_VAPID_PRIVATE_KEY" => Some("vapid-secret-value".to_owned()),
             _ => None,
         };
         let s = Settings::load_from(None, env).expect("valid settings");
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         let printed = format!("{s:?}");
-        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("vapid-secret-value"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -24,12 +24,16 @@ pub struct TestApp {
 
 /// Starts the whole HTTP application on an ephemeral port, using `pool`'s database.
 pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, Settings::default()).await
+}
+
+/// The same, with the given settings.
+pub async fn spawn_app_with(pool: PgPool, settings: Settings) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind an ephemeral port");
     let addr = listener.local_addr().expect("local address");
     let (tx, rx) = oneshot::channel::<()>();
-    let settings = Settings::default();
     let server_pool = pool.clone();
     let server = tokio::spawn(async move {
         atiende_server::run(listener, server_pool, &settings, async move {

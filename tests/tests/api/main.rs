@@ -9,3 +9,4 @@ mod filing;
 mod isolation;
 mod lifecycle;
 mod ops;
+mod push;

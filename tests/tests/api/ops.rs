@@ -86,6 +86,7 @@ async fn the_openapi_document_matches_the_router(pool: PgPool) {
         let req = match method.as_str() {
             "GET" => app.client.get(url),
             "POST" => app.client.post(url).json(&json!({})),
+            "DELETE" => app.client.delete(url),
             other => panic!("unexpected method {other}"),
         };
         let r = app.send(req).await;

@@ -1,0 +1,306 @@
+//! Web Push delivery: a worker claims due deliveries from the outbox in PostgreSQL, encrypts each
+//! payload for its subscription (aes128gcm), signs the request with the server's VAPID key and
+//! posts it to the push service, then records what the service answered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atiende_core::notifications::{self, Claimed, Outcome};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use web_push::{
+    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency,
+    VapidSignatureBuilder, WebPushMessageBuilder,
+};
+
+/// How long a claimed delivery stays with its worker before another may take it.
+const LEASE: Duration = Duration::from_secs(60);
+/// Deliveries claimed per round.
+const BATCH: i64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(
+        "the VAPID private key is not a base64url-encoded P-256 private key (generate one with `atiende vapid-keys`)"
+    )]
+    BadKey,
+    #[error("generating a VAPID key: {0}")]
+    KeyGeneration(String),
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Signs and sends push messages with one VAPID identity.
+pub struct PushSender {
+    client: reqwest::Client,
+    key: PartialVapidSignatureBuilder,
+    public_key: String,
+    subject: String,
+}
+
+impl PushSender {
+    /// `private_key` is the raw 32-byte P-256 scalar, base64url; `subject` is the `mailto:` or
+    /// `https:` contact push services may use to reach the operator.
+    pub fn new(private_key: &str, subject: &str) -> Result<Self, PushError> {
+        let key = VapidSignatureBuilder::from_base64_no_sub(private_key.trim())
+            .map_err(|_| PushError::BadKey)?;
+        let public_key = URL_SAFE_NO_PAD.encode(key.get_public_key());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| PushError::Client(e.to_string()))?;
+        Ok(PushSender {
+            client,
+            key,
+            public_key,
+            subject: subject.to_owned(),
+        })
+    }
+
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// Claims the due deliveries, sends them, records each outcome. Returns how many it handled.
+    pub async fn deliver_due(&self, pool: &PgPool) -> Result<usize, atiende_core::Error> {
+        let claimed = notifications::claim_due(pool, BATCH, LEASE).await?;
+        for delivery in &claimed {
+            let outcome = self.send(delivery).await;
+            match &outcome {
+                Outcome::Sent { .. } => tracing::debug!(delivery = delivery.id, "push sent"),
+                Outcome::Gone { status } => tracing::info!(
+                    delivery = delivery.id,
+                    status,
+                    "push subscription gone; removed"
+                ),
+                Outcome::Retry {
+                    status,
+                    error,
+                    after,
+                } => {
+                    tracing::warn!(
+                        delivery = delivery.id,
+                        ?status,
+                        error,
+                        retry_in_secs = after.as_secs(),
+                        "push delivery will be retried"
+                    )
+                }
+                Outcome::Failed { status, error } => tracing::warn!(
+                    delivery = delivery.id,
+                    ?status,
+                    error,
+                    "push delivery failed"
+                ),
+            }
+            let mut conn = pool.acquire().await?;
+            notifications::record_outcome(&mut conn, delivery.id, &outcome).await?;
+        }
+        Ok(claimed.len())
+    }
+
+    async fn send(&self, d: &Claimed) -> Outcome {
+        let (Some(p256dh), Some(auth)) = (&d.p256dh, &d.auth) else {
+            return Outcome::Gone { status: 0 };
+        };
+        let (title, body) = atiende_core::texts::push(&d.language, &d.kind, &d.data);
+        let field = |k: &str| d.data.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let payload = serde_json::json!({
+            "kind": d.kind,
+            "title": title,
+            "body": body,
+            "case_id": d.case_id,
+            "radicado": field("radicado"),
+            "deadline": d.data.get("due").or_else(|| d.data.get("due_date")).cloned(),
+        })
+        .to_string();
+        let info = SubscriptionInfo::new(d.endpoint.as_str(), p256dh.as_str(), auth.as_str());
+        let mut signer = self.key.clone().add_sub_info(&info);
+        signer.add_claim("sub", self.subject.as_str());
+        // web-push leaves a non-default port out of the audience; RFC 8292 wants the full origin.
+        if let Some(origin) = origin(&d.endpoint) {
+            signer.add_claim("aud", origin);
+        }
+        let signature = match signer.build() {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: format!("signing: {e}"),
+                };
+            }
+        };
+        let mut builder = WebPushMessageBuilder::new(&info);
+        builder.set_payload(ContentEncoding::Aes128Gcm, payload.as_bytes());
+        builder.set_ttl(u32::try_from(d.ttl_secs).unwrap_or(0));
+        builder.set_urgency(match d.urgency.as_str() {
+            "high" => Urgency::High,
+            "low" => Urgency::Low,
+            "very-low" => Urgency::VeryLow,
+            _ => Urgency::Normal,
+        });
+        builder.set_vapid_signature(signature);
+        let message = match builder.build() {
+            Ok(m) => m,
+            // The subscription's keys cannot be used: retrying will not fix them.
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: format!("encrypting: {e}"),
+                };
+            }
+        };
+        let mut request = self
+            .client
+            .post(&d.endpoint)
+            .header("TTL", message.ttl.to_string())
+            .header("Content-Type", "application/octet-stream");
+        if let Some(urgency) = message.urgency {
+            request = request.header("Urgency", urgency.to_string());
+        }
+        if let Some(payload) = message.payload {
+            request = request.header("Content-Encoding", payload.content_encoding.to_str());
+            for (name, value) in payload.crypto_headers {
+                request = request.header(name, value);
+            }
+            request = request.body(payload.content);
+        }
+        match request.send().await {
+            Ok(response) => classify(
+                response.status().as_u16(),
+                retry_after(response.headers()),
+                d.attempts,
+            ),
+            Err(e) => Outcome::Retry {
+                status: None,
+                error: format!("network: {e}"),
+                after: backoff(d.attempts),
+            },
+        }
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+/// What a push service's status means (RFC 8030 §5, and the services' documented practice).
+fn classify(status: u16, retry_after: Option<Duration>, attempts: i32) -> Outcome {
+    match status {
+        200..=299 => Outcome::Sent { status },
+        404 | 410 => Outcome::Gone { status },
+        429 | 500..=599 => Outcome::Retry {
+            status: Some(status),
+            error: format!("push service answered {status}"),
+            after: retry_after.unwrap_or_else(|| backoff(attempts)),
+        },
+        _ => Outcome::Failed {
+            status: Some(status),
+            error: format!("push service refused the message with {status}"),
+        },
+    }
+}
+
+/// Exponential from 2 s, at most an hour.
+fn backoff(attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 12)).unwrap_or(1);
+    Duration::from_secs(2u64.pow(exp)).min(Duration::from_secs(3600))
+}
+
+/// `Retry-After` in seconds (the form push services use); an HTTP date is read as "later".
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    match value.trim().parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs.min(24 * 3600))),
+        Err(_) => Some(Duration::from_secs(60)),
+    }
+}
+
+/// A new VAPID key pair, base64url: (private key for the settings, public key for the apps).
+pub fn generate_keys() -> Result<(String, String), PushError> {
+    let (pair, _) = ece::generate_keypair_and_auth_secret()
+        .map_err(|e| PushError::KeyGeneration(e.to_string()))?;
+    let components = pair
+        .raw_components()
+        .map_err(|e| PushError::KeyGeneration(e.to_string()))?;
+    // The scalar comes without leading zero bytes; keys are exactly 32 bytes.
+    let scalar = components.private_key();
+    let mut private = vec![0u8; 32usize.saturating_sub(scalar.len())];
+    private.extend_from_slice(scalar);
+    Ok((
+        URL_SAFE_NO_PAD.encode(private),
+        URL_SAFE_NO_PAD.encode(components.public_key()),
+    ))
+}
+
+/// Delivers until `stop` turns true, waking every `interval`.
+pub async fn run_worker(
+    pool: PgPool,
+    sender: Arc<PushSender>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    tracing::info!("push delivery worker started");
+    loop {
+        match sender.deliver_due(&pool).await {
+            // A full batch: there may be more waiting.
+            Ok(n) if n as i64 >= BATCH => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "push delivery round failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    tracing::info!("push delivery worker stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(classify(201, None, 1), Outcome::Sent { status: 201 });
+        assert_eq!(classify(410, None, 1), Outcome::Gone { status: 410 });
+        assert!(
+            matches!(classify(429, Some(Duration::from_secs(120)), 1), Outcome::Retry { after, .. } if after == Duration::from_secs(120))
+        );
+        assert!(
+            matches!(classify(503, None, 3), Outcome::Retry { after, .. } if after == Duration::from_secs(8))
+        );
+        assert!(matches!(classify(400, None, 1), Outcome::Failed { .. }));
+        assert_eq!(backoff(50), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin("https://fcm.googleapis.com/fcm/send/abc").as_deref(),
+            Some("https://fcm.googleapis.com")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:4000/push/x?y=1").as_deref(),
+            Some("http://127.0.0.1:4000")
+        );
+        assert_eq!(origin("nonsense"), None);
+    }
+
+    #[test]
+    fn generated_keys_sign() {
+        let (private, public) = generate_keys().expect("keys");
+        let sender = PushSender::new(&private, "mailto:ops@example.com").expect("sender");
+        assert_eq!(sender.public_key(), public);
+        assert!(PushSender::new("not a key", "mailto:x@example.com").is_err());
+    }
+}

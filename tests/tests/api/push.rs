@@ -1,0 +1,444 @@
+use std::time::Duration;
+
+use atiende_server::Settings;
+use atiende_server::push::{PushSender, generate_keys};
+use atiende_server::settings::Secret;
+use atiende_tests::{TestApp, spawn_app, spawn_app_with};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_simple::prelude::{ECDSAP256PublicKeyLike, ES256PublicKey, NoCustomClaims};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A browser's push subscription: its keys stay here so the test can decrypt what it receives.
+struct Browser {
+    endpoint: String,
+    keys: ece::EcKeyComponents,
+    auth: [u8; 16],
+}
+
+impl Browser {
+    fn new(endpoint: String) -> Browser {
+        let (pair, auth) = ece::generate_keypair_and_auth_secret().expect("browser keys");
+        Browser {
+            endpoint,
+            keys: pair.raw_components().expect("components"),
+            auth,
+        }
+    }
+
+    fn subscription(&self) -> Value {
+        json!({"endpoint": self.endpoint, "keys": {"p256dh": URL_SAFE_NO_PAD.encode(self.keys.public_key()), "auth": URL_SAFE_NO_PAD.encode(self.auth)}})
+    }
+
+    fn decrypt(&self, body: &[u8]) -> Value {
+        let plain = ece::decrypt(&self.keys, &self.auth, body)
+            .expect("the payload decrypts with the subscriber's key");
+        serde_json::from_slice(&plain).expect("a JSON payload")
+    }
+}
+
+fn sender() -> PushSender {
+    let (private, _) = generate_keys().expect("keys");
+    PushSender::new(&private, "mailto:pqrs@atiende.test").expect("sender")
+}
+
+async fn customer_with_device(app: &TestApp, push: &MockServer, device: &str) -> (String, Browser) {
+    let token = app.customer("cliente@test.co", "1020304050").await;
+    let browser = Browser::new(format!("{}/push/{device}", push.uri()));
+    let r = app
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&token),
+            browser.subscription(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    (token, browser)
+}
+
+async fn delivery_state(app: &TestApp) -> (String, i32) {
+    sqlx::query_as("select state, attempts from push_deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .expect("one delivery")
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn the_acknowledgement_reaches_the_phone_encrypted_and_signed(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/push/phone"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&push)
+        .await;
+    let (token, browser) = customer_with_device(&app, &push, "phone").await;
+    let case = app.file(&token, "queja").await;
+    let sender = sender();
+
+    assert_eq!(sender.deliver_due(&app.pool).await.expect("deliver"), 1);
+    assert_eq!(
+        sender.deliver_due(&app.pool).await.expect("deliver"),
+        0,
+        "sent once"
+    );
+
+    let requests = push.received_requests().await.expect("recorded");
+    let request = &requests[0];
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-encoding"), "aes128gcm");
+    assert_eq!(header("ttl"), "604800");
+    assert_eq!(header("urgency"), "normal");
+
+    // As the browser would: decrypt with the subscription's private key and auth secret.
+    let payload = browser.decrypt(&request.body);
+    assert_eq!(payload["case_id"], case["id"]);
+    assert_eq!(payload["radicado"], case["radicado"]);
+    assert_eq!(payload["kind"], "acknowledgement");
+    assert_eq!(
+        payload["body"], case["acknowledgement"],
+        "the text the customer reads, in Spanish"
+    );
+    assert_eq!(payload["deadline"], case["legal_due_date"]);
+
+    // VAPID (RFC 8292): a JWT for the push service's origin, signed by the key the apps know.
+    let auth = header("authorization");
+    let (t, k) = auth
+        .strip_prefix("vapid t=")
+        .and_then(|rest| rest.split_once(", k="))
+        .unwrap_or_else(|| panic!("not a VAPID header: {auth}"));
+    assert_eq!(k, sender.public_key());
+    let key = ES256PublicKey::from_bytes(&URL_SAFE_NO_PAD.decode(k).expect("k is base64url"))
+        .expect("a P-256 key");
+    let claims = key
+        .verify_token::<NoCustomClaims>(t, None)
+        .expect("the signature verifies");
+    let audience = claims
+        .audiences
+        .expect("aud")
+        .into_string()
+        .expect("one audience");
+    assert_eq!(audience, push.uri());
+    let expires = claims.expires_at.expect("exp").as_secs();
+    let now = chrono::Utc::now().timestamp() as u64;
+    assert!(
+        expires > now && expires <= now + 24 * 3600,
+        "exp {expires} vs now {now}"
+    );
+    let forged =
+        ES256PublicKey::from_bytes(&URL_SAFE_NO_PAD.decode(sender_key_other()).expect("b64"))
+            .expect("key");
+    assert!(
+        forged.verify_token::<NoCustomClaims>(t, None).is_err(),
+        "another key does not verify it"
+    );
+
+    let org_director = app
+        .staff(
+            "director@test.co",
+            atiende_core::types::Role::QualityDirector,
+            None,
+        )
+        .await
+        .1;
+    let r = app
+        .get(
+            &format!(
+                "/api/v1/staff/cases/{}/notifications",
+                case["id"].as_str().expect("id")
+            ),
+            Some(&org_director),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[0]["kind"], "acknowledgement");
+    assert_eq!(r.body[0]["deliveries"][0]["state"], "sent");
+    assert_eq!(r.body[0]["deliveries"][0]["last_status"], 201);
+}
+
+fn sender_key_other() -> String {
+    generate_keys().expect("keys").1
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_gone_subscription_is_removed(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(410))
+        .expect(1)
+        .mount(&push)
+        .await;
+    let (token, _) = customer_with_device(&app, &push, "old-phone").await;
+    app.file(&token, "peticion").await;
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 1);
+    assert_eq!(delivery_state(&app).await, ("gone".to_owned(), 1));
+    let subs: i64 = sqlx::query_scalar("select count(*) from push_subscriptions")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(subs, 0, "the subscription was deleted");
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&push)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&push)
+        .await;
+    let (token, _) = customer_with_device(&app, &push, "phone").await;
+    app.file(&token, "reclamo").await;
+    let sender = sender();
+
+    assert_eq!(sender.deliver_due(&app.pool).await.expect("deliver"), 1);
+    assert_eq!(delivery_state(&app).await, ("pending".to_owned(), 1));
+    let wait: f64 = sqlx::query_scalar(
+        "select extract(epoch from next_attempt_at - now())::float8 from push_deliveries",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("wait");
+    assert!(
+        (100.0..=121.0).contains(&wait),
+        "honours Retry-After: {wait}"
+    );
+    assert_eq!(
+        sender.deliver_due(&app.pool).await.expect("deliver"),
+        0,
+        "not before its time"
+    );
+
+    sqlx::query("update push_deliveries set next_attempt_at = now()")
+        .execute(&app.pool)
+        .await
+        .expect("time passes");
+    assert_eq!(sender.deliver_due(&app.pool).await.expect("deliver"), 1);
+    assert_eq!(delivery_state(&app).await, ("sent".to_owned(), 2));
+    assert_eq!(push.received_requests().await.map(|r| r.len()), Some(2));
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_crash_between_claim_and_send_loses_nothing(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&push)
+        .await;
+    let (token, _) = customer_with_device(&app, &push, "phone").await;
+    app.file(&token, "queja").await;
+
+    // A worker claims the delivery and dies before sending it.
+    let claimed = atiende_core::notifications::claim_due(&app.pool, 10, Duration::from_secs(60))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let sender = sender();
+    assert_eq!(
+        sender.deliver_due(&app.pool).await.expect("deliver"),
+        0,
+        "the claim holds while it lasts"
+    );
+    sqlx::query("update push_deliveries set locked_until = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .expect("lease lapses");
+    assert_eq!(sender.deliver_due(&app.pool).await.expect("deliver"), 1);
+    assert_eq!(delivery_state(&app).await.0, "sent");
+    assert_eq!(
+        push.received_requests().await.map(|r| r.len()),
+        Some(1),
+        "sent exactly once"
+    );
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn subscriptions_and_the_public_key(pool: PgPool) {
+    let (private, public) = generate_keys().expect("keys");
+    let settings = Settings {
+        vapid_private_key: Some(Secret::new(private)),
+        ..Settings::default()
+    };
+    let app = spawn_app_with(pool.clone(), settings).await;
+    let r = app.get("/api/v1/push/vapid-public-key", None).await;
+    assert_eq!(
+        (r.status, &r.body["public_key"]),
+        (StatusCode::OK, &json!(public))
+    );
+    let unconfigured = spawn_app(pool).await;
+    let r = unconfigured
+        .get("/api/v1/push/vapid-public-key", None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "push_not_configured")
+    );
+
+    let ana = app.customer("ana@test.co", "111111").await;
+    let beto = app.customer("beto@test.co", "222222").await;
+    let browser = Browser::new("https://push.example.com/send/abc".into());
+    let mut bad = browser.subscription();
+    bad["keys"]["p256dh"] = json!("AAAA");
+    let r = app
+        .post("/api/v1/push/subscriptions", Some(&ana), bad)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_p256dh")
+    );
+    let mut bad = browser.subscription();
+    bad["endpoint"] = json!("ftp://push.example.com/x");
+    let r = app
+        .post("/api/v1/push/subscriptions", Some(&ana), bad)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_endpoint")
+    );
+    let r = app
+        .post("/api/v1/push/subscriptions", None, browser.subscription())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let r = app
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&ana),
+            browser.subscription(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let r = app
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&ana),
+            browser.subscription(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["id"].as_str()),
+        (StatusCode::OK, Some(id.as_str())),
+        "the same endpoint is updated, not duplicated"
+    );
+    let r = app
+        .send(
+            app.client
+                .delete(app.url(&format!("/api/v1/push/subscriptions/{id}")))
+                .bearer_auth(&beto),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "subscription_not_found"),
+        "not beto's"
+    );
+    let r = app
+        .send(
+            app.client
+                .delete(app.url(&format!("/api/v1/push/subscriptions/{id}")))
+                .bearer_auth(&ana),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let org = app.org().await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&push)
+        .await;
+    let (token, browser) = customer_with_device(&app, &push, "phone").await;
+    let case = app.file(&token, "peticion").await;
+    let id = case["id"].as_str().expect("id");
+    let due: chrono::NaiveDate = case["legal_due_date"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("due");
+    let new_due = atiende_core::calendar::BusinessCalendar::default().add_business_days(due, 3);
+    let r = app
+        .post(
+            &format!("/api/v1/staff/cases/{id}/extend"),
+            Some(&org.director),
+            json!({"new_due_date": new_due, "reason": "Esperamos el laboratorio."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (token, action, body) in [
+        (
+            &org.director,
+            "assign",
+            json!({"process": "OPERATIVO", "impact": "low", "urgency": "low"}),
+        ),
+        (
+            &org.collaborator,
+            "draft",
+            json!({"answer": "Adjuntamos el certificado."}),
+        ),
+        (&org.leader, "approve", json!({})),
+        (
+            &org.director,
+            "close",
+            json!({"in_favor_of_customer": true}),
+        ),
+    ] {
+        let r = app
+            .post(
+                &format!("/api/v1/staff/cases/{id}/{action}"),
+                Some(token),
+                body,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
+    }
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 3);
+    let mut payloads: Vec<Value> = push
+        .received_requests()
+        .await
+        .expect("requests")
+        .iter()
+        .map(|r| browser.decrypt(&r.body))
+        .collect();
+    payloads.sort_by_key(|p| p["kind"].as_str().unwrap_or_default().to_owned());
+    let kinds: Vec<_> = payloads.iter().map(|p| p["kind"].clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            json!("acknowledgement"),
+            json!("answer"),
+            json!("extension")
+        ]
+    );
+    let extension = &payloads[2];
+    assert!(
+        extension["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("Esperamos el laboratorio.")
+                && b.contains(&atiende_core::texts::long_date("es", new_due))),
+        "{extension}"
+    );
+}
