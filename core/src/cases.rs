@@ -157,11 +157,29 @@ pub async fn file(
     let due = schedule.calendar.add_business_days(filed_on, term);
     let (impact, urgency) = (Level::Medium, Level::Medium);
     let priority = Priority::from_matrix(impact, urgency);
-    let (first_target, resolution_target) = crate::clocks::sla_targets(priority);
-    let first_due = schedule.hours.add(&schedule.calendar, now, first_target);
-    let resolution_due = schedule
-        .hours
-        .add(&schedule.calendar, now, resolution_target);
+    // The clocks start now: their due times and alert instants are written with the case.
+    let start = |clock: Clock| deadlines::StoredEvent {
+        clock: clock.as_str().into(),
+        kind: "start".into(),
+        at: now,
+        extend_to: None,
+    };
+    let inputs = deadlines::ClockInputs {
+        filed_at: now,
+        legal_term_days: term,
+        priority,
+        events: vec![
+            start(Clock::Legal),
+            start(Clock::FirstResponse),
+            start(Clock::Resolution),
+        ],
+    };
+    let clocks = deadlines::evaluate(&schedule, &inputs, now);
+    let (first_due, resolution_due) = (clocks.first_response.due_at, clocks.resolution.due_at);
+    let alerts = deadlines::alert_instants(&schedule, &inputs, &clocks);
+    let alert_clocks: Vec<String> = alerts.iter().map(|a| a.0.as_str().to_owned()).collect();
+    let alert_percents: Vec<i16> = alerts.iter().map(|a| a.1).collect();
+    let alert_instants: Vec<DateTime<Utc>> = alerts.iter().map(|a| a.2).collect();
     let actor_role = filed_by.map_or("system", |u| u.role.as_str());
 
     let mut tx = pool.begin().await?;
@@ -195,6 +213,10 @@ pub async fn file(
          ), d as (
              insert into push_deliveries (notification_id, subscription_id, endpoint)
              select a.id, s.id, s.endpoint from a join push_subscriptions s on s.user_id = a.user_id
+         ), al as (
+             insert into deadline_alerts (case_id, clock, percent, due_at)
+             select c.id, x.clock, x.percent, x.due_at
+             from c cross join unnest($20::text[], $21::int2[], $22::timestamptz[]) as x (clock, percent, due_at)
          )
          select radicado from c",
         new.id,
@@ -216,6 +238,9 @@ pub async fn file(
         first_due,
         resolution_due,
         NOTICE_TTL.as_secs() as i32,
+        &alert_clocks,
+        &alert_percents,
+        &alert_instants,
     )
     .fetch_one(&mut *tx)
     .await;

@@ -13,10 +13,22 @@ use crate::error::{Error, Result};
 use crate::types::Priority;
 
 /// The calendar and the working hours, as configured in the database.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
     pub calendar: BusinessCalendar,
     pub hours: WorkingHours,
+    /// Percentages of each term at which people are warned (the breach, 100, always alerts).
+    pub warning_percents: Vec<i16>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            calendar: BusinessCalendar::default(),
+            hours: WorkingHours::default(),
+            warning_percents: vec![50, 75, 90],
+        }
+    }
 }
 
 pub async fn load_schedule(conn: &mut PgConnection) -> Result<Schedule> {
@@ -29,7 +41,33 @@ pub async fn load_schedule(conn: &mut PgConnection) -> Result<Schedule> {
             .map_err(|e| Error::Internal(format!("stored working hours {spec:?}: {e}")))?,
         None => WorkingHours::default(),
     };
-    Ok(Schedule { calendar, hours })
+    let warning_percents = sqlx::query_scalar!("select warning_percents from deadline_settings")
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or_else(|| vec![50, 75, 90]);
+    Ok(Schedule {
+        calendar,
+        hours,
+        warning_percents,
+    })
+}
+
+/// Sets the warning percentages every atiende process uses (each between 1 and 99).
+pub async fn set_warning_percents(db: impl PgExecutor<'_>, percents: &[i16]) -> Result<()> {
+    if percents.iter().any(|p| !(1..=99).contains(p)) {
+        return Err(Error::invalid(
+            "invalid_warning_percents",
+            "each warning is a percentage from 1 to 99",
+        ));
+    }
+    sqlx::query!(
+        "insert into deadline_settings (id, warning_percents) values (true, $1)
+         on conflict (id) do update set warning_percents = excluded.warning_percents",
+        percents
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Replaces the working hours every atiende process uses, e.g. `mon-fri 08:00-17:00 -05:00`.
@@ -224,6 +262,96 @@ pub fn pending_due(
     if stopped { None } else { state.due_at }
 }
 
+/// When each warning and the breach of each running clock fall: (clock, percent, instant).
+pub fn alert_instants(
+    schedule: &Schedule,
+    inputs: &ClockInputs,
+    clocks: &CaseClocks,
+) -> Vec<(Clock, i16, DateTime<Utc>)> {
+    let mut percents = schedule.warning_percents.clone();
+    percents.push(100);
+    let mut out = Vec::new();
+    let (first, resolution) = clocks::sla_targets(inputs.priority);
+    for (clock, target, state) in [
+        (Clock::FirstResponse, first, &clocks.first_response),
+        (Clock::Resolution, resolution, &clocks.resolution),
+    ] {
+        if pending_due(inputs, clock, state).is_none() {
+            continue;
+        }
+        let events = operational(inputs, clock);
+        for &p in &percents {
+            let fraction = f64::from(p) / 100.0;
+            if let Some(at) = clocks::instant_of_fraction(
+                &schedule.hours,
+                &schedule.calendar,
+                target,
+                &events,
+                fraction,
+            ) {
+                out.push((clock, p, at));
+            }
+        }
+    }
+    let legal = &clocks.legal;
+    let legal_stopped = inputs
+        .events
+        .iter()
+        .any(|e| e.clock == Clock::Legal.as_str() && e.kind == "stop");
+    if !legal_stopped && legal.status != ClockStatus::Paused {
+        let cal = &schedule.calendar;
+        let filed = local_date(inputs.filed_at);
+        let days = cal.business_days_between(filed, legal.due_date);
+        let offset = schedule.hours.offset;
+        for &p in &percents {
+            // Warnings at the opening of the business day that reaches the percentage; the breach
+            // the moment the due date is over.
+            let (day, time) = if p >= 100 {
+                (
+                    legal.due_date.succ_opt().unwrap_or(legal.due_date),
+                    chrono::NaiveTime::MIN,
+                )
+            } else {
+                let n = (u32::try_from(p).unwrap_or(0) * days).div_ceil(100);
+                (cal.add_business_days(filed, n), schedule.hours.start)
+            };
+            if let Some(at) = day.and_time(time).and_local_timezone(offset).single() {
+                out.push((Clock::Legal, p, at.with_timezone(&Utc)));
+            }
+        }
+    }
+    out
+}
+
+/// Replaces a case's pending alerts with those of its clocks now; alerts that fired stay fired.
+pub(crate) async fn rewrite_alerts(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    alerts: &[(Clock, i16, DateTime<Utc>)],
+) -> Result<()> {
+    sqlx::query!(
+        "delete from deadline_alerts where case_id = $1 and fired_at is null",
+        case_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let clocks: Vec<String> = alerts.iter().map(|a| a.0.as_str().to_owned()).collect();
+    let percents: Vec<i16> = alerts.iter().map(|a| a.1).collect();
+    let instants: Vec<DateTime<Utc>> = alerts.iter().map(|a| a.2).collect();
+    sqlx::query!(
+        "insert into deadline_alerts (case_id, clock, percent, due_at)
+         select $1, x.clock, x.percent, x.due_at from unnest($2::text[], $3::int2[], $4::timestamptz[]) as x (clock, percent, due_at)
+         on conflict (case_id, clock, percent) do nothing",
+        case_id,
+        &clocks,
+        &percents,
+        &instants,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn inputs(conn: &mut PgConnection, case_id: Uuid) -> Result<ClockInputs> {
     let case = sqlx::query!(
         r#"select created_at, legal_term_days, priority as "priority: Priority" from cases where id = $1"#,
@@ -286,6 +414,12 @@ pub(crate) async fn refresh(conn: &mut PgConnection, case_id: Uuid) -> Result<Ca
         .fetch_one(&mut *conn)
         .await?;
     let clocks = evaluate(&schedule, &inputs, now);
+    rewrite_alerts(
+        &mut *conn,
+        case_id,
+        &alert_instants(&schedule, &inputs, &clocks),
+    )
+    .await?;
     sqlx::query!(
         "update cases set legal_due_date = $2, first_response_due_at = $3, resolution_due_at = $4 where id = $1",
         case_id,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod holidays;
 pub mod notifications;
 pub mod processes;
+pub mod scheduler;
 pub mod texts;
 pub mod types;
 

@@ -235,6 +235,11 @@ pub async fn run(
         sender.as_ref().map(|s| s.public_key().to_owned()),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(run_scheduler(
+        db.clone(),
+        Duration::from_millis(settings.scheduler_interval_ms),
+        stop_rx.clone(),
+    ));
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         tokio::spawn(push::run_worker(db, sender, interval, stop_rx))
@@ -246,12 +251,40 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
+    if let Err(e) = scheduler.await {
+        tracing::error!(error = %e, "deadline scheduler ended abnormally");
+    }
     if let Some(worker) = worker
         && let Err(e) = worker.await
     {
         tracing::error!(error = %e, "push worker ended abnormally");
     }
     served
+}
+
+/// Fires due deadline alerts until `stop` turns true. Every atiende process runs one; the
+/// database makes sure each alert fires once.
+async fn run_scheduler(
+    db: PgPool,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const BATCH: i64 = 500;
+    loop {
+        match atiende_core::scheduler::tick(&db, BATCH).await {
+            Ok(n) if n as i64 >= BATCH => continue,
+            Ok(0) => {}
+            Ok(n) => tracing::info!(alerts = n, "deadline alerts fired"),
+            Err(e) => tracing::error!(error = %e, "deadline scheduler round failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

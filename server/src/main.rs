@@ -122,6 +122,11 @@ enum CalendarCommand {
         #[arg(long)]
         set: Option<String>,
     },
+    /// Show the percentages of each term at which people are warned, or set them: --set 50,75,90.
+    Warnings {
+        #[arg(long, value_delimiter = ',')]
+        set: Option<Vec<i16>>,
+    },
     /// Drop the override on a date, going back to what the law computes.
     ClearOverride {
         #[arg(long)]
@@ -305,6 +310,22 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
                 }
             };
             println!("{hours}");
+        }
+        Command::Calendar(CalendarCommand::Warnings { set }) => {
+            if let Some(percents) = set {
+                atiende_core::deadlines::set_warning_percents(pool, &percents).await?;
+            }
+            let schedule =
+                atiende_core::deadlines::load_schedule(&mut *pool.acquire().await?).await?;
+            let shown: Vec<String> = schedule
+                .warning_percents
+                .iter()
+                .map(|p| format!("{p} %"))
+                .collect();
+            println!(
+                "warnings at {} of each term; breach alerts at 100 %",
+                shown.join(", ")
+            );
         }
         Command::Calendar(CalendarCommand::ClearOverride { date }) => {
             let cleared = atiende_core::holidays::clear_override(pool, date).await?;

@@ -50,6 +50,9 @@ pub struct Settings {
     pub vapid_subject: String,
     /// How often the push worker looks for due deliveries, in milliseconds (`ATIENDE_PUSH_INTERVAL_MS`).
     pub push_interval_ms: u64,
+    /// How often the deadline scheduler looks for due alerts, in milliseconds
+    /// (`ATIENDE_SCHEDULER_INTERVAL_MS`).
+    pub scheduler_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             vapid_private_key: None,
             vapid_subject: "mailto:pqrs@localhost".into(),
             push_interval_ms: 1000,
+            scheduler_interval_ms: 5000,
         }
     }
 }
@@ -154,6 +158,16 @@ impl Settings {
                     .filter(|n| *n > 0)
                     .ok_or(SettingsError::Env {
                         name: "ATIENDE_PUSH_INTERVAL_MS",
+                        message: "expected a positive whole number of milliseconds".into(),
+                    })?;
+        }
+        if let Some(v) = env("ATIENDE_SCHEDULER_INTERVAL_MS") {
+            settings.scheduler_interval_ms =
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(SettingsError::Env {
+                        name: "ATIENDE_SCHEDULER_INTERVAL_MS",
                         message: "expected a positive whole number of milliseconds".into(),
                     })?;
         }

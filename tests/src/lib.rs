@@ -178,6 +178,30 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Moves a case's filing and clock starts back in time, as if it had been filed `days` ago
+    /// (the clock events are append-only, so the test lifts that rule for a moment).
+    pub async fn backdate(&self, id: &str, days: i32) {
+        let id: uuid::Uuid = id.parse().expect("uuid");
+        let mut tx = self.pool.begin().await.expect("tx");
+        for sql in [
+            "alter table case_clock_events disable trigger case_clock_events_no_update",
+            "update case_clock_events set at = at - make_interval(days => $2) where case_id = $1",
+            "update cases set created_at = created_at - make_interval(days => $2) where id = $1",
+            "alter table case_clock_events enable trigger case_clock_events_no_update",
+        ] {
+            let q = sqlx::query(sql);
+            let q = if sql.contains("$1") {
+                q.bind(id).bind(days)
+            } else {
+                q
+            };
+            q.execute(&mut *tx).await.expect(sql);
+        }
+        tx.commit().await.expect("commit");
+    }
+}
+
 /// The whole staff of one process plus the director, as the lifecycle tests need them.
 pub struct Org {
     pub director: String,

@@ -295,27 +295,6 @@ async fn the_legal_term_is_extended_once_with_a_reason(pool: PgPool) {
     );
 }
 
-/// Moves a case's filing and clock starts back in time, as if it had been filed `days` ago.
-async fn backdate(app: &TestApp, id: &str, days: i32) {
-    let id: uuid::Uuid = id.parse().expect("uuid");
-    let mut tx = app.pool.begin().await.expect("tx");
-    for sql in [
-        "alter table case_clock_events disable trigger case_clock_events_no_update",
-        "update case_clock_events set at = at - make_interval(days => $2) where case_id = $1",
-        "update cases set created_at = created_at - make_interval(days => $2) where id = $1",
-        "alter table case_clock_events enable trigger case_clock_events_no_update",
-    ] {
-        let q = sqlx::query(sql);
-        let q = if sql.contains("$1") {
-            q.bind(id).bind(days)
-        } else {
-            q
-        };
-        q.execute(&mut *tx).await.expect(sql);
-    }
-    tx.commit().await.expect("commit");
-}
-
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn the_queue_finds_overdue_cases_and_orders_by_sla(pool: PgPool) {
     let (app, org, customer) = setup(pool).await;
@@ -327,7 +306,7 @@ async fn the_queue_finds_overdue_cases_and_orders_by_sla(pool: PgPool) {
         .as_str()
         .expect("id")
         .to_owned();
-    backdate(&app, &late, 60).await;
+    app.backdate(&late, 60).await;
     // Any move recomputes the stored due times from the events.
     app.post(
         &format!("/api/v1/staff/cases/{late}/messages"),

@@ -10,3 +10,4 @@ mod isolation;
 mod lifecycle;
 mod ops;
 mod push;
+mod scheduler;
