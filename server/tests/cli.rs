@@ -184,6 +184,26 @@ async fn user_and_process_commands(pool: PgPool) {
     assert_eq!(users, 1);
 }
 
+#[test]
+fn vapid_keys_prints_a_usable_pair() {
+    let out = Command::new(env!("CARGO_BIN_EXE_atiende"))
+        .arg("vapid-keys")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let private = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ATIENDE_VAPID_PRIVATE_KEY="))
+        .expect("a private key line");
+    let sender = atiende_server::push::PushSender::new(private, "mailto:ops@example.com")
+        .expect("the key works");
+    assert!(
+        text.contains(sender.public_key()),
+        "the public key printed matches: {text}"
+    );
+}
+
 /// Waits for the "listening" log line and returns the address in it.
 fn listening_addr(log: &PathBuf, deadline: Instant) -> String {
     loop {

@@ -5,8 +5,10 @@
 //! - the time of the tick that fires 10,000 due alerts (and writes their notifications);
 //! - push deliveries per second against a local mock push service.
 //!
-//!     cargo run --release -p atiende-tests --bin bench-deadlines -- \
-//!         --server-url postgres://postgres@127.0.0.1:5432 --cases 1000000
+//! ```sh
+//! cargo run --release -p atiende-tests --bin bench-deadlines -- \
+//!     --server-url postgres://postgres@127.0.0.1:5432 --cases 1000000
+//! ```
 
 use std::time::{Duration, Instant};
 

@@ -420,3 +420,31 @@ async fn closing_stops_every_clock(pool: PgPool) {
             .expect("row");
     assert_eq!(due, (None, None), "nothing left for the scheduler to watch");
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn an_expired_term_cannot_be_extended(pool: PgPool) {
+    let (app, org, customer) = setup(pool).await;
+    let id = app.file(&customer, "queja").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.backdate(&id, 60).await;
+    let far = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
+    let r = app
+        .post(
+            &format!("/api/v1/staff/cases/{id}/extend"),
+            Some(&org.director),
+            json!({"new_due_date": far, "reason": "Tarde"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "legal_term_expired")
+    );
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from case_clock_events where kind = 'extend'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(events, 0);
+}
