@@ -255,6 +255,33 @@ impl TestApp {
         }
     }
 
+    /// Takes a case through assignment, draft, approval and closing, as each role does.
+    pub async fn answer(&self, org: &Org, id: &str, answer: &str) {
+        for (token, action, body) in [
+            (
+                &org.director,
+                "assign",
+                json!({"process": "OPERATIVO", "impact": "low", "urgency": "low"}),
+            ),
+            (&org.collaborator, "draft", json!({"answer": answer})),
+            (&org.leader, "approve", json!({})),
+            (
+                &org.director,
+                "close",
+                json!({"in_favor_of_customer": true}),
+            ),
+        ] {
+            let r = self
+                .post(
+                    &format!("/api/v1/staff/cases/{id}/{action}"),
+                    Some(token),
+                    body,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
+        }
+    }
+
     /// Files a case as the customer and returns its JSON.
     pub async fn file(&self, token: &str, case_type: &str) -> Value {
         let r = self

@@ -382,29 +382,7 @@ async fn closing_stops_every_clock(pool: PgPool) {
         .as_str()
         .expect("id")
         .to_owned();
-    for (token, action, body) in [
-        (
-            &org.director,
-            "assign",
-            json!({"process": "OPERATIVO", "impact": "low", "urgency": "low"}),
-        ),
-        (&org.collaborator, "draft", json!({"answer": "Gracias"})),
-        (&org.leader, "approve", json!({})),
-        (
-            &org.director,
-            "close",
-            json!({"in_favor_of_customer": true}),
-        ),
-    ] {
-        let r = app
-            .post(
-                &format!("/api/v1/staff/cases/{id}/{action}"),
-                Some(token),
-                body,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
-    }
+    app.answer(&org, &id, "Gracias").await;
     let c = staff_case(&app, &org.director, &id).await;
     for clock in ["legal", "first_response", "resolution"] {
         assert_eq!(

@@ -388,33 +388,7 @@ async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    for (token, action, body) in [
-        (
-            &org.director,
-            "assign",
-            json!({"process": "OPERATIVO", "impact": "low", "urgency": "low"}),
-        ),
-        (
-            &org.collaborator,
-            "draft",
-            json!({"answer": "Adjuntamos el certificado."}),
-        ),
-        (&org.leader, "approve", json!({})),
-        (
-            &org.director,
-            "close",
-            json!({"in_favor_of_customer": true}),
-        ),
-    ] {
-        let r = app
-            .post(
-                &format!("/api/v1/staff/cases/{id}/{action}"),
-                Some(token),
-                body,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
-    }
+    app.answer(&org, id, "Adjuntamos el certificado.").await;
     assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 3);
     let mut payloads: Vec<Value> = push
         .received_requests()
