@@ -118,6 +118,7 @@ pub fn app(
     settings: &Settings,
     metrics: Arc<Metrics>,
     vapid_public_key: Option<String>,
+    sync: atiende_sync::SyncState,
 ) -> Router {
     let api = ApiState {
         db: db.clone(),
@@ -134,6 +135,7 @@ pub fn app(
         });
     let request_id = HeaderName::from_static("x-request-id");
     ops.merge(atiende_mobile_api::router(api))
+        .merge(atiende_sync::router(sync))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -228,11 +230,16 @@ pub async fn run(
             None
         }
     };
+    let sync = atiende_sync::SyncState::new(db.clone(), atiende_sync::SyncSettings::default())
+        .await
+        .map_err(std::io::Error::other)?;
+    let vapid_public_key = sender.as_ref().map(|s| s.public_key().to_owned());
     let app = app(
         db.clone(),
         settings,
         Metrics::new(),
-        sender.as_ref().map(|s| s.public_key().to_owned()),
+        vapid_public_key,
+        sync.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(run_scheduler(
@@ -240,6 +247,15 @@ pub async fn run(
         Duration::from_millis(settings.scheduler_interval_ms),
         stop_rx.clone(),
     ));
+    let janitor = {
+        let (sync, mut stop) = (sync.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            sync.run_janitor(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        })
+    };
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         tokio::spawn(push::run_worker(db, sender, interval, stop_rx))
@@ -247,10 +263,16 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
+    // Upgraded sync sockets outlive the HTTP drain: close them too. Every change they sent was
+    // committed before anyone was told, so there is nothing to flush.
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    sync.shutdown(Duration::from_secs(10)).await;
     let _ = stop_tx.send(true);
+    if let Err(e) = janitor.await {
+        tracing::error!(error = %e, "sync janitor ended abnormally");
+    }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "deadline scheduler ended abnormally");
     }

@@ -1,14 +1,25 @@
 //! Atiende's offline sync: the server side of the automerge-repo network protocol, so that an
 //! unmodified `@automerge/automerge-repo` client with its WebSocket adapter syncs with us.
 //!
-//! This crate so far holds the wire codec ([`protocol`]) and document ids ([`doc_id`]).
+//! - [`protocol`] and [`doc_id`]: the wire codec and document ids.
+//! - [`storage`]: documents, access and durable content in PostgreSQL; [`create_document`],
+//!   [`grant`] and [`revoke`] for the rest of the system.
+//! - [`SyncState`] and [`router`]: the WebSocket endpoint `GET /api/v1/sync?token=…`, which
+//!   commits every change before any peer hears of it.
 
 mod cbor;
+mod connection;
 pub mod doc_id;
+mod docs;
 pub mod protocol;
+mod server;
+pub mod storage;
 
 pub use doc_id::{DocumentId, DocumentIdError};
+pub use docs::ChangeError;
 pub use protocol::{
     DecodeError, Limits, MAX_DEPTH, MAX_FRAME, MAX_ITEMS, Message, PROTOCOL_V1, PeerMetadata,
     RemoteHeads, decode, decode_with, encode,
 };
+pub use server::{SyncSettings, SyncState, SyncStats, router};
+pub use storage::{DocumentKind, Mode, StorageError, create_document, grant, revoke};

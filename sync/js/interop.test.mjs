@@ -1,0 +1,151 @@
+// Unmodified automerge-repo clients (the versions pinned in package-lock.json) against the Atiende
+// sync server. Started by sync/tests/js_interop.rs, which runs the server, creates the users and
+// the document, passes them in the environment and then checks the database.
+//
+//   ATIENDE_SYNC_URL      ws://127.0.0.1:<port>/api/v1/sync
+//   ATIENDE_DOC_URL       automerge:<id> of a field report with `status: "scheduled"`
+//   ATIENDE_TOKEN_A       technician with write access
+//   ATIENDE_TOKEN_B       second technician with write access
+//   ATIENDE_TOKEN_READER  customer with read access
+//   ATIENDE_TOKEN_OUTSIDER technician without access
+
+import { test, after } from "node:test"
+import assert from "node:assert/strict"
+import { Repo, generateAutomergeUrl } from "@automerge/automerge-repo"
+import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
+
+const PATIENCE_MS = 10_000
+
+function env(name) {
+  const value = process.env[name]
+  if (!value) throw new Error(`${name} is not set: run this through sync/tests/js_interop.rs`)
+  return value
+}
+
+const repos = []
+
+const adapters = new Map()
+
+function repoFor(tokenVar) {
+  const url = `${env("ATIENDE_SYNC_URL")}?token=${encodeURIComponent(env(tokenVar))}`
+  const adapter = new WebSocketClientAdapter(url, 1000)
+  const repo = new Repo({ network: [adapter] })
+  repos.push(repo)
+  adapters.set(repo, adapter)
+  return repo
+}
+
+// Airplane mode: the same Repo and peer id, with the socket closed and later reopened.
+function goOffline(repo) {
+  adapters.get(repo).disconnect()
+}
+
+function goOnline(repo) {
+  adapters.get(repo).connect(repo.peerId)
+}
+
+function withTimeout(promise, what) {
+  let timer
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), PATIENCE_MS)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+async function waitFor(handle, predicate, what) {
+  const deadline = Date.now() + PATIENCE_MS
+  while (Date.now() < deadline) {
+    if (predicate(handle.doc())) return
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(handle.doc())}`)
+}
+
+after(async () => {
+  await Promise.all(repos.map(repo => repo.shutdown()))
+})
+
+test("two technicians edit one report and see each other's changes", async () => {
+  const docUrl = env("ATIENDE_DOC_URL")
+  const a = await withTimeout(repoFor("ATIENDE_TOKEN_A").find(docUrl), "technician A finds the report")
+  // The server writes plain strings, which Automerge 3 hands to JavaScript as ImmutableString.
+  assert.equal(String(a.doc().status), "scheduled")
+  a.change(doc => {
+    doc.observations = "termites in the kitchen (A)"
+  })
+
+  const b = await withTimeout(repoFor("ATIENDE_TOKEN_B").find(docUrl), "technician B finds the report")
+  await waitFor(b, doc => doc.observations === "termites in the kitchen (A)", "B to see A's change")
+  b.change(doc => {
+    doc.recommendations = "seal the cracks (B)"
+  })
+  await waitFor(a, doc => doc.recommendations === "seal the cracks (B)", "A to see B's change")
+
+  // Concurrent edits, including of the same field, merge to the same document on both phones.
+  a.change(doc => {
+    doc.areas = ["kitchen", "basement"]
+    doc.targetPest = "termites"
+  })
+  b.change(doc => {
+    doc.productsUsed = [{ name: "Termidor", quantity: 2, unit: "L" }]
+    doc.targetPest = "cockroaches"
+  })
+  const merged = doc => doc.areas?.length === 2 && doc.productsUsed?.length === 1
+  await waitFor(a, merged, "A to merge B's concurrent change")
+  await waitFor(b, merged, "B to merge A's concurrent change")
+  await waitFor(b, doc => String(doc.targetPest) === String(a.doc().targetPest), "both to agree on the pest")
+  assert.deepEqual(a.heads(), b.heads())
+})
+
+test("edits made while both phones are offline merge when they reconnect", async () => {
+  const docUrl = env("ATIENDE_DOC_URL")
+  const [a, b] = await Promise.all(
+    ["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(token =>
+      withTimeout(repoFor(token).find(docUrl), "both technicians find the report"),
+    ),
+  )
+  await waitFor(a, doc => doc.productsUsed?.length === 1, "A to be up to date")
+  await waitFor(b, doc => doc.productsUsed?.length === 1, "B to be up to date")
+  const [repoA, repoB] = repos.slice(-2)
+  goOffline(repoA)
+  goOffline(repoB)
+  a.change(doc => {
+    doc.arrival = "08:10"
+    doc.productsUsed.push({ name: "Maxforce", quantity: 1, unit: "g" })
+  })
+  b.change(doc => {
+    doc.departure = "09:40"
+    doc.observations = "no activity in the basement (B, offline)"
+  })
+  goOnline(repoA)
+  goOnline(repoB)
+  const merged = doc =>
+    doc.arrival === "08:10" && doc.departure === "09:40" && doc.productsUsed?.length === 2
+  await waitFor(a, merged, "A to merge B's offline edit")
+  await waitFor(b, merged, "B to merge A's offline edit")
+  assert.deepEqual(a.heads(), b.heads())
+})
+
+test("a reader receives the report but its changes go nowhere", async () => {
+  const docUrl = env("ATIENDE_DOC_URL")
+  const reader = await withTimeout(repoFor("ATIENDE_TOKEN_READER").find(docUrl), "the reader finds the report")
+  await waitFor(reader, doc => doc.departure === "09:40", "the reader to be up to date")
+  reader.change(doc => {
+    doc.status = "changed by a reader"
+  })
+  // Automerge 3.5 sees the server's read-only flag and keeps the change to itself; an older
+  // client would send it and get an `error`. Either way the Rust side checks it was not stored.
+  await new Promise(resolve => setTimeout(resolve, 500))
+})
+
+test("a document the user may not see, and one that does not exist, are unavailable", async () => {
+  const outsider = repoFor("ATIENDE_TOKEN_OUTSIDER")
+  await assert.rejects(
+    withTimeout(outsider.find(env("ATIENDE_DOC_URL")), "the forbidden report to be unavailable"),
+    /unavailable/,
+  )
+  await assert.rejects(
+    withTimeout(outsider.find(generateAutomergeUrl()), "an unknown document to be unavailable"),
+    /unavailable/,
+  )
+})

@@ -1,0 +1,665 @@
+//! Documents in memory: one Automerge document per open document id, with one sync state per
+//! connected peer that has it open. All work on a document happens under its lock, in this
+//! order: apply the peer's message, commit new changes to PostgreSQL, then generate messages for
+//! every peer — so nobody hears of a change before it is durable.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use automerge::AutoCommit;
+use automerge::sync::{self, SyncDoc};
+use axum::body::Bytes;
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+use crate::server::{SyncState, lock};
+use crate::storage::{self, DocumentKind, Mode, StorageError};
+use crate::{DocumentId, Message, encode};
+
+/// Why the server closes a connection on its own initiative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// A newer connection joined with the same peer id.
+    Retired,
+    /// The peer did not read what we sent fast enough.
+    TooSlow,
+    /// A document the peer had open could not be stored and was dropped from memory.
+    DocumentFailed,
+}
+
+/// Lets anyone holding a peer's link ask its connection task to close.
+#[derive(Default)]
+pub(crate) struct Control {
+    notify: Notify,
+    reason: Mutex<Option<CloseReason>>,
+}
+
+impl Control {
+    pub fn close(&self, reason: CloseReason) {
+        lock(&self.reason).get_or_insert(reason);
+        self.notify.notify_one();
+    }
+
+    pub async fn closed(&self) -> CloseReason {
+        loop {
+            if let Some(reason) = *lock(&self.reason) {
+                return reason;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// How a document reaches one connection.
+#[derive(Clone)]
+pub(crate) struct PeerLink {
+    pub conn: u64,
+    pub peer_id: String,
+    pub user_id: Uuid,
+    pub tx: mpsc::Sender<Bytes>,
+    pub control: Arc<Control>,
+}
+
+impl PeerLink {
+    /// Queues a frame without waiting: a full queue means the peer is not reading, and it is
+    /// dropped rather than allowed to stall a document that other peers share.
+    pub fn send(&self, message: &Message) {
+        match self.tx.try_send(Bytes::from(encode(message))) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.control.close(CloseReason::TooSlow),
+        }
+    }
+}
+
+struct Subscriber {
+    link: PeerLink,
+    mode: Mode,
+    sync: sync::State,
+}
+
+pub(crate) struct DocHandle {
+    // In an `Arc` so a caller can hold the guard together with the handle it came from.
+    slot: Arc<tokio::sync::Mutex<Slot>>,
+}
+
+enum Slot {
+    /// Just registered; the first locker checks access and loads it.
+    Unloaded,
+    Loaded(Box<LoadedDoc>),
+    /// Unloaded or failed: whoever finds this takes a fresh handle from the registry.
+    Gone,
+}
+
+struct LoadedDoc {
+    doc: AutoCommit,
+    // Read by the projections that come later; kept with the document so they need no query.
+    #[allow(dead_code)]
+    kind: DocumentKind,
+    subscribers: HashMap<u64, Subscriber>,
+    incremental_rows: usize,
+    /// Compaction is tried again at this many rows after a failure, not on every message.
+    compact_at: usize,
+    last_used: Instant,
+}
+
+/// What ends a connection from inside document work.
+#[derive(Debug)]
+pub(crate) enum Fatal {
+    /// Storing or loading failed (after retries); the detail is logged, not sent.
+    Storage(StorageError),
+    /// The peer's sync message could not be applied.
+    BadSyncMessage,
+}
+
+/// Whether a `request`/`sync` opened the document for the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opened {
+    Yes,
+    Unavailable,
+}
+
+impl SyncState {
+    fn handle(&self, id: DocumentId) -> Arc<DocHandle> {
+        lock(&self.inner.docs)
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(DocHandle {
+                    slot: Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)),
+                })
+            })
+            .clone()
+    }
+
+    /// The document's handle, locked; never one that was unloaded meanwhile.
+    async fn lock_document(
+        &self,
+        id: DocumentId,
+    ) -> (Arc<DocHandle>, tokio::sync::OwnedMutexGuard<Slot>) {
+        loop {
+            let handle = self.handle(id);
+            let slot = handle.slot.clone().lock_owned().await;
+            if !matches!(*slot, Slot::Gone) {
+                return (handle, slot);
+            }
+        }
+    }
+
+    fn existing_handle(&self, id: DocumentId) -> Option<Arc<DocHandle>> {
+        lock(&self.inner.docs).get(&id).cloned()
+    }
+
+    /// Drops the handle from the registry, unless it was replaced already.
+    fn forget(&self, id: DocumentId, handle: &Arc<DocHandle>) {
+        let mut docs = lock(&self.inner.docs);
+        if docs.get(&id).is_some_and(|h| Arc::ptr_eq(h, handle)) {
+            docs.remove(&id);
+        }
+    }
+
+    pub(crate) fn loaded_documents(&self) -> usize {
+        lock(&self.inner.docs).len()
+    }
+
+    pub(crate) fn unload_idle_older_than(&self, idle: Duration) -> usize {
+        let handles: Vec<(DocumentId, Arc<DocHandle>)> = lock(&self.inner.docs)
+            .iter()
+            .map(|(id, h)| (*id, h.clone()))
+            .collect();
+        let mut unloaded = 0;
+        for (id, handle) in handles {
+            // A busy document is in use, so not idle.
+            let Ok(mut slot) = handle.slot.try_lock() else {
+                continue;
+            };
+            let idle = match &*slot {
+                Slot::Loaded(d) => d.subscribers.is_empty() && d.last_used.elapsed() >= idle,
+                Slot::Unloaded | Slot::Gone => true,
+            };
+            if idle {
+                *slot = Slot::Gone;
+                self.forget(id, &handle);
+                unloaded += 1;
+            }
+        }
+        unloaded
+    }
+
+    fn sync_message(&self, id: DocumentId, to: &PeerLink, data: Vec<u8>) -> Message {
+        Message::Sync {
+            sender_id: self.inner.peer_id.clone(),
+            target_id: to.peer_id.clone(),
+            document_id: id.to_string(),
+            data,
+        }
+    }
+
+    /// `doc-unavailable` for a document that does not exist and for one the peer may not see
+    /// alike: same message, same path.
+    pub(crate) fn doc_unavailable(&self, to: &PeerLink, document_id: &str) -> Message {
+        Message::DocUnavailable {
+            sender_id: self.inner.peer_id.clone(),
+            target_id: to.peer_id.clone(),
+            document_id: document_id.to_owned(),
+        }
+    }
+
+    /// Handles a `request` or `sync` from a peer: opens the document for it if it may see it,
+    /// applies the message (if it may write), stores new changes, then answers it and forwards
+    /// new changes to every other peer that has the document open.
+    pub(crate) async fn sync_from_peer(
+        &self,
+        link: &PeerLink,
+        id: DocumentId,
+        document_id: &str,
+        message: sync::Message,
+    ) -> Result<Opened, Fatal> {
+        let (handle, mut slot) = self.lock_document(id).await;
+        let subscribed =
+            matches!(&*slot, Slot::Loaded(d) if d.subscribers.contains_key(&link.conn));
+        if !subscribed {
+            // Checked under the document lock, so a revocation either precedes this check or
+            // finds the subscription and removes it.
+            let mode = match storage::access(&self.inner.db, id, link.user_id).await {
+                Ok(found) => found.and_then(|(_, mode)| mode),
+                Err(e) => {
+                    self.release_placeholder(id, &handle, &mut slot);
+                    return Err(Fatal::Storage(e));
+                }
+            };
+            let Some(mode) = mode else {
+                self.release_placeholder(id, &handle, &mut slot);
+                drop(slot);
+                link.send(&self.doc_unavailable(link, document_id));
+                return Ok(Opened::Unavailable);
+            };
+            if matches!(*slot, Slot::Unloaded) {
+                match storage::load(&self.inner.db, id).await {
+                    Ok(Some(stored)) => {
+                        *slot = Slot::Loaded(Box::new(LoadedDoc {
+                            doc: stored.doc,
+                            kind: stored.kind,
+                            subscribers: HashMap::new(),
+                            incremental_rows: stored.incremental_rows,
+                            compact_at: self.inner.settings.compact_after,
+                            last_used: Instant::now(),
+                        }));
+                    }
+                    Ok(None) => {
+                        self.release_placeholder(id, &handle, &mut slot);
+                        drop(slot);
+                        link.send(&self.doc_unavailable(link, document_id));
+                        return Ok(Opened::Unavailable);
+                    }
+                    Err(e) => {
+                        self.release_placeholder(id, &handle, &mut slot);
+                        return Err(Fatal::Storage(e));
+                    }
+                }
+            }
+            if let Slot::Loaded(d) = &mut *slot {
+                d.subscribers.insert(
+                    link.conn,
+                    Subscriber {
+                        link: link.clone(),
+                        mode,
+                        sync: new_sync_state(mode),
+                    },
+                );
+            }
+        }
+        self.apply_from_peer(id, &handle, &mut slot, link.conn, message)
+            .await?;
+        Ok(Opened::Yes)
+    }
+
+    fn release_placeholder(&self, id: DocumentId, handle: &Arc<DocHandle>, slot: &mut Slot) {
+        if matches!(slot, Slot::Unloaded) {
+            *slot = Slot::Gone;
+            self.forget(id, handle);
+        }
+    }
+
+    async fn apply_from_peer(
+        &self,
+        id: DocumentId,
+        handle: &Arc<DocHandle>,
+        slot: &mut Slot,
+        conn: u64,
+        message: sync::Message,
+    ) -> Result<(), Fatal> {
+        let Slot::Loaded(d) = &mut *slot else {
+            return Ok(());
+        };
+        let Some(mode) = d.subscribers.get(&conn).map(|s| s.mode) else {
+            return Ok(());
+        };
+        if mode == Mode::Read {
+            let outcome = self.read_only_exchange(id, d, conn, message);
+            if let Err(Panicked) = outcome {
+                self.poison(id, handle, slot, Some(conn));
+            }
+            return outcome.map_err(|_| Fatal::BadSyncMessage);
+        }
+
+        let LoadedDoc {
+            doc, subscribers, ..
+        } = &mut **d;
+        let before = doc.get_heads();
+        let applied = match subscribers.get_mut(&conn) {
+            Some(sub) => catch_unwind(AssertUnwindSafe(|| {
+                doc.sync().receive_sync_message(&mut sub.sync, message)
+            })),
+            None => return Ok(()),
+        };
+        let Ok(applied) = applied else {
+            // Automerge panicked half-way: what is in memory can no longer be trusted.
+            self.poison(id, handle, slot, Some(conn));
+            return Err(Fatal::BadSyncMessage);
+        };
+        let changed = self
+            .store_new_changes(id, handle, slot, &before)
+            .await
+            .map_err(Fatal::Storage)?;
+        if applied.is_err() {
+            // Whatever valid changes came before the bad part are stored; the peer is dropped.
+            return Err(Fatal::BadSyncMessage);
+        }
+        self.fan_out(id, slot, conn, changed).await;
+        Ok(())
+    }
+
+    /// A peer that may only read: its changes are neither applied nor stored, and it is told so
+    /// with an `error` (the connection stays open so it keeps receiving the document).
+    fn read_only_exchange(
+        &self,
+        id: DocumentId,
+        d: &mut LoadedDoc,
+        conn: u64,
+        message: sync::Message,
+    ) -> Result<(), ReadOnlyFailure> {
+        let LoadedDoc {
+            doc, subscribers, ..
+        } = d;
+        let Some(sub) = subscribers.get_mut(&conn) else {
+            return Ok(());
+        };
+        let rejected = !message.changes.is_empty() && brings_changes(doc, &message)?;
+        let before = doc.get_heads();
+        // A read-only sync state ignores the changes but still learns the peer's heads.
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            doc.sync().receive_sync_message(&mut sub.sync, message)
+        }))
+        .map_err(|_| Panicked)?;
+        if doc.get_heads() != before {
+            return Err(Panicked);
+        }
+        applied.map_err(|_| ReadOnlyFailure::BadMessage)?;
+        if rejected {
+            self.inner
+                .counters
+                .read_only_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            sub.link.send(&Message::Error {
+                message: format!(
+                    "document {id} is read-only for this user: its changes were not stored"
+                ),
+                sender_id: Some(self.inner.peer_id.clone()),
+                target_id: Some(sub.link.peer_id.clone()),
+            });
+        }
+        if let Some(reply) = doc.sync().generate_sync_message(&mut sub.sync) {
+            sub.link
+                .send(&self.sync_message(id, &sub.link, reply.encode()));
+        }
+        d.last_used = Instant::now();
+        Ok(())
+    }
+
+    /// Commits the changes made since `before`, if any. On failure the document is dropped from
+    /// memory and every peer that had it open is disconnected, so nobody is ever sent a change
+    /// that is not stored; they reconnect and sync again from what is.
+    async fn store_new_changes(
+        &self,
+        id: DocumentId,
+        handle: &Arc<DocHandle>,
+        slot: &mut Slot,
+        before: &[automerge::ChangeHash],
+    ) -> Result<bool, StorageError> {
+        let Slot::Loaded(d) = slot else {
+            return Ok(false);
+        };
+        if d.doc.get_heads() == before {
+            return Ok(false);
+        }
+        let bytes = d.doc.save_after(before);
+        match storage::append_with_retry(&self.inner.db, id, &bytes).await {
+            Ok(()) => {
+                d.incremental_rows += 1;
+                self.inner
+                    .counters
+                    .stored_change_batches
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) => {
+                self.poison(id, handle, slot, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends each peer what it lacks: the one whose message we handled always gets an answer,
+    /// the others only when the document changed.
+    async fn fan_out(&self, id: DocumentId, slot: &mut Slot, from: u64, changed: bool) {
+        let Slot::Loaded(d) = slot else {
+            return;
+        };
+        let LoadedDoc {
+            doc, subscribers, ..
+        } = &mut **d;
+        for (conn, sub) in subscribers.iter_mut() {
+            if *conn != from && !changed {
+                continue;
+            }
+            if let Some(message) = doc.sync().generate_sync_message(&mut sub.sync) {
+                sub.link
+                    .send(&self.sync_message(id, &sub.link, message.encode()));
+            }
+        }
+        d.last_used = Instant::now();
+        if changed && d.incremental_rows >= d.compact_at {
+            match storage::compact(&self.inner.db, id).await {
+                Ok(done) => {
+                    d.incremental_rows = d.incremental_rows.saturating_sub(done.folded_rows);
+                    d.compact_at = self.inner.settings.compact_after;
+                    tracing::debug!(document = %id, folded = done.folded_rows, bytes = done.snapshot_bytes, "compacted");
+                }
+                Err(e) => {
+                    // Nothing is lost: the rows stay until a later compaction succeeds.
+                    d.compact_at = d.incremental_rows + self.inner.settings.compact_after;
+                    tracing::error!(document = %id, error = %e, "compacting a sync document");
+                }
+            }
+        }
+    }
+
+    /// Drops a document from memory and disconnects every peer that had it open (but `except`,
+    /// which the caller ends itself).
+    fn poison(
+        &self,
+        id: DocumentId,
+        handle: &Arc<DocHandle>,
+        slot: &mut Slot,
+        except: Option<u64>,
+    ) {
+        tracing::error!(document = %id, "dropping a sync document from memory after a failure");
+        if let Slot::Loaded(d) = std::mem::replace(slot, Slot::Gone) {
+            for (conn, sub) in d.subscribers {
+                if Some(conn) != except {
+                    sub.link.control.close(CloseReason::DocumentFailed);
+                }
+            }
+        }
+        self.forget(id, handle);
+    }
+
+    /// Relays an `ephemeral` message to the other peers that have the document open, if the
+    /// sender has it open too. Returns whether it was relayed.
+    pub(crate) async fn relay_ephemeral(
+        &self,
+        link: &PeerLink,
+        id: DocumentId,
+        message: &Message,
+    ) -> bool {
+        let Message::Ephemeral {
+            sender_id,
+            count,
+            session_id,
+            document_id,
+            data,
+            ..
+        } = message
+        else {
+            return false;
+        };
+        let Some(handle) = self.existing_handle(id) else {
+            return false;
+        };
+        let slot = handle.slot.lock().await;
+        let Slot::Loaded(d) = &*slot else {
+            return false;
+        };
+        if !d.subscribers.contains_key(&link.conn) {
+            return false;
+        }
+        for (conn, sub) in &d.subscribers {
+            if *conn == link.conn || sub.link.peer_id == link.peer_id {
+                continue;
+            }
+            sub.link.send(&Message::Ephemeral {
+                sender_id: sender_id.clone(),
+                target_id: sub.link.peer_id.clone(),
+                count: *count,
+                session_id: session_id.clone(),
+                document_id: document_id.clone(),
+                data: data.clone(),
+            });
+        }
+        true
+    }
+
+    /// Removes a closed connection's subscriptions.
+    pub(crate) async fn unsubscribe(&self, conn: u64, ids: impl IntoIterator<Item = DocumentId>) {
+        for id in ids {
+            let Some(handle) = self.existing_handle(id) else {
+                continue;
+            };
+            let mut slot = handle.slot.lock().await;
+            if let Slot::Loaded(d) = &mut *slot
+                && d.subscribers.remove(&conn).is_some()
+            {
+                d.last_used = Instant::now();
+            }
+        }
+    }
+
+    /// Brings a user's live subscriptions in line with their access: `None` drops them with
+    /// `doc-unavailable`; a mode switches their sync states between read-only and read-write.
+    pub(crate) async fn apply_access(&self, id: DocumentId, user_id: Uuid, mode: Option<Mode>) {
+        let Some(handle) = self.existing_handle(id) else {
+            return;
+        };
+        let mut slot = handle.slot.lock().await;
+        let Slot::Loaded(d) = &mut *slot else {
+            return;
+        };
+        let LoadedDoc {
+            doc, subscribers, ..
+        } = &mut **d;
+        let conns: Vec<u64> = subscribers
+            .iter()
+            .filter(|(_, s)| s.link.user_id == user_id)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            match mode {
+                None => {
+                    if let Some(sub) = subscribers.remove(&conn) {
+                        sub.link
+                            .send(&self.doc_unavailable(&sub.link, &id.to_string()));
+                    }
+                }
+                Some(mode) => {
+                    let Some(sub) = subscribers.get_mut(&conn) else {
+                        continue;
+                    };
+                    if sub.mode != mode {
+                        sub.mode = mode;
+                        sub.sync.set_read_only(mode == Mode::Read);
+                        if let Some(message) = doc.sync().generate_sync_message(&mut sub.sync) {
+                            sub.link
+                                .send(&self.sync_message(id, &sub.link, message.encode()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Changes a document on the server's behalf (for example to write a customer's inbox):
+    /// `change` edits it, the new changes are committed, then every peer that has it open gets
+    /// them. Returns the document's heads afterwards.
+    pub async fn change_document(
+        &self,
+        id: DocumentId,
+        change: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<Vec<automerge::ChangeHash>, ChangeError> {
+        let (handle, mut slot) = self.lock_document(id).await;
+        if matches!(*slot, Slot::Unloaded) {
+            match storage::load(&self.inner.db, id).await {
+                Ok(Some(stored)) => {
+                    *slot = Slot::Loaded(Box::new(LoadedDoc {
+                        doc: stored.doc,
+                        kind: stored.kind,
+                        subscribers: HashMap::new(),
+                        incremental_rows: stored.incremental_rows,
+                        compact_at: self.inner.settings.compact_after,
+                        last_used: Instant::now(),
+                    }));
+                }
+                Ok(None) => {
+                    self.release_placeholder(id, &handle, &mut slot);
+                    return Err(ChangeError::Storage(StorageError::NoSuchDocument(id)));
+                }
+                Err(e) => {
+                    self.release_placeholder(id, &handle, &mut slot);
+                    return Err(ChangeError::Storage(e));
+                }
+            }
+        }
+        let Slot::Loaded(d) = &mut *slot else {
+            return Err(ChangeError::Storage(StorageError::NoSuchDocument(id)));
+        };
+        let before = d.doc.get_heads();
+        if let Err(e) = change(&mut d.doc) {
+            d.doc.rollback();
+            return Err(ChangeError::Change(Box::new(e)));
+        }
+        d.doc.commit();
+        let changed = self
+            .store_new_changes(id, &handle, &mut slot, &before)
+            .await?;
+        self.fan_out(id, &mut slot, 0, changed).await;
+        match &mut *slot {
+            Slot::Loaded(d) => Ok(d.doc.get_heads()),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Why [`SyncState::change_document`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("changing the document: {0}")]
+    Change(Box<automerge::AutomergeError>),
+}
+
+fn new_sync_state(mode: Mode) -> sync::State {
+    match mode {
+        Mode::Read => sync::State::new_read_only(),
+        Mode::Write => sync::State::new(),
+    }
+}
+
+/// Why a read-only peer's message failed.
+#[derive(Debug)]
+enum ReadOnlyFailure {
+    /// Automerge rejected the message; the document is untouched.
+    BadMessage,
+    /// Automerge panicked or changed the document: it can no longer be trusted.
+    Panicked,
+}
+use ReadOnlyFailure::Panicked;
+
+/// Whether the message carries changes the document does not have, found by applying it to a
+/// throwaway fork (the message may hold a whole saved document rather than single changes).
+fn brings_changes(doc: &mut AutoCommit, message: &sync::Message) -> Result<bool, ReadOnlyFailure> {
+    let before = doc.get_heads();
+    let mut fork = doc.fork();
+    let mut probe = sync::State::new();
+    let applied = catch_unwind(AssertUnwindSafe(|| {
+        let received = fork
+            .sync()
+            .receive_sync_message(&mut probe, message.clone());
+        received.map(|()| fork.get_heads())
+    }));
+    match applied {
+        Ok(Ok(after)) => Ok(after != before),
+        _ => Err(ReadOnlyFailure::BadMessage),
+    }
+}

@@ -1,0 +1,343 @@
+//! The sync endpoint: `GET /api/v1/sync?token=…` upgrades to a WebSocket that speaks the
+//! automerge-repo network protocol, version "1", and the shared state behind it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use atiende_core::auth;
+use automerge::AutoCommit;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::DocumentId;
+use crate::docs::{Control, DocHandle};
+use crate::storage::{self, DocumentKind, Mode, StorageError};
+
+/// How the sync server behaves; `Default` is what production uses.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// A document nobody has open is dropped from memory after this long unused.
+    pub idle_unload: Duration,
+    /// Largest protocol frame accepted; a bigger one gets `error` and a closed connection.
+    pub max_frame: usize,
+    /// Change rows on top of a document's snapshot that trigger a compaction.
+    pub compact_after: usize,
+    /// Sustained frames per second one connection may send.
+    pub messages_per_second: u32,
+    /// Frames one connection may send in a burst above the sustained rate.
+    pub message_burst: u32,
+    /// Frames waiting to be written to one peer; a peer that falls further behind is dropped.
+    pub outbound_queue: usize,
+    /// Longest wait for one frame to be written to a peer before it is dropped.
+    pub send_timeout: Duration,
+    /// Time a new connection has to send `join`.
+    pub handshake_timeout: Duration,
+    /// A silent peer is pinged this often, and dropped after three intervals without a frame:
+    /// phones vanish without closing their sockets.
+    pub keepalive: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            idle_unload: Duration::from_secs(300),
+            max_frame: crate::MAX_FRAME,
+            compact_after: 100,
+            messages_per_second: 200,
+            message_burst: 2_000,
+            outbound_queue: 1_024,
+            send_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(30),
+            keepalive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Open WebSocket connections.
+    pub connections: usize,
+    /// Documents held in memory.
+    pub loaded_documents: usize,
+    /// Well-formed messages of a type we do not know, ignored.
+    pub unknown_messages: u64,
+    /// Connections closed with an `error` for a bad frame, a protocol violation or a flood.
+    pub refused_connections: u64,
+    /// Batches of changes committed to PostgreSQL.
+    pub stored_change_batches: u64,
+    /// Sync messages whose changes were dropped because the peer may only read.
+    pub read_only_rejections: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub unknown_messages: AtomicU64,
+    pub refused_connections: AtomicU64,
+    pub stored_change_batches: AtomicU64,
+    pub read_only_rejections: AtomicU64,
+}
+
+/// The sync server: database pool, settings, the documents in memory and the connected peers.
+/// Cheap to clone; every clone is the same server.
+#[derive(Clone)]
+pub struct SyncState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub db: PgPool,
+    pub settings: SyncSettings,
+    /// Our `senderId`, fresh per process: peers key nothing durable by it.
+    pub peer_id: String,
+    pub storage_id: String,
+    pub docs: Mutex<HashMap<DocumentId, Arc<DocHandle>>>,
+    pub peers: Mutex<HashMap<String, PeerEntry>>,
+    pub next_conn: AtomicU64,
+    pub connections: watch::Sender<usize>,
+    pub shutdown: watch::Sender<bool>,
+    pub counters: Counters,
+}
+
+/// The connection that currently owns a peer id.
+pub(crate) struct PeerEntry {
+    pub conn: u64,
+    pub user_id: Uuid,
+    pub control: Arc<Control>,
+}
+
+/// A std mutex guard, whatever a panicking holder left behind: every critical section here
+/// leaves the maps consistent at each step.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SyncState {
+    /// Reads the storage id from the database; the pool must be migrated.
+    pub async fn new(db: PgPool, settings: SyncSettings) -> Result<SyncState, StorageError> {
+        let storage_id = storage::storage_id(&db).await?;
+        Ok(SyncState {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                peer_id: format!("atiende-{}", Uuid::new_v4()),
+                storage_id: storage_id.to_string(),
+                docs: Mutex::new(HashMap::new()),
+                peers: Mutex::new(HashMap::new()),
+                next_conn: AtomicU64::new(1),
+                connections: watch::Sender::new(0),
+                shutdown: watch::Sender::new(false),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.inner.db
+    }
+
+    pub fn settings(&self) -> &SyncSettings {
+        &self.inner.settings
+    }
+
+    /// Our peer id, as sent in `peer` and every message after it.
+    pub fn peer_id(&self) -> &str {
+        &self.inner.peer_id
+    }
+
+    pub fn stats(&self) -> SyncStats {
+        let c = &self.inner.counters;
+        SyncStats {
+            connections: *self.inner.connections.borrow(),
+            loaded_documents: self.loaded_documents(),
+            unknown_messages: c.unknown_messages.load(Ordering::Relaxed),
+            refused_connections: c.refused_connections.load(Ordering::Relaxed),
+            stored_change_batches: c.stored_change_batches.load(Ordering::Relaxed),
+            read_only_rejections: c.read_only_rejections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Creates a document (see [`storage::create_document`]) on this server's pool.
+    pub async fn create_document(
+        &self,
+        kind: DocumentKind,
+        access: &[(Uuid, Mode)],
+        initial: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<DocumentId, StorageError> {
+        storage::create_document(&self.inner.db, kind, access, initial).await
+    }
+
+    /// Grants access in the database, then applies the new mode to the user's live
+    /// subscriptions (a downgrade to read stops their changes being accepted at once).
+    pub async fn grant(
+        &self,
+        id: DocumentId,
+        user_id: Uuid,
+        mode: Mode,
+    ) -> Result<(), StorageError> {
+        storage::grant(&self.inner.db, id, user_id, mode).await?;
+        self.apply_access(id, user_id, Some(mode)).await;
+        Ok(())
+    }
+
+    /// Revokes access in the database, then drops the user's live subscriptions to the document
+    /// and tells their peers `doc-unavailable`. Returns whether the user had access.
+    pub async fn revoke(&self, id: DocumentId, user_id: Uuid) -> Result<bool, StorageError> {
+        let had = storage::revoke(&self.inner.db, id, user_id).await?;
+        self.apply_access(id, user_id, None).await;
+        Ok(had)
+    }
+
+    /// Makes connected peers follow an access change that someone else committed (for example
+    /// [`storage::revoke`] inside a larger transaction): `None` drops the user's subscriptions.
+    pub async fn access_changed(&self, id: DocumentId, user_id: Uuid) -> Result<(), StorageError> {
+        let mode = storage::access(&self.inner.db, id, user_id)
+            .await?
+            .and_then(|(_, mode)| mode);
+        self.apply_access(id, user_id, mode).await;
+        Ok(())
+    }
+
+    /// Unloads documents that nobody has open and nobody used for the idle time. Returns how
+    /// many were unloaded.
+    pub fn unload_idle(&self) -> usize {
+        self.unload_idle_older_than(self.inner.settings.idle_unload)
+    }
+
+    /// Calls [`Self::unload_idle`] periodically until `shutdown` completes. The owner of the
+    /// process runs this.
+    pub async fn run_janitor(&self, shutdown: impl Future<Output = ()>) {
+        let period = (self.inner.settings.idle_unload / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(30));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {
+                    let unloaded = self.unload_idle();
+                    if unloaded > 0 {
+                        tracing::debug!(unloaded, "unloaded idle sync documents");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses new connections, closes the open ones (code 1001, so clients reconnect elsewhere)
+    /// and waits up to `grace` for them to finish. Every change a peer was told about is already
+    /// committed, so there is nothing to flush.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.send_replace(true);
+        let mut connections = self.inner.connections.subscribe();
+        let drained = tokio::time::timeout(grace, connections.wait_for(|n| *n == 0)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = *self.inner.connections.borrow(),
+                "sync connections still open after the grace period"
+            );
+        }
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+}
+
+/// The sync endpoint, to be merged into the application router.
+pub fn router(state: SyncState) -> Router {
+    Router::new()
+        .route("/api/v1/sync", get(upgrade))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    token: Option<String>,
+}
+
+/// Browsers' WebSocket API cannot send headers, so the bearer token comes in the query; it is
+/// checked before upgrading and the connection belongs to that user until it closes.
+#[tracing::instrument(skip_all)]
+async fn upgrade(
+    State(state): State<SyncState>,
+    query: Result<Query<SyncQuery>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
+    if token.is_empty() {
+        return unauthenticated();
+    }
+    let user = match auth::authenticate(&state.inner.db, &token).await {
+        Ok(user) => user,
+        Err(atiende_core::Error::Unauthenticated) => return unauthenticated(),
+        Err(e) => {
+            tracing::error!(error = %e, "authenticating a sync connection");
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the server could not complete the request",
+            );
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if state.is_shutting_down() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; connect again",
+        );
+    }
+    // Above our own limit, so that a frame a little too big is read whole and answered with an
+    // `error`; tungstenite refuses anything bigger before reading it.
+    let ws_limit = state.inner.settings.max_frame.saturating_mul(2);
+    ws.max_message_size(ws_limit)
+        .max_frame_size(ws_limit)
+        .on_upgrade(move |socket| crate::connection::serve(state, user, socket))
+}
+
+fn unauthenticated() -> Response {
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "a valid bearer token is required in the `token` query parameter",
+    )
+}
+
+/// The same RFC 9457 shape as the rest of the API.
+fn problem(status: StatusCode, code: &'static str, detail: &'static str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:atiende:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "code": code,
+        "detail": detail,
+    });
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
