@@ -93,6 +93,20 @@ enum Slot {
     Gone,
 }
 
+impl LoadedDoc {
+    /// A document just read from storage, with nobody subscribed yet.
+    fn slot(stored: storage::StoredDocument, compact_at: usize) -> Slot {
+        Slot::Loaded(Box::new(LoadedDoc {
+            doc: stored.doc,
+            kind: stored.kind,
+            subscribers: HashMap::new(),
+            incremental_rows: stored.incremental_rows,
+            compact_at,
+            last_used: Instant::now(),
+        }))
+    }
+}
+
 struct LoadedDoc {
     doc: AutoCommit,
     // Read by the projections that come later; kept with the document so they need no query.
@@ -238,14 +252,7 @@ impl SyncState {
             if matches!(*slot, Slot::Unloaded) {
                 match storage::load(&self.inner.db, id).await {
                     Ok(Some(stored)) => {
-                        *slot = Slot::Loaded(Box::new(LoadedDoc {
-                            doc: stored.doc,
-                            kind: stored.kind,
-                            subscribers: HashMap::new(),
-                            incremental_rows: stored.incremental_rows,
-                            compact_at: self.inner.settings.compact_after,
-                            last_used: Instant::now(),
-                        }));
+                        *slot = LoadedDoc::slot(stored, self.inner.settings.compact_after);
                     }
                     Ok(None) => {
                         self.release_placeholder(id, &handle, &mut slot);
@@ -581,14 +588,7 @@ impl SyncState {
         if matches!(*slot, Slot::Unloaded) {
             match storage::load(&self.inner.db, id).await {
                 Ok(Some(stored)) => {
-                    *slot = Slot::Loaded(Box::new(LoadedDoc {
-                        doc: stored.doc,
-                        kind: stored.kind,
-                        subscribers: HashMap::new(),
-                        incremental_rows: stored.incremental_rows,
-                        compact_at: self.inner.settings.compact_after,
-                        last_used: Instant::now(),
-                    }));
+                    *slot = LoadedDoc::slot(stored, self.inner.settings.compact_after);
                 }
                 Ok(None) => {
                     self.release_placeholder(id, &handle, &mut slot);
