@@ -102,12 +102,3 @@ pub async fn find(db: impl PgExecutor<'_>, code: &str) -> Result<Option<Process>
     .fetch_optional(db)
     .await?)
 }
-
-pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Process>> {
-    Ok(sqlx::query_as!(
-        Process,
-        "select code, name, leader_id from processes order by code"
-    )
-    .fetch_all(db)
-    .await?)
-}

@@ -41,9 +41,6 @@ impl ApiError {
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
 }
 
 impl From<atiende_core::Error> for ApiError {
