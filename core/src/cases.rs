@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::auth::User;
+use crate::blobs;
 use crate::deadlines::{self, Clock, Kind};
 use crate::error::{Error, Result, violates};
 use crate::holidays;
@@ -957,13 +958,15 @@ pub async fn rate(
     m.finish(actor, comment.as_deref()).await
 }
 
-/// A message on a case: from its customer, or from staff (and then visible to the customer).
+/// A message on a case: from its customer, or from staff (and then visible to the customer), with
+/// the blobs it attaches (see [`blobs::attach_to_case`]); a bad attachment writes nothing.
 pub async fn add_message(
     pool: &PgPool,
     actor: &User,
     case_id: Uuid,
     body: &str,
-) -> Result<Message> {
+    attachments: &[String],
+) -> Result<(Message, Vec<blobs::Attachment>)> {
     let body = text(body, "invalid_message", "the message", 5_000)?;
     let from_staff = actor.role.is_staff();
     if !from_staff && actor.role != Role::Customer {
@@ -978,6 +981,8 @@ pub async fn add_message(
         return Err(Error::not_found("case_not_found", "case"));
     }
     let message = insert_message(&mut tx, case_id, actor, &body).await?;
+    let attached =
+        blobs::attach_to_case(&mut tx, case_id, Some(message.id), attachments, actor).await?;
     if from_staff {
         first_response(&mut tx, case_id, actor).await?;
     } else if let (CaseStatus::WaitingCustomer, Some(back)) = (locked.status, locked.resume_status)
@@ -1004,7 +1009,7 @@ pub async fn add_message(
     }
     deadlines::refresh(&mut tx, case_id).await?;
     tx.commit().await?;
-    Ok(message)
+    Ok((message, attached))
 }
 
 async fn insert_message(

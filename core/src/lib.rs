@@ -2,17 +2,23 @@
 //! the Colombian business calendar, and their persistence in PostgreSQL. Nothing here knows HTTP.
 
 pub mod auth;
+pub mod blobs;
 pub mod calendar;
 pub mod cases;
 pub mod clocks;
+pub mod customer_documents;
 pub mod deadlines;
+pub mod doc_id;
+pub mod documents;
 pub mod error;
+pub mod field_reports;
 pub mod holidays;
 pub mod notifications;
 pub mod processes;
 pub mod scheduler;
 pub mod texts;
 pub mod types;
+pub mod work_orders;
 
 pub use error::{Error, Result};
 

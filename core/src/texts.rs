@@ -48,6 +48,16 @@ pub fn acknowledgement(language: &str, t: CaseType, radicado: &str, due: NaiveDa
     .into_owned()
 }
 
+/// What the customer's inbox shows to ask for a rating of the answer.
+pub fn rating_prompt(language: &str, radicado: &str) -> String {
+    rust_i18n::t!(
+        "inbox.rating_prompt",
+        locale = lang(language),
+        radicado = radicado
+    )
+    .into_owned()
+}
+
 /// Title and body of a push notification, rendered from what the outbox stored.
 pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, String) {
     let l = lang(language);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use atiende_core::auth::{self, Password, Registration, User};
+use atiende_core::customer_documents;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
@@ -17,7 +18,14 @@ async fn me_view(state: &ApiState, user: User) -> ApiResult<Me> {
     } else {
         Vec::new()
     };
+    // A customer's documents are made on first use, so customers from before sync have them too.
+    let docs = match user.customer_id {
+        Some(customer_id) => Some(customer_documents::ensure(&state.db, customer_id).await?),
+        None => None,
+    };
     Ok(Me {
+        outbox_url: docs.map(|d| d.outbox.url()),
+        inbox_url: docs.map(|d| d.inbox.url()),
         id: user.id,
         email: user.email,
         name: user.name,

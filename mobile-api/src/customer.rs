@@ -1,5 +1,6 @@
 //! The customer's side of a case: file, follow, talk, rate.
 
+use atiende_core::blobs;
 use atiende_core::cases::{self, CustomerCursor, Filed, NewCase};
 use atiende_core::types::{CaseStatus, Channel};
 use axum::extract::State;
@@ -12,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Customer, Json, Path, Query};
 use crate::views::{
     CustomerCase, FileCaseRequest, MessageRequest, MessageView, Page, RatingRequest,
+    with_attachments,
 };
 use crate::{ApiState, page_limit};
 
@@ -120,14 +122,19 @@ pub async fn get_case(
     let case = cases::get_for_customer(&state.db, id, who.customer_id).await?;
     let events = cases::events(&state.db, id, true).await?;
     let messages = cases::messages(&state.db, id).await?;
+    let attachments = blobs::case_attachments(&state.db, id).await?;
+    let (messages, attachments) = with_attachments(messages, attachments);
     let mut view = CustomerCase::new(case, &who.user.language);
     view.events = Some(events.into_iter().map(Into::into).collect());
-    view.messages = Some(messages.into_iter().map(Into::into).collect());
+    view.messages = Some(messages);
+    view.attachments = Some(attachments);
     Ok(axum::Json(view))
 }
 
+/// A message to staff on one of the caller's cases, optionally with blobs they uploaded or may see.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/messages", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem)))]
+    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem, description = "`unknown_attachment`, `too_many_attachments`, `invalid_message`")))]
 #[tracing::instrument(skip_all)]
 pub async fn post_message(
     State(state): State<ApiState>,
@@ -135,8 +142,12 @@ pub async fn post_message(
     Path(id): Path<Uuid>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    let message = cases::add_message(&state.db, &who.user, id, &req.body).await?;
-    Ok((StatusCode::CREATED, axum::Json(message.into())))
+    let (message, attachments) =
+        cases::add_message(&state.db, &who.user, id, &req.body, &req.attachments).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(MessageView::new(message, attachments)),
+    ))
 }
 
 /// Rates the answer, 1–5, once, after the case is answered.

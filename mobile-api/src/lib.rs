@@ -13,6 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 pub mod account;
+pub mod blobs;
 pub mod calendar;
 pub mod customer;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod extract;
 pub mod push;
 pub mod staff;
 pub mod views;
+pub mod work_orders;
 
 pub use error::{ApiError, ApiResult, Problem};
 
@@ -32,6 +34,8 @@ pub struct ApiState {
     pub session_ttl: Duration,
     /// The VAPID public key apps subscribe with; None when push is not configured.
     pub vapid_public_key: Option<String>,
+    /// The largest blob `PUT /api/v1/blobs/{sha256}` accepts, in bytes.
+    pub blob_limit: usize,
 }
 
 impl ApiState {
@@ -40,6 +44,7 @@ impl ApiState {
             db,
             session_ttl: account::DEFAULT_SESSION_TTL,
             vapid_public_key: None,
+            blob_limit: blobs::DEFAULT_BLOB_LIMIT,
         }
     }
 }
@@ -143,7 +148,35 @@ fn routes() -> Routes {
             "/api/v1/push/vapid-public-key",
             push::vapid_public_key,
         )
+        // The router-wide JSON limit is not a blob's: put_blob enforces ApiState::blob_limit (a
+        // setting) as it reads.
+        .add(
+            Method::PUT,
+            "/api/v1/blobs/{sha256}",
+            blobs::put_blob.layer(DefaultBodyLimit::disable()),
+        )
+        .add(Method::GET, "/api/v1/blobs/{sha256}", blobs::get_blob)
         .add(Method::GET, "/api/v1/calendar/holidays", calendar::holidays)
+        .add(
+            Method::POST,
+            "/api/v1/staff/work-orders",
+            work_orders::create,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/staff/work-orders/{id}",
+            work_orders::get,
+        )
+        .add(
+            Method::PUT,
+            "/api/v1/staff/work-orders/{id}/technicians",
+            work_orders::set_technicians,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/technician/work-orders",
+            work_orders::mine,
+        )
         .add(Method::GET, "/api/v1/openapi.json", openapi_json)
 }
 
@@ -175,10 +208,12 @@ pub fn router(state: ApiState) -> Router {
         customer::file_case, customer::list_cases, customer::get_case, customer::post_message, customer::rate,
         staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message, staff::request_info, staff::extend,
         push::case_notifications, push::subscribe, push::unsubscribe, push::vapid_public_key,
+        blobs::put_blob, blobs::get_blob,
         calendar::holidays, openapi_json,
+        work_orders::create, work_orders::get, work_orders::set_technicians, work_orders::mine,
     ),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "meta"))
+    tags((name = "auth"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "work orders"), (name = "meta"))
 )]
 pub struct ApiDoc;
 

@@ -1,5 +1,6 @@
 //! The staff's side: the queue, and the moves of PRO-SIG-10 (assign, draft, approve, return, close).
 
+use atiende_core::blobs;
 use atiende_core::cases::{self, Assignment, Closing, QueueCursor, QueueFilter, QueueOrder};
 use atiende_core::types::CaseStatus;
 use axum::extract::State;
@@ -14,6 +15,7 @@ use crate::extract::{Json, Path, Query, Staff};
 use crate::views::{
     ApproveRequest, AssignRequest, CloseRequest, DraftRequest, ExtendRequest, MessageRequest,
     MessageView, Page, RequestInfoRequest, ReturnRequest, StaffCase, StaffEventView,
+    with_attachments,
 };
 use crate::{ApiState, page_limit};
 
@@ -112,6 +114,8 @@ pub async fn queue(
 async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> {
     let events = cases::events(&state.db, case.id, false).await?;
     let messages = cases::messages(&state.db, case.id).await?;
+    let attachments = blobs::case_attachments(&state.db, case.id).await?;
+    let (messages, attachments) = with_attachments(messages, attachments);
     let id = case.id;
     let mut view = StaffCase::from(case);
     let mut conn = state
@@ -130,7 +134,8 @@ async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> 
             })
             .collect(),
     );
-    view.messages = Some(messages.into_iter().map(Into::into).collect());
+    view.messages = Some(messages);
+    view.attachments = Some(attachments);
     Ok(view)
 }
 
@@ -227,9 +232,10 @@ pub async fn close(
     Ok(axum::Json(full_view(&state, case).await?))
 }
 
-/// A message to the customer on the case.
+/// A message to the customer on the case, optionally with blobs the caller uploaded or may see.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/messages", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem)))]
+    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem, description = "`unknown_attachment`, `too_many_attachments`, `invalid_message`")))]
 #[tracing::instrument(skip_all)]
 pub async fn post_message(
     State(state): State<ApiState>,
@@ -237,8 +243,12 @@ pub async fn post_message(
     Path(id): Path<Uuid>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    let message = cases::add_message(&state.db, &user, id, &req.body).await?;
-    Ok((StatusCode::CREATED, axum::Json(message.into())))
+    let (message, attachments) =
+        cases::add_message(&state.db, &user, id, &req.body, &req.attachments).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(MessageView::new(message, attachments)),
+    ))
 }
 
 /// Staff: ask the customer for missing information. The case waits on the customer and its

@@ -1,5 +1,8 @@
 //! What the apps send and receive. Field names are the contract (snake_case JSON).
 
+use std::collections::HashMap;
+
+use atiende_core::blobs::Attachment;
 use atiende_core::cases::{Case, CaseEvent, Message};
 use atiende_core::types::{CaseStatus, CaseType, Channel, DocumentType, Level, Priority, Role};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -44,6 +47,12 @@ pub struct Me {
     pub customer_id: Option<Uuid>,
     /// Codes of the processes a staff member belongs to or leads.
     pub processes: Vec<String>,
+    /// A customer's outbox document (`automerge:` URL): PQRS drafted offline and ratings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_url: Option<String>,
+    /// A customer's inbox document, written by the server: radicados, statuses, answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbox_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -93,23 +102,67 @@ pub struct StaffEventView {
     pub event: EventView,
 }
 
+/// A blob attached to a case or message; download it from `GET /api/v1/blobs/{sha256}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttachmentView {
+    pub sha256: String,
+    pub content_type: String,
+    /// Bytes.
+    pub size: i64,
+}
+
+impl From<Attachment> for AttachmentView {
+    fn from(a: Attachment) -> Self {
+        AttachmentView {
+            sha256: a.sha256,
+            content_type: a.content_type,
+            size: a.size,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView {
     pub id: Uuid,
     pub from_staff: bool,
     pub body: String,
     pub created_at: DateTime<Utc>,
+    pub attachments: Vec<AttachmentView>,
 }
 
-impl From<Message> for MessageView {
-    fn from(m: Message) -> Self {
+impl MessageView {
+    pub fn new(m: Message, attachments: Vec<Attachment>) -> Self {
         MessageView {
             id: m.id,
             from_staff: m.from_staff,
             body: m.body,
             created_at: m.created_at,
+            attachments: attachments.into_iter().map(Into::into).collect(),
         }
     }
+}
+
+/// A case's messages with their attachments, and the attachments of the case itself.
+pub fn with_attachments(
+    messages: Vec<Message>,
+    attachments: Vec<Attachment>,
+) -> (Vec<MessageView>, Vec<AttachmentView>) {
+    let mut by_message: HashMap<Uuid, Vec<Attachment>> = HashMap::new();
+    let mut on_case = Vec::new();
+    for a in attachments {
+        match a.message_id {
+            Some(id) => by_message.entry(id).or_default().push(a),
+            None => on_case.push(a.into()),
+        }
+    }
+    let views = messages
+        .into_iter()
+        .map(|m| {
+            let mine = by_message.remove(&m.id).unwrap_or_default();
+            MessageView::new(m, mine)
+        })
+        .collect();
+    (views, on_case)
 }
 
 /// A case as its customer sees it: no internal drafts, reviews or assignees.
@@ -138,6 +191,9 @@ pub struct CustomerCase {
     pub events: Option<Vec<EventView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<MessageView>>,
+    /// Blobs attached to the case itself rather than to a message, on the single-case view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<AttachmentView>>,
 }
 
 fn rating(c: &Case) -> Option<Rating> {
@@ -175,6 +231,7 @@ impl CustomerCase {
             answered_at: c.answered_at,
             events: None,
             messages: None,
+            attachments: None,
         }
     }
 }
@@ -213,6 +270,9 @@ pub struct StaffCase {
     pub events: Option<Vec<StaffEventView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<MessageView>>,
+    /// Blobs attached to the case itself rather than to a message, on the single-case view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<AttachmentView>>,
 }
 
 impl From<Case> for StaffCase {
@@ -243,6 +303,7 @@ impl From<Case> for StaffCase {
             clocks: None,
             events: None,
             messages: None,
+            attachments: None,
         }
     }
 }
@@ -295,6 +356,9 @@ pub struct RatingRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageRequest {
     pub body: String,
+    /// SHA-256 ids of blobs uploaded with `PUT /api/v1/blobs/{sha256}`, at most 10.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -219,6 +219,20 @@ pub async fn load(pool: &PgPool) -> atiende_core::Result<bool> {
         },
     )
     .await?;
+    // Tomorrow's visit for the technician, whose field report the app syncs offline.
+    atiende_core::work_orders::create(
+        pool,
+        director,
+        atiende_core::work_orders::NewWorkOrder {
+            customer_id,
+            process: "OPERATIVO".into(),
+            address: "Carrera 1 # 2-34, Cartagena".into(),
+            scheduled_at: chrono::Utc::now() + chrono::Duration::days(1),
+            service_type: "Control de plagas".into(),
+            technicians: vec![users[3].id],
+        },
+    )
+    .await?;
     Ok(true)
 }
 

@@ -124,6 +124,7 @@ pub fn app(
         db: db.clone(),
         session_ttl: settings.session_ttl(),
         vapid_public_key,
+        blob_limit: settings.blob_max_bytes,
     };
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -256,6 +257,26 @@ pub async fn run(
             .await;
         })
     };
+    // Changes and access changes made through other processes on this database reach the peers
+    // connected here.
+    let sync_listener = {
+        let (sync, mut stop) = (sync.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            sync.run_listener(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        })
+    };
+    let projector = {
+        let (sync, mut stop) = (sync.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            sync.run_projector(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        })
+    };
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         tokio::spawn(push::run_worker(db, sender, interval, stop_rx))
@@ -272,6 +293,12 @@ pub async fn run(
     let _ = stop_tx.send(true);
     if let Err(e) = janitor.await {
         tracing::error!(error = %e, "sync janitor ended abnormally");
+    }
+    if let Err(e) = sync_listener.await {
+        tracing::error!(error = %e, "sync listener ended abnormally");
+    }
+    if let Err(e) = projector.await {
+        tracing::error!(error = %e, "sync projector ended abnormally");
     }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "deadline scheduler ended abnormally");

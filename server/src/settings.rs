@@ -53,6 +53,8 @@ pub struct Settings {
     /// How often the deadline scheduler looks for due alerts, in milliseconds
     /// (`ATIENDE_SCHEDULER_INTERVAL_MS`).
     pub scheduler_interval_ms: u64,
+    /// The largest blob (photo, signature, attachment) accepted, in bytes (`ATIENDE_BLOB_MAX_BYTES`).
+    pub blob_max_bytes: usize,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             vapid_subject: "mailto:pqrs@localhost".into(),
             push_interval_ms: 1000,
             scheduler_interval_ms: 5000,
+            blob_max_bytes: atiende_mobile_api::blobs::DEFAULT_BLOB_LIMIT,
         }
     }
 }
@@ -169,6 +172,16 @@ impl Settings {
                     .ok_or(SettingsError::Env {
                         name: "ATIENDE_SCHEDULER_INTERVAL_MS",
                         message: "expected a positive whole number of milliseconds".into(),
+                    })?;
+        }
+        if let Some(v) = env("ATIENDE_BLOB_MAX_BYTES") {
+            settings.blob_max_bytes =
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(SettingsError::Env {
+                        name: "ATIENDE_BLOB_MAX_BYTES",
+                        message: "expected a positive whole number of bytes".into(),
                     })?;
         }
         if let Some(v) = env("ATIENDE_LOG").or_else(|| env("RUST_LOG")) {

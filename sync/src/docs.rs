@@ -101,6 +101,7 @@ impl LoadedDoc {
             kind: stored.kind,
             subscribers: HashMap::new(),
             incremental_rows: stored.incremental_rows,
+            seen: stored.seen,
             compact_at,
             last_used: Instant::now(),
         }))
@@ -114,6 +115,8 @@ struct LoadedDoc {
     kind: DocumentKind,
     subscribers: HashMap<u64, Subscriber>,
     incremental_rows: usize,
+    /// The stored content `doc` holds; what other processes store beyond it is read on `NOTIFY`.
+    seen: storage::Seen,
     /// Compaction is tried again at this many rows after a failure, not on every message.
     compact_at: usize,
     last_used: Instant,
@@ -165,6 +168,11 @@ impl SyncState {
         lock(&self.inner.docs).get(&id).cloned()
     }
 
+    /// Whether the document is in memory (or being loaded).
+    pub(crate) fn is_loaded(&self, id: DocumentId) -> bool {
+        lock(&self.inner.docs).contains_key(&id)
+    }
+
     /// Drops the handle from the registry, unless it was replaced already.
     fn forget(&self, id: DocumentId, handle: &Arc<DocHandle>) {
         let mut docs = lock(&self.inner.docs);
@@ -196,6 +204,13 @@ impl SyncState {
                 *slot = Slot::Gone;
                 self.forget(id, &handle);
                 unloaded += 1;
+            }
+        }
+        if unloaded > 0 {
+            // A burst of documents must not keep its table allocated once they are gone.
+            let mut docs = lock(&self.inner.docs);
+            if docs.capacity() > 4 * docs.len() + 64 {
+                docs.shrink_to_fit();
             }
         }
         unloaded
@@ -402,9 +417,10 @@ impl SyncState {
             return Ok(false);
         }
         let bytes = d.doc.save_after(before);
-        match storage::append_with_retry(&self.inner.db, id, &bytes).await {
-            Ok(()) => {
+        match storage::append_with_retry(&self.inner.db, id, &bytes, &self.inner.peer_id).await {
+            Ok(seq) => {
                 d.incremental_rows += 1;
+                d.seen.rows.push(seq);
                 self.inner
                     .counters
                     .stored_change_batches
@@ -441,6 +457,9 @@ impl SyncState {
             match storage::compact(&self.inner.db, id).await {
                 Ok(done) => {
                     d.incremental_rows = d.incremental_rows.saturating_sub(done.folded_rows);
+                    // The rows we had are folded; the snapshot may also hold rows another
+                    // process stored that we have not read yet, so the next refresh reads it.
+                    d.seen = storage::Seen::default();
                     d.compact_at = self.inner.settings.compact_after;
                     tracing::debug!(document = %id, folded = done.folded_rows, bytes = done.snapshot_bytes, "compacted");
                 }
@@ -471,6 +490,70 @@ impl SyncState {
             }
         }
         self.forget(id, handle);
+    }
+
+    /// Brings in what other processes stored for a document held in memory, then sends it to
+    /// every peer here that has it open; called when a `NOTIFY` says something was stored, and
+    /// for every document after notifications may have been lost. A document nobody here has
+    /// open is dropped from memory instead: it is read whole when next opened. Returns whether
+    /// peers were sent new content.
+    pub(crate) async fn refresh_document(&self, id: DocumentId) -> Result<bool, StorageError> {
+        let Some(handle) = self.existing_handle(id) else {
+            return Ok(false);
+        };
+        let mut slot = handle.slot.lock().await;
+        let Slot::Loaded(d) = &mut *slot else {
+            return Ok(false);
+        };
+        if d.subscribers.is_empty() {
+            *slot = Slot::Gone;
+            self.forget(id, &handle);
+            return Ok(false);
+        }
+        let unseen = storage::read_unseen(&self.inner.db, id, &d.seen).await?;
+        let before = d.doc.get_heads();
+        let doc = &mut d.doc;
+        // Automerge skips changes it already has, so overlapping rows and a snapshot that
+        // folds rows we applied are harmless.
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            unseen
+                .snapshot
+                .iter()
+                .chain(&unseen.rows)
+                .try_for_each(|bytes| doc.load_incremental(bytes).map(drop))
+        }));
+        let failure = match applied {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(StorageError::Corrupt {
+                document_id: id,
+                source: Box::new(e),
+            }),
+            Err(_) => Some(StorageError::Other(format!(
+                "Automerge panicked loading stored changes of {id}"
+            ))),
+        };
+        if let Some(e) = failure {
+            // What is in memory may be half-applied: peers reload from storage.
+            self.poison(id, &handle, &mut slot, None);
+            return Err(e);
+        }
+        d.incremental_rows = unseen.now.rows.len();
+        d.seen = unseen.now;
+        if d.doc.get_heads() == before {
+            return Ok(false);
+        }
+        self.fan_out(id, &mut slot, 0, true).await;
+        Ok(true)
+    }
+
+    /// [`Self::refresh_document`] for every document in memory.
+    pub(crate) async fn refresh_all(&self) {
+        let ids: Vec<DocumentId> = lock(&self.inner.docs).keys().copied().collect();
+        for id in ids {
+            if let Err(e) = self.refresh_document(id).await {
+                tracing::error!(document = %id, error = %e, "reading changes stored elsewhere");
+            }
+        }
     }
 
     /// Relays an `ephemeral` message to the other peers that have the document open, if the

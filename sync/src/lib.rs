@@ -6,17 +6,22 @@
 //!   [`grant`] and [`revoke`] for the rest of the system.
 //! - [`SyncState`] and [`router`]: the WebSocket endpoint `GET /api/v1/sync?token=…`, which
 //!   commits every change before any peer hears of it.
+//! - [`SyncState::run_listener`]: several processes on one database, through PostgreSQL
+//!   `LISTEN/NOTIFY`.
 
 mod cbor;
 mod connection;
 pub mod doc_id;
 mod docs;
+mod listen;
+mod projector;
 pub mod protocol;
 mod server;
 pub mod storage;
 
 pub use doc_id::{DocumentId, DocumentIdError};
 pub use docs::ChangeError;
+pub use projector::ProjectionError;
 pub use protocol::{
     DecodeError, Limits, MAX_DEPTH, MAX_FRAME, MAX_ITEMS, Message, PROTOCOL_V1, PeerMetadata,
     RemoteHeads, decode, decode_with, encode,

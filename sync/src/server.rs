@@ -203,7 +203,12 @@ impl SyncState {
 
     /// Makes connected peers follow an access change that someone else committed (for example
     /// [`storage::revoke`] inside a larger transaction): `None` drops the user's subscriptions.
+    /// The listener ([`Self::run_listener`]) calls this for every change committed anywhere.
     pub async fn access_changed(&self, id: DocumentId, user_id: Uuid) -> Result<(), StorageError> {
+        if !self.is_loaded(id) {
+            // Nobody here has it open; whoever opens it next is checked then.
+            return Ok(());
+        }
         let mode = storage::access(&self.inner.db, id, user_id)
             .await?
             .and_then(|(_, mode)| mode);

@@ -7,69 +7,14 @@
 
 use std::time::Duration;
 
-use automerge::transaction::CommitOptions;
+use atiende_core::documents::{self, DocumentError};
+pub use atiende_core::documents::{DocumentKind, Mode};
 use automerge::{AutoCommit, LoadOptions, OnPartialLoad};
 use sqlx::{Acquire, PgExecutor, PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::DocumentId;
 use crate::doc_id::RandomError;
-
-/// What a document holds, which decides who the rest of the system lets at it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DocumentKind {
-    /// One per work order visit, edited by its technicians.
-    FieldReport,
-    /// A customer's PQRS drafts, written by the customer.
-    CustomerOutbox,
-    /// What the server tells a customer; only the server writes it.
-    CustomerInbox,
-}
-
-impl DocumentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentKind::FieldReport => "field_report",
-            DocumentKind::CustomerOutbox => "customer_outbox",
-            DocumentKind::CustomerInbox => "customer_inbox",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "field_report" => Some(DocumentKind::FieldReport),
-            "customer_outbox" => Some(DocumentKind::CustomerOutbox),
-            "customer_inbox" => Some(DocumentKind::CustomerInbox),
-            _ => None,
-        }
-    }
-}
-
-/// What a user may do with a document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Receives the document; its changes are neither applied nor stored.
-    Read,
-    /// Receives the document and its changes are merged and stored.
-    Write,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Read => "read",
-            Mode::Write => "write",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "read" => Some(Mode::Read),
-            "write" => Some(Mode::Write),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -91,6 +36,22 @@ pub enum StorageError {
     NoSuchDocument(DocumentId),
     #[error("user {0} does not exist")]
     NoSuchUser(Uuid),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<DocumentError> for StorageError {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::Database(e) => StorageError::Database(e),
+            DocumentError::Initial(e) => StorageError::Initial(e),
+            DocumentError::Random(e) => StorageError::Random(e),
+            DocumentError::NoSuchDocument(id) => StorageError::NoSuchDocument(id),
+            DocumentError::NoSuchUser(id) => StorageError::NoSuchUser(id),
+            // `DocumentError` is non-exhaustive: a future variant is still an error.
+            other => StorageError::Other(other.to_string()),
+        }
+    }
 }
 
 impl StorageError {
@@ -124,6 +85,31 @@ pub struct StoredDocument {
     pub doc: AutoCommit,
     /// Change rows on top of the snapshot: what the next compaction would fold.
     pub incremental_rows: usize,
+    /// The stored content `doc` was built from, so that what is stored later can be told apart.
+    pub seen: Seen,
+}
+
+/// Which stored content a copy of a document in memory holds: the snapshot's version and the
+/// change rows applied on top of it. Other processes append and compact at any time; this is
+/// what [`read_unseen`] compares against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// `sync_snapshots.updated_at` in microseconds; `None` when unknown (the snapshot is read again).
+    pub snapshot: Option<i64>,
+    /// `sync_changes.seq` of the rows applied. Seqs are allocated at insert and rows commit in
+    /// any order, so this is a set, never a "highest seen".
+    pub rows: Vec<i64>,
+}
+
+/// Stored content a copy in memory does not have yet (see [`read_unseen`]).
+#[derive(Debug, Default)]
+pub struct Unseen {
+    /// The snapshot, when its version is not the one seen (a compaction replaced it).
+    pub snapshot: Option<Vec<u8>>,
+    /// Change rows not seen, in seq order.
+    pub rows: Vec<Vec<u8>>,
+    /// What is stored now: seen once `snapshot` and `rows` are applied.
+    pub now: Seen,
 }
 
 fn kind_from_db(value: String) -> Result<DocumentKind> {
@@ -185,31 +171,78 @@ pub async fn documents_of_user(
         .collect()
 }
 
-/// The snapshot (if any) and the change rows after it, read in one statement so that a
-/// compaction committing in between cannot hide rows it folded.
-async fn read_content(
-    db: impl PgExecutor<'_>,
-    id: &str,
-) -> Result<(Option<Vec<u8>>, Vec<(i64, Vec<u8>)>)> {
+/// The snapshot (if any, with its version) and the change rows after it, read in one statement
+/// so that a compaction committing in between cannot hide rows it folded.
+async fn read_content(db: impl PgExecutor<'_>, id: &str) -> Result<Content> {
     let rows = sqlx::query!(
-        r#"select 0::bigint as "seq!", data as "data!" from sync_snapshots where document_id = $1
+        r#"select 0::bigint as "seq!", data as "data!",
+                  (extract(epoch from updated_at) * 1000000)::bigint as version
+           from sync_snapshots where document_id = $1
            union all
-           select seq, data from sync_changes where document_id = $1
+           select seq, data, null from sync_changes where document_id = $1
            order by 1"#,
         id,
     )
     .fetch_all(db)
     .await?;
-    let mut snapshot = None;
-    let mut changes = Vec::with_capacity(rows.len());
+    let mut content = Content::default();
     for r in rows {
         if r.seq == 0 {
-            snapshot = Some(r.data);
+            content.snapshot = Some(r.data);
+            content.version = r.version;
         } else {
-            changes.push((r.seq, r.data));
+            content.changes.push((r.seq, r.data));
         }
     }
-    Ok((snapshot, changes))
+    Ok(content)
+}
+
+#[derive(Default)]
+struct Content {
+    snapshot: Option<Vec<u8>>,
+    version: Option<i64>,
+    changes: Vec<(i64, Vec<u8>)>,
+}
+
+impl Content {
+    fn seen(&self) -> Seen {
+        Seen {
+            snapshot: self.version,
+            rows: self.changes.iter().map(|(seq, _)| *seq).collect(),
+        }
+    }
+}
+
+/// What is stored for a document beyond `seen`: the snapshot if a compaction replaced it, and
+/// the change rows not in `seen.rows` (committed by anyone, in any order). One statement, so a
+/// compaction that folded rows and deleted them is seen either as the rows or as the snapshot.
+pub async fn read_unseen(db: impl PgExecutor<'_>, id: DocumentId, seen: &Seen) -> Result<Unseen> {
+    let rows = sqlx::query!(
+        r#"select 0::bigint as "seq!", s.version,
+                  case when s.version is distinct from $3 then s.data end as data
+           from (select data, (extract(epoch from updated_at) * 1000000)::bigint as version
+                 from sync_snapshots where document_id = $1) s
+           union all
+           select seq, null, case when seq <> all($2) then data end
+           from sync_changes where document_id = $1
+           order by 1"#,
+        id.to_string(),
+        &seen.rows,
+        seen.snapshot,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut unseen = Unseen::default();
+    for r in rows {
+        if r.seq == 0 {
+            unseen.snapshot = r.data;
+            unseen.now.snapshot = r.version;
+        } else {
+            unseen.now.rows.push(r.seq);
+            unseen.rows.extend(r.data);
+        }
+    }
+    Ok(unseen)
 }
 
 /// The snapshot with the change rows after it, loaded strictly: Automerge's incremental load
@@ -248,40 +281,75 @@ pub async fn load(db: &PgPool, id: DocumentId) -> Result<Option<StoredDocument>>
     else {
         return Ok(None);
     };
-    let (snapshot, changes) = read_content(db, &key).await?;
-    let doc = assemble(id, snapshot.as_deref(), &changes)?;
+    let content = read_content(db, &key).await?;
+    let doc = assemble(id, content.snapshot.as_deref(), &content.changes)?;
     Ok(Some(StoredDocument {
         kind: kind_from_db(kind)?,
         doc,
-        incremental_rows: changes.len(),
+        incremental_rows: content.changes.len(),
+        seen: content.seen(),
     }))
 }
 
-/// Stores a batch of new changes (bytes from `save_after`), committed when this returns.
-pub async fn append(db: impl PgExecutor<'_>, id: DocumentId, changes: &[u8]) -> Result<()> {
-    sqlx::query!(
-        "insert into sync_changes (document_id, data) values ($1, $2)",
+/// Stores a batch of new changes (bytes from `save_after`), committed when this returns, and
+/// tells every sync server through `NOTIFY` (see [`append_from`]). Returns the row's seq.
+pub async fn append(db: impl PgExecutor<'_>, id: DocumentId, changes: &[u8]) -> Result<i64> {
+    insert_changes(db, id, changes, None).await
+}
+
+/// [`append`] by the sync server whose peer id is `origin`: the notification carries it, so that
+/// server does not read back what it already has. In the same statement as the insert, so the
+/// notification is sent exactly when the row commits.
+pub async fn append_from(
+    db: impl PgExecutor<'_>,
+    id: DocumentId,
+    changes: &[u8],
+    origin: &str,
+) -> Result<i64> {
+    insert_changes(db, id, changes, Some(origin)).await
+}
+
+async fn insert_changes(
+    db: impl PgExecutor<'_>,
+    id: DocumentId,
+    changes: &[u8],
+    origin: Option<&str>,
+) -> Result<i64> {
+    // `pg_notify` returns `void`, which cannot be decoded: select from it instead.
+    sqlx::query_scalar!(
+        r#"with ins as (
+               insert into sync_changes (document_id, data) values ($1, $2)
+               returning document_id, seq
+           )
+           select ins.seq as "seq!"
+           from ins, pg_notify($3, json_build_object('doc', ins.document_id, 'origin', $4::text)::text)"#,
         id.to_string(),
         changes,
+        documents::SYNC_CHANNEL,
+        origin,
     )
-    .execute(db)
+    .fetch_one(db)
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(d) if d.constraint() == Some("sync_changes_document_id_fkey") => {
             StorageError::NoSuchDocument(id)
         }
         _ => StorageError::Database(e),
-    })?;
-    Ok(())
+    })
 }
 
-/// [`append`], trying again after transient database errors (three attempts in about a
+/// [`append_from`], trying again after transient database errors (three attempts in about a
 /// second), so a blip does not fail the peer's connection.
-pub async fn append_with_retry(db: &PgPool, id: DocumentId, changes: &[u8]) -> Result<()> {
+pub async fn append_with_retry(
+    db: &PgPool,
+    id: DocumentId,
+    changes: &[u8],
+    origin: &str,
+) -> Result<i64> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        match append(db, id, changes).await {
+        match append_from(db, id, changes, origin).await {
             Err(e) if e.is_transient() && attempt < 3 => {
                 tracing::warn!(document = %id, attempt, error = %e, "storing changes; retrying");
                 tokio::time::sleep(delay).await;
@@ -318,7 +386,9 @@ pub async fn compact(db: &PgPool, id: DocumentId) -> Result<Compaction> {
     if exists.is_none() {
         return Err(StorageError::NoSuchDocument(id));
     }
-    let (snapshot, changes) = read_content(&mut *tx, &key).await?;
+    let Content {
+        snapshot, changes, ..
+    } = read_content(&mut *tx, &key).await?;
     if changes.is_empty() {
         return Ok(Compaction {
             folded_rows: 0,
@@ -328,9 +398,11 @@ pub async fn compact(db: &PgPool, id: DocumentId) -> Result<Compaction> {
     let mut doc = assemble(id, snapshot.as_deref(), &changes)?;
     let bytes = doc.save();
     let seqs: Vec<i64> = changes.iter().map(|(seq, _)| *seq).collect();
+    // `updated_at` is the snapshot's version for other processes (`Seen::snapshot`): the clock,
+    // not the transaction start, so two compactions never share one.
     sqlx::query!(
         "insert into sync_snapshots (document_id, data) values ($1, $2)
-         on conflict (document_id) do update set data = excluded.data, updated_at = now()",
+         on conflict (document_id) do update set data = excluded.data, updated_at = clock_timestamp()",
         key,
         bytes,
     )
@@ -350,90 +422,29 @@ pub async fn compact(db: &PgPool, id: DocumentId) -> Result<Compaction> {
     })
 }
 
-/// Creates a document with its initial content and access list, in one transaction (a savepoint
-/// when `db` is already a transaction). Only the server creates documents: a client that
-/// announces one of its own gets `doc-unavailable`.
-///
-/// `initial` fills the document; if it makes no change an empty change is committed, because an
-/// automerge-repo client treats a document without heads as one nobody has.
+/// Creates a document (see [`documents::create`]).
 pub async fn create_document<'a>(
     db: impl Acquire<'a, Database = Postgres>,
     kind: DocumentKind,
     access: &[(Uuid, Mode)],
     initial: impl FnOnce(&mut AutoCommit) -> Result<(), automerge::AutomergeError>,
 ) -> Result<DocumentId> {
-    let mut doc = AutoCommit::new();
-    initial(&mut doc).map_err(|e| StorageError::Initial(Box::new(e)))?;
-    doc.commit();
-    if doc.get_heads().is_empty() {
-        doc.empty_change(CommitOptions::default());
-    }
-    let bytes = doc.save();
-    let id = DocumentId::generate()?;
-    let key = id.to_string();
-
-    let mut tx = db.begin().await?;
-    sqlx::query!(
-        "insert into sync_documents (document_id, kind) values ($1, $2)",
-        key,
-        kind.as_str(),
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "insert into sync_snapshots (document_id, data) values ($1, $2)",
-        key,
-        bytes,
-    )
-    .execute(&mut *tx)
-    .await?;
-    for &(user_id, mode) in access {
-        grant(&mut *tx, id, user_id, mode).await?;
-    }
-    tx.commit().await?;
-    Ok(id)
+    Ok(documents::create(db, kind, access, initial).await?)
 }
 
-/// Lets a user read or write a document (replacing what they had).
+/// Lets a user read or write a document (see [`documents::grant`]).
 pub async fn grant(
     db: impl PgExecutor<'_>,
     id: DocumentId,
     user_id: Uuid,
     mode: Mode,
 ) -> Result<()> {
-    sqlx::query!(
-        "insert into sync_document_access (document_id, user_id, mode) values ($1, $2, $3)
-         on conflict (document_id, user_id) do update set mode = excluded.mode, granted_at = now()",
-        id.to_string(),
-        user_id,
-        mode.as_str(),
-    )
-    .execute(db)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d)
-            if d.constraint() == Some("sync_document_access_document_id_fkey") =>
-        {
-            StorageError::NoSuchDocument(id)
-        }
-        sqlx::Error::Database(d) if d.constraint() == Some("sync_document_access_user_id_fkey") => {
-            StorageError::NoSuchUser(user_id)
-        }
-        _ => StorageError::Database(e),
-    })?;
-    Ok(())
+    Ok(documents::grant(db, id, user_id, mode).await?)
 }
 
-/// Takes a user's access to a document away. Returns whether they had any.
+/// Takes a user's access to a document away (see [`documents::revoke`]).
 pub async fn revoke(db: impl PgExecutor<'_>, id: DocumentId, user_id: Uuid) -> Result<bool> {
-    let done = sqlx::query!(
-        "delete from sync_document_access where document_id = $1 and user_id = $2",
-        id.to_string(),
-        user_id,
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(documents::revoke(db, id, user_id).await?)
 }
 
 /// The storage id this database advertises to peers.

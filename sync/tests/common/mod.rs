@@ -430,3 +430,60 @@ pub async fn change_rows(pool: &PgPool, id: DocumentId) -> i64 {
     .await
     .expect("count change rows")
 }
+
+/// A server's background job (the listener, the janitor) running until stopped.
+pub struct Job {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Job {
+    /// Asks the job to stop and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("job ended cleanly");
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn spawn_job<F>(run: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> F) -> Job
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    Job {
+        stop: Some(stop),
+        task: tokio::spawn(run(stopped)),
+    }
+}
+
+/// [`SyncState::run_listener`], as the server process runs it.
+pub fn spawn_listener(state: &SyncState) -> Job {
+    let state = state.clone();
+    spawn_job(|stopped| async move {
+        state
+            .run_listener(async {
+                let _ = stopped.await;
+            })
+            .await;
+    })
+}
+
+/// [`SyncState::run_janitor`], as the server process runs it.
+pub fn spawn_janitor(state: &SyncState) -> Job {
+    let state = state.clone();
+    spawn_job(|stopped| async move {
+        state
+            .run_janitor(async {
+                let _ = stopped.await;
+            })
+            .await;
+    })
+}

@@ -3,11 +3,16 @@
 
 mod auth;
 mod bad_input;
+mod blobs;
 mod calendar;
 mod deadlines;
 mod filing;
 mod isolation;
+mod js_sync;
 mod lifecycle;
 mod ops;
+mod outbox;
 mod push;
 mod scheduler;
+mod sync_support;
+mod work_orders;

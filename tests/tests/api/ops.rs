@@ -87,6 +87,7 @@ async fn the_openapi_document_matches_the_router(pool: PgPool) {
             "GET" => app.client.get(url),
             "POST" => app.client.post(url).json(&json!({})),
             "DELETE" => app.client.delete(url),
+            "PUT" => app.client.put(url).json(&json!({})),
             other => panic!("unexpected method {other}"),
         };
         let r = app.send(req).await;

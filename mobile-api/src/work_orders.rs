@@ -1,0 +1,124 @@
+//! Work orders: staff schedule visits and assign technicians; technicians list theirs with the
+//! URL of each field report document, which they then sync offline.
+
+use atiende_core::field_reports::{self, ReportView};
+use atiende_core::work_orders::{self, NewWorkOrder, WorkOrder};
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::ApiState;
+use crate::error::ApiResult;
+use crate::extract::{Authenticated, Json, Path, Staff};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkOrderRequest {
+    pub customer_id: Uuid,
+    /// Code of the process that runs the visit (its staff may read the report).
+    pub process: String,
+    pub address: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub service_type: String,
+    /// Users with the technician role: they may edit the report.
+    pub technicians: Vec<Uuid>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TechniciansRequest {
+    pub technicians: Vec<Uuid>,
+}
+
+/// A work order with its projected field report, for staff.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffWorkOrder {
+    #[serde(flatten)]
+    pub work_order: WorkOrder,
+    pub report: ReportView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkOrderList {
+    pub work_orders: Vec<WorkOrder>,
+}
+
+#[utoipa::path(post, path = "/api/v1/staff/work-orders", tag = "work orders", security(("bearer" = [])),
+    request_body = NewWorkOrderRequest,
+    responses((status = 201, body = WorkOrder), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    State(state): State<ApiState>,
+    Staff(actor): Staff,
+    Json(req): Json<NewWorkOrderRequest>,
+) -> ApiResult<(StatusCode, axum::Json<WorkOrder>)> {
+    let order = work_orders::create(
+        &state.db,
+        &actor,
+        NewWorkOrder {
+            customer_id: req.customer_id,
+            process: req.process,
+            address: req.address,
+            scheduled_at: req.scheduled_at,
+            service_type: req.service_type,
+            technicians: req.technicians,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(order)))
+}
+
+/// The work order and its report as projected from the document, with the reason the latest
+/// content was not projected, if it was not.
+#[utoipa::path(get, path = "/api/v1/staff/work-orders/{id}", tag = "work orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = StaffWorkOrder), (status = 404, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn get(
+    State(state): State<ApiState>,
+    Staff(actor): Staff,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<StaffWorkOrder>> {
+    let mut conn = state
+        .db
+        .acquire()
+        .await
+        .map_err(atiende_core::Error::from)?;
+    if !field_reports::staff_may_see(&mut *conn, actor.id, id).await? {
+        return Err(atiende_core::Error::not_found("work_order_not_found", "work order").into());
+    }
+    let work_order = work_orders::get(&mut *conn, id).await?;
+    let report = field_reports::view(&mut conn, id).await?;
+    Ok(axum::Json(StaffWorkOrder { work_order, report }))
+}
+
+/// Replaces the technicians; those removed stop receiving the report at once.
+#[utoipa::path(put, path = "/api/v1/staff/work-orders/{id}/technicians", tag = "work orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = TechniciansRequest,
+    responses((status = 200, body = WorkOrder), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn set_technicians(
+    State(state): State<ApiState>,
+    Staff(actor): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<TechniciansRequest>,
+) -> ApiResult<axum::Json<WorkOrder>> {
+    Ok(axum::Json(
+        work_orders::set_technicians(&state.db, &actor, id, &req.technicians).await?,
+    ))
+}
+
+/// The calling technician's work orders, soonest first, each with its report's Automerge URL.
+#[utoipa::path(get, path = "/api/v1/technician/work-orders", tag = "work orders", security(("bearer" = [])),
+    responses((status = 200, body = WorkOrderList), (status = 403, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn mine(
+    State(state): State<ApiState>,
+    who: Authenticated,
+) -> ApiResult<axum::Json<WorkOrderList>> {
+    let work_orders = work_orders::for_technician(&state.db, &who.user).await?;
+    Ok(axum::Json(WorkOrderList { work_orders }))
+}

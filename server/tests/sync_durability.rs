@@ -1,0 +1,404 @@
+//! The `atiende` binary killed with SIGKILL in the middle of a stream of sync changes keeps every
+//! change it acknowledged: after a restart on the same database, a device syncing again gets all
+//! of them, and they are in `sync_changes`/`sync_snapshots`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use atiende_core::auth::{self, NewUser, Password};
+use atiende_core::types::Role;
+use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode, encode, storage};
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use futures_util::{SinkExt, StreamExt};
+use sqlx::PgPool;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+/// Changes the device sends at most, one per message: below the server's burst allowance
+/// (2,000 frames), so the stream is never cut for flooding.
+const CHANGES: usize = 1_500;
+/// The server is killed once it has acknowledged this many.
+const KILL_AFTER: usize = 200;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn database_url(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    let host = o.get_host();
+    let user = o.get_username();
+    let db = o.get_database().unwrap_or("postgres");
+    if host.starts_with('/') {
+        format!(
+            "postgres:///{db}?host={host}&user={user}&port={}",
+            o.get_port()
+        )
+    } else {
+        format!("postgres://{user}@{host}:{}/{db}", o.get_port())
+    }
+}
+
+/// `atiende serve` on the test's database; killed with SIGKILL when dropped.
+struct Atiende {
+    child: Child,
+    addr: String,
+}
+
+impl Atiende {
+    fn start(pool: &PgPool, log: &Path) -> Atiende {
+        let child = Command::new(env!("CARGO_BIN_EXE_atiende"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", database_url(pool))
+            .env("ATIENDE_DB_MAX_CONNECTIONS", "4")
+            .env("ATIENDE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("start atiende serve");
+        let mut server = Atiende {
+            child,
+            addr: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .find(|l| l.contains("listening"))
+                .and_then(|l| l.split("addr=").nth(1))
+            {
+                server.addr = addr.trim().to_owned();
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("atiende exited with {status}:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kill -9`: no shutdown, no flush, connections cut mid-transaction.
+    fn kill_9(&mut self) {
+        // `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM, as an operator stops it: drains and exits cleanly.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let signalled = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(signalled.expect("kill").success());
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "atiende exited with {status}");
+    }
+
+    fn sync_url(&self, token: &str) -> String {
+        format!("ws://{}/api/v1/sync?token={token}", self.addr)
+    }
+}
+
+impl Drop for Atiende {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A device with its own copy of one document, talking the automerge-repo protocol.
+struct Device {
+    socket: Socket,
+    peer_id: String,
+    server_id: String,
+    id: DocumentId,
+    doc: AutoCommit,
+    state: sync::State,
+}
+
+impl Device {
+    /// Joins and syncs the document until the device has what the server has.
+    async fn open(url: &str, id: DocumentId) -> Device {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        let peer_id = format!("phone-{}", uuid::Uuid::new_v4());
+        let join = Message::Join {
+            sender_id: peer_id.clone(),
+            supported_protocol_versions: vec![PROTOCOL_V1.to_owned()],
+            peer_metadata: None,
+        };
+        socket
+            .send(WsMessage::Binary(encode(&join).into()))
+            .await
+            .expect("send join");
+        let server_id = match next_message(&mut socket).await {
+            Some(Message::Peer { sender_id, .. }) => sender_id,
+            other => panic!("expected `peer`, got {other:?}"),
+        };
+        let mut device = Device {
+            socket,
+            peer_id,
+            server_id,
+            id,
+            doc: AutoCommit::new(),
+            state: sync::State::new(),
+        };
+        let data = device.next_sync_data().expect("first sync message");
+        let request = Message::Request {
+            sender_id: device.peer_id.clone(),
+            target_id: device.server_id.clone(),
+            document_id: id.to_string(),
+            data,
+        };
+        device.send(&request).await;
+        // Synced once the server's heads are ours and nothing is left to say.
+        while let Some(message) = next_message(&mut device.socket).await {
+            let Message::Sync { data, .. } = message else {
+                panic!("expected `sync`, got {message:?}");
+            };
+            let message = sync::Message::decode(&data).expect("sync message");
+            device
+                .doc
+                .sync()
+                .receive_sync_message(&mut device.state, message)
+                .expect("apply");
+            if let Some(data) = device.next_sync_data() {
+                device.send_sync(data).await;
+            }
+            let ours = device.doc.get_heads();
+            if !ours.is_empty() && device.state.their_heads.as_ref() == Some(&ours) {
+                return device;
+            }
+        }
+        panic!("the document never arrived");
+    }
+
+    fn next_sync_data(&mut self) -> Option<Vec<u8>> {
+        self.doc
+            .sync()
+            .generate_sync_message(&mut self.state)
+            .map(|m| m.encode())
+    }
+
+    async fn send(&mut self, message: &Message) {
+        self.socket
+            .send(WsMessage::Binary(encode(message).into()))
+            .await
+            .expect("send");
+    }
+
+    async fn send_sync(&mut self, data: Vec<u8>) {
+        let message = self.sync_message(data);
+        self.send(&message).await;
+    }
+
+    fn sync_message(&self, data: Vec<u8>) -> Message {
+        Message::Sync {
+            sender_id: self.peer_id.clone(),
+            target_id: self.server_id.clone(),
+            document_id: self.id.to_string(),
+            data,
+        }
+    }
+}
+
+/// The next protocol message, skipping pings; `None` when the socket ends or nothing comes.
+async fn next_message(socket: &mut Socket) -> Option<Message> {
+    loop {
+        match tokio::time::timeout(PATIENCE, socket.next()).await {
+            Ok(Some(Ok(WsMessage::Binary(bytes)))) => {
+                return Some(decode(&bytes).expect("server frames decode"));
+            }
+            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => {}
+            _ => return None,
+        }
+    }
+}
+
+fn key(n: usize) -> String {
+    format!("reading-{n:04}")
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
+    let user = auth::create_user(
+        &pool,
+        NewUser {
+            email: "tecnico@example.com".to_owned(),
+            name: "Técnico".to_owned(),
+            role: Role::Technician,
+            password: Password::parse("correct horse battery".to_owned()).expect("password"),
+            customer_id: None,
+            language: "es".to_owned(),
+        },
+    )
+    .await
+    .expect("user");
+    let token = auth::start_session(&pool, user.id, Duration::from_secs(3600))
+        .await
+        .expect("session")
+        .token;
+    let id = storage::create_document(
+        &pool,
+        DocumentKind::FieldReport,
+        &[(user.id, Mode::Write)],
+        |doc| {
+            doc.put(automerge::ROOT, "status", "in_progress")?;
+            Ok(())
+        },
+    )
+    .await
+    .expect("document");
+    let dir = std::env::temp_dir().join(format!(
+        "atiende-sync-durability-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log = |name: &str| -> PathBuf { dir.join(name) };
+
+    let mut server = Atiende::start(&pool, &log("first.log"));
+    let Device {
+        socket,
+        peer_id,
+        server_id,
+        mut doc,
+        mut state,
+        ..
+    } = Device::open(&server.sync_url(&token), id).await;
+    let (mut sink, mut stream) = socket.split();
+
+    // Which change each hash is; the server acknowledges a change when the heads in its answer
+    // are that change (one writer, so every change follows the one before).
+    let numbered: Arc<Mutex<HashMap<ChangeHash, usize>>> = Arc::default();
+    let acknowledged = Arc::new(Mutex::new(0usize));
+    let reader = {
+        let (numbered, acknowledged) = (numbered.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            // Until the socket dies with the server, frames already sent before the kill included.
+            while let Ok(Some(Ok(frame))) = tokio::time::timeout(PATIENCE, stream.next()).await {
+                let WsMessage::Binary(bytes) = frame else {
+                    continue;
+                };
+                let Ok(Message::Sync { data, .. }) = decode(&bytes) else {
+                    continue;
+                };
+                let heads = sync::Message::decode(&data).expect("sync message").heads;
+                let numbered = numbered.lock().expect("lock");
+                let mut acknowledged = acknowledged.lock().expect("lock");
+                for head in heads {
+                    if let Some(&n) = numbered.get(&head) {
+                        *acknowledged = (*acknowledged).max(n + 1);
+                    }
+                }
+            }
+        })
+    };
+
+    let mut sent = 0;
+    for n in 0..CHANGES {
+        doc.put(automerge::ROOT, key(n), n as i64).expect("put");
+        doc.commit();
+        let head = doc.get_heads()[0];
+        numbered.lock().expect("lock").insert(head, n);
+        let data = doc
+            .sync()
+            .generate_sync_message(&mut state)
+            .expect("a message for the new change")
+            .encode();
+        let message = Message::Sync {
+            sender_id: peer_id.clone(),
+            target_id: server_id.clone(),
+            document_id: id.to_string(),
+            data,
+        };
+        if sink
+            .send(WsMessage::Binary(encode(&message).into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent = n + 1;
+        if *acknowledged.lock().expect("lock") >= KILL_AFTER {
+            break;
+        }
+        // Let the reader and the socket keep up; the server is still behind.
+        tokio::task::yield_now().await;
+    }
+    // Sending may finish first on a slow machine: the server is still working through them.
+    let deadline = Instant::now() + PATIENCE;
+    while *acknowledged.lock().expect("lock") < KILL_AFTER.min(sent) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill_9();
+    reader.await.expect("reader");
+    let acknowledged = *acknowledged.lock().expect("lock");
+    assert!(
+        acknowledged >= KILL_AFTER.min(sent),
+        "only {acknowledged} of {sent} changes acknowledged before the kill"
+    );
+    eprintln!("killed after {sent} changes sent, {acknowledged} acknowledged");
+
+    // In the database, as stored: snapshot and change rows.
+    let stored = storage::load(&pool, id)
+        .await
+        .expect("load")
+        .expect("document");
+    for n in 0..acknowledged {
+        assert!(
+            stored
+                .doc
+                .get(automerge::ROOT, key(n))
+                .expect("get")
+                .is_some(),
+            "acknowledged change {n} is not stored"
+        );
+    }
+
+    // And as a device sees it after a restart on the same database.
+    let mut server = Atiende::start(&pool, &log("second.log"));
+    let mut device = Device::open(&server.sync_url(&token), id).await;
+    for n in 0..acknowledged {
+        let value = device.doc.get(automerge::ROOT, key(n)).expect("get");
+        assert_eq!(
+            value.and_then(|(v, _)| v.as_i64()),
+            Some(n as i64),
+            "acknowledged change {n} is missing after the restart"
+        );
+    }
+    // The restarted server takes new changes as before.
+    device
+        .doc
+        .put(automerge::ROOT, "status", "completed")
+        .expect("put");
+    device.doc.commit();
+    let data = device.next_sync_data().expect("sync message");
+    device.send_sync(data).await;
+    let ours = device.doc.get_heads();
+    loop {
+        match next_message(&mut device.socket).await {
+            Some(Message::Sync { data, .. }) => {
+                let message = sync::Message::decode(&data).expect("sync message");
+                if message.heads == ours {
+                    break;
+                }
+            }
+            Some(_) => {}
+            None => panic!("the restarted server never acknowledged the new change"),
+        }
+    }
+    drop(device);
+    server.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}

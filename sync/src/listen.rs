@@ -1,0 +1,179 @@
+//! Several atiende processes on one database. Every change row is stored with a `NOTIFY` on
+//! [`SYNC_CHANNEL`] naming the document and the server that stored it, and every access change
+//! with one naming the document and the user; each server listens, so a change made through
+//! one process reaches the peers connected to another, and a revocation stops them, at once.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use atiende_core::documents::SYNC_CHANNEL;
+use serde::Deserialize;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::{DocumentId, SyncState};
+
+/// Wait before reconnecting after the database went away, doubling up to `RETRY_MAX`.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Notifications read ahead of the work they cause. When full, reading waits and PostgreSQL
+/// keeps the rest queued.
+const QUEUE: usize = 1024;
+/// Notifications handled together: many for one document cost one read.
+const BATCH: usize = 256;
+
+/// `{"doc": …, "origin": …}` (changes stored) or `{"doc": …, "access": …}` (access changed).
+#[derive(Deserialize)]
+struct Payload {
+    doc: String,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    access: Option<Uuid>,
+}
+
+enum Event {
+    Stored(DocumentId),
+    Access(DocumentId, Uuid),
+    /// The connection was lost and re-established: whatever was sent meanwhile went unheard.
+    Reconnected,
+}
+
+impl SyncState {
+    /// Follows what other processes on the same database do until `shutdown` completes: changes
+    /// they store reach the peers connected here that have the document open, and access changed
+    /// anywhere (even in a plain transaction, through `atiende_core::documents`) applies to them
+    /// live. After (re)connecting it reads again every document in memory, as notifications sent
+    /// meanwhile are lost. Errors are logged and the connection retried; it never gives up until
+    /// the pool is closed. The owner of the process runs this.
+    pub async fn run_listener(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut delay = RETRY_MIN;
+        loop {
+            let error = tokio::select! {
+                () = &mut shutdown => return,
+                error = self.listen(&mut delay) => error,
+            };
+            if matches!(error, sqlx::Error::PoolClosed) {
+                tracing::debug!("database pool closed; the sync listener stops");
+                return;
+            }
+            tracing::warn!(error = %error, retry_in = ?delay, "sync listener lost PostgreSQL");
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Listens until the connection fails for good, and returns why.
+    async fn listen(&self, delay: &mut Duration) -> sqlx::Error {
+        let mut listener = match PgListener::connect_with(&self.inner.db).await {
+            Ok(listener) => listener,
+            Err(e) => return e,
+        };
+        if let Err(e) = listener.listen(SYNC_CHANNEL).await {
+            return e;
+        }
+        *delay = RETRY_MIN;
+        tracing::debug!("sync listener connected");
+        // Anything stored before LISTEN took effect was not heard.
+        self.refresh_all().await;
+
+        // Reading and handling run side by side, so a document that is slow to lock does not
+        // leave notifications unread on the socket.
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        let read = async move {
+            loop {
+                let event = match listener.try_recv().await {
+                    Ok(Some(notification)) => match self.event(notification.payload()) {
+                        Some(event) => event,
+                        None => continue,
+                    },
+                    // sqlx reconnected on its own.
+                    Ok(None) => Event::Reconnected,
+                    Err(e) => return e,
+                };
+                if tx.send(event).await.is_err() {
+                    return sqlx::Error::WorkerCrashed;
+                }
+            }
+        };
+        let work = async {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(_) => break,
+                    }
+                }
+                self.handle_notifications(batch).await;
+            }
+        };
+        // `read` drops the sender when it ends, so `work` finishes what was queued.
+        let (error, ()) = tokio::join!(read, work);
+        error
+    }
+
+    fn event(&self, payload: &str) -> Option<Event> {
+        let parsed: Payload = match serde_json::from_str(payload) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(%payload, error = %e, "ignoring an unreadable sync notification");
+                return None;
+            }
+        };
+        let Ok(id) = DocumentId::parse(&parsed.doc) else {
+            tracing::warn!(%payload, "ignoring a sync notification for an unknown document id");
+            return None;
+        };
+        if let Some(user) = parsed.access {
+            return Some(Event::Access(id, user));
+        }
+        // What we stored ourselves is in memory already.
+        if parsed.origin.as_deref() == Some(self.peer_id()) {
+            return None;
+        }
+        Some(Event::Stored(id))
+    }
+
+    async fn handle_notifications(&self, batch: Vec<Event>) {
+        let mut everything = false;
+        let (mut access, mut access_seen) = (Vec::new(), HashSet::new());
+        let (mut stored, mut stored_seen) = (Vec::new(), HashSet::new());
+        for event in batch {
+            match event {
+                Event::Reconnected => everything = true,
+                Event::Access(id, user) => {
+                    if access_seen.insert((id, user)) {
+                        access.push((id, user));
+                    }
+                }
+                Event::Stored(id) => {
+                    if stored_seen.insert(id) {
+                        stored.push(id);
+                    }
+                }
+            }
+        }
+        // Access first: a revoked user is not sent changes stored after the revocation.
+        for (id, user) in access {
+            if let Err(e) = self.access_changed(id, user).await {
+                tracing::error!(document = %id, %user, error = %e, "following an access change");
+            }
+        }
+        if everything {
+            self.refresh_all().await;
+            return;
+        }
+        for id in stored {
+            if let Err(e) = self.refresh_document(id).await {
+                tracing::error!(document = %id, error = %e, "reading changes stored elsewhere");
+            }
+        }
+    }
+}
