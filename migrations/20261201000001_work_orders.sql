@@ -87,12 +87,13 @@ create table outbox_drafts (
 );
 
 -- Documents whose stored content changed since they were last projected. Filled by a trigger on
--- `sync_changes`, so no stored change is ever missed; workers claim rows with SKIP LOCKED and
--- delete them in the transaction that projects. The trigger updates a row it finds, so a change
--- stored while its document is being projected waits for that projection and queues it again.
+-- `sync_changes`, so no stored change is ever missed. A worker leases a row (a short statement,
+-- so storing changes never waits for a projection), does the work, and deletes the row only if
+-- no change came meanwhile (`queued_at` unchanged); a worker that dies leaves a lease that lapses.
 create table sync_projection_queue (
     document_id text primary key references sync_documents (document_id),
-    queued_at timestamptz not null default now()
+    queued_at timestamptz not null default clock_timestamp(),
+    leased_until timestamptz
 );
 
 create function sync_changes_queue_projection() returns trigger language plpgsql as $$
@@ -100,22 +101,24 @@ begin
     insert into sync_projection_queue (document_id)
     select d.document_id from sync_documents d
     where d.document_id = new.document_id and d.kind in ('field_report', 'customer_outbox')
-    on conflict (document_id) do update set queued_at = now();
+    on conflict (document_id) do update set queued_at = clock_timestamp(), leased_until = null;
     return null;
 end $$;
 create trigger sync_changes_projection after insert on sync_changes
     for each row execute function sync_changes_queue_projection();
 
--- Cases whose state changed since it was last written into their customer's inbox.
+-- Cases whose state changed since it was last written into their customer's inbox; worked the
+-- same way as the projection queue.
 create table sync_inbox_queue (
     case_id uuid primary key references cases (id),
-    queued_at timestamptz not null default now()
+    queued_at timestamptz not null default clock_timestamp(),
+    leased_until timestamptz
 );
 
 create function case_events_queue_inbox() returns trigger language plpgsql as $$
 begin
     insert into sync_inbox_queue (case_id) values (new.case_id)
-    on conflict (case_id) do update set queued_at = now();
+    on conflict (case_id) do update set queued_at = clock_timestamp(), leased_until = null;
     return null;
 end $$;
 create trigger case_events_inbox after insert on case_events

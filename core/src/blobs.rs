@@ -214,6 +214,18 @@ pub async fn store(pool: &PgPool, user: &User, blob: Verified<'_>) -> Result<(Bl
     .await?
     .rows_affected()
         == 1;
+    if created && user.customer_id.is_some() {
+        // An offline draft may have been filed before its photo arrived: look at the
+        // customer's outbox again so the photo is attached.
+        sqlx::query!(
+            "insert into sync_projection_queue (document_id)
+             select cd.outbox_document_id from customer_documents cd where cd.customer_id = $1
+             on conflict (document_id) do update set queued_at = clock_timestamp(), leased_until = null",
+            user.customer_id
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     let info = sqlx::query_as!(
         BlobInfo,
         "select sha256, content_type, size, created_at from blobs where sha256 = $1",

@@ -128,7 +128,6 @@ pub enum DraftOutcome {
         case_id: Uuid,
         radicado: String,
         /// Attachments not uploaded yet; attached when they arrive.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
         missing_attachments: Vec<String>,
     },
     Rejected {

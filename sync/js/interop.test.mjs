@@ -1,5 +1,5 @@
 // Unmodified automerge-repo clients (the versions pinned in package-lock.json) against the Atiende
-// sync server. Started by sync/tests/js_interop.rs, which runs the server, creates the users and
+// sync server. Started by tests/tests/api/js_sync.rs, which runs the server, creates the users and
 // the document, passes them in the environment and then checks the database.
 //
 //   ATIENDE_SYNC_URL      ws://127.0.0.1:<port>/api/v1/sync
@@ -9,61 +9,10 @@
 //   ATIENDE_TOKEN_READER  customer with read access
 //   ATIENDE_TOKEN_OUTSIDER technician without access
 
-import { test, after } from "node:test"
+import { test } from "node:test"
 import assert from "node:assert/strict"
-import { Repo, generateAutomergeUrl } from "@automerge/automerge-repo"
-import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
-
-const PATIENCE_MS = 10_000
-
-function env(name) {
-  const value = process.env[name]
-  if (!value) throw new Error(`${name} is not set: run this through sync/tests/js_interop.rs`)
-  return value
-}
-
-const repos = []
-
-const adapters = new Map()
-
-function repoFor(tokenVar) {
-  const url = `${env("ATIENDE_SYNC_URL")}?token=${encodeURIComponent(env(tokenVar))}`
-  const adapter = new WebSocketClientAdapter(url, 1000)
-  const repo = new Repo({ network: [adapter] })
-  repos.push(repo)
-  adapters.set(repo, adapter)
-  return repo
-}
-
-// Airplane mode: the same Repo and peer id, with the socket closed and later reopened.
-function goOffline(repo) {
-  adapters.get(repo).disconnect()
-}
-
-function goOnline(repo) {
-  adapters.get(repo).connect(repo.peerId)
-}
-
-function withTimeout(promise, what) {
-  let timer
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), PATIENCE_MS)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-async function waitFor(handle, predicate, what) {
-  const deadline = Date.now() + PATIENCE_MS
-  while (Date.now() < deadline) {
-    if (predicate(handle.doc())) return
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(handle.doc())}`)
-}
-
-after(async () => {
-  await Promise.all(repos.map(repo => repo.shutdown()))
-})
+import { generateAutomergeUrl } from "@automerge/automerge-repo"
+import { env, goOffline, goOnline, repoFor, waitFor, withTimeout } from "./support.mjs"
 
 test("two technicians edit one report and see each other's changes", async () => {
   const docUrl = env("ATIENDE_DOC_URL")
@@ -99,14 +48,12 @@ test("two technicians edit one report and see each other's changes", async () =>
 
 test("edits made while both phones are offline merge when they reconnect", async () => {
   const docUrl = env("ATIENDE_DOC_URL")
+  const [repoA, repoB] = ["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(repoFor)
   const [a, b] = await Promise.all(
-    ["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(token =>
-      withTimeout(repoFor(token).find(docUrl), "both technicians find the report"),
-    ),
+    [repoA, repoB].map(repo => withTimeout(repo.find(docUrl), "both technicians find the report")),
   )
   await waitFor(a, doc => doc.productsUsed?.length === 1, "A to be up to date")
   await waitFor(b, doc => doc.productsUsed?.length === 1, "B to be up to date")
-  const [repoA, repoB] = repos.slice(-2)
   goOffline(repoA)
   goOffline(repoB)
   a.change(doc => {

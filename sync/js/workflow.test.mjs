@@ -9,40 +9,10 @@
 //   ATIENDE_CUSTOMER_ID     the customer the visit is for
 //   ATIENDE_TOKEN_CUSTOMER, ATIENDE_TOKEN_OTHER_CUSTOMER
 
-import { test, after } from "node:test"
+import { test } from "node:test"
 import assert from "node:assert/strict"
 import { randomUUID } from "node:crypto"
-import { Repo } from "@automerge/automerge-repo"
-import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
-
-const PATIENCE_MS = 10_000
-
-function env(name) {
-  const value = process.env[name]
-  if (!value) throw new Error(`${name} is not set: run this through tests/tests/api/js_sync.rs`)
-  return value
-}
-
-const repos = []
-const adapters = new Map()
-
-function repoFor(tokenVar) {
-  const base = env("ATIENDE_BASE_URL").replace(/^http/, "ws")
-  const url = `${base}/api/v1/sync?token=${encodeURIComponent(env(tokenVar))}`
-  const adapter = new WebSocketClientAdapter(url, 1000)
-  const repo = new Repo({ network: [adapter] })
-  repos.push(repo)
-  adapters.set(repo, adapter)
-  return repo
-}
-
-function goOffline(repo) {
-  adapters.get(repo).disconnect()
-}
-
-function goOnline(repo) {
-  adapters.get(repo).connect(repo.peerId)
-}
+import { env, eventually, goOffline, goOnline, repoFor, waitFor, withTimeout } from "./support.mjs"
 
 async function api(method, path, tokenVar, body) {
   const response = await fetch(`${env("ATIENDE_BASE_URL")}${path}`, {
@@ -56,33 +26,6 @@ async function api(method, path, tokenVar, body) {
   const text = await response.text()
   return { status: response.status, body: text ? JSON.parse(text) : null }
 }
-
-function withTimeout(promise, what) {
-  let timer
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), PATIENCE_MS)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-async function eventually(probe, what) {
-  const deadline = Date.now() + PATIENCE_MS
-  let last
-  while (Date.now() < deadline) {
-    last = await probe()
-    if (last.ok) return last.value
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last?.value)}`)
-}
-
-function waitFor(handle, predicate, what) {
-  return eventually(() => ({ ok: predicate(handle.doc()), value: handle.doc() }), what)
-}
-
-after(async () => {
-  await Promise.all(repos.map(repo => repo.shutdown()))
-})
 
 test("two technicians edit one report offline, converge, and staff read the merged rows", async () => {
   const created = await api("POST", "/api/v1/staff/work-orders", "ATIENDE_TOKEN_DIRECTOR", {

@@ -5,9 +5,9 @@
 //! - every case whose state changed (queued by a trigger on `case_events`) is written into its
 //!   customer's inbox, together with what became of each draft.
 //!
-//! Each queue row is claimed with SKIP LOCKED and deleted in the transaction that handles it, so
-//! several processes share the work, a crash leaves the row for the next try, and work that
-//! fails is tried again after a pause.
+//! Each queue row is leased (SKIP LOCKED) and deleted once its work is done, unless a new change
+//! queued it again meanwhile: several processes share the work, a crash leaves the row for
+//! another worker once the lease lapses, and work that fails is tried again after a pause.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,7 +16,9 @@ use atiende_core::customer_documents::{self, DraftOutcome, OutboxResult, RatingO
 use atiende_core::field_reports::{self, Projected};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::DocumentId;
@@ -28,6 +30,8 @@ use crate::storage::{self, DocumentKind, StorageError};
 const POLL: Duration = Duration::from_millis(200);
 /// How long work that failed waits before it is tried again.
 const RETRY_AFTER_SECS: f64 = 30.0;
+/// A worker that died mid-work holds its row this long.
+const LEASE_SECS: f64 = 60.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -75,53 +79,40 @@ impl SyncState {
 
     /// Projects one queued document. Returns whether there was one.
     pub async fn project_next(&self) -> Result<bool, ProjectionError> {
+        self.work_next(Queue::Projection).await
+    }
+
+    /// Leases the oldest row of `queue`, does its work, then deletes the row unless a new change
+    /// queued it again meanwhile; work that fails keeps its row, leased for a while.
+    async fn work_next(&self, queue: Queue) -> Result<bool, ProjectionError> {
         let db = self.db();
-        let mut tx = db.begin().await?;
-        let Some(key) = sqlx::query_scalar!(
-            "select document_id from sync_projection_queue where queued_at <= now()
-             order by queued_at limit 1 for update skip locked"
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
+        let Some((key, queued_at)) = queue.lease(db).await? else {
             return Ok(false);
         };
-        let outcome = match DocumentId::parse(&key) {
-            Ok(id) => self.project(&mut tx, id).await,
-            // The column's check constraint makes this unreachable; drop the row if it happens.
-            Err(_) => Ok(()),
+        let outcome = match queue {
+            Queue::Projection => match DocumentId::parse(&key) {
+                Ok(id) => self.project(id).await,
+                // The column's check constraint makes this unreachable; drop the row if it happens.
+                Err(_) => Ok(()),
+            },
+            Queue::Inbox => match Uuid::parse_str(&key) {
+                Ok(case_id) => self.write_inbox_entry(case_id).await,
+                Err(_) => Ok(()),
+            },
         };
         match outcome {
             Ok(()) => {
-                sqlx::query!(
-                    "delete from sync_projection_queue where document_id = $1",
-                    key
-                )
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                queue.finish(db, &key, queued_at).await?;
                 Ok(true)
             }
             Err(e) => {
-                tx.rollback().await?;
-                sqlx::query!(
-                    "update sync_projection_queue set queued_at = now() + make_interval(secs => $2)
-                     where document_id = $1",
-                    key,
-                    RETRY_AFTER_SECS
-                )
-                .execute(db)
-                .await?;
+                queue.postpone(db, &key).await?;
                 Err(e)
             }
         }
     }
 
-    async fn project(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        id: DocumentId,
-    ) -> Result<(), ProjectionError> {
+    async fn project(&self, id: DocumentId) -> Result<(), ProjectionError> {
         let Some(mut stored) = storage::load(self.db(), id).await? else {
             return Ok(());
         };
@@ -134,7 +125,10 @@ impl SyncState {
         let content = serde_json::to_value(automerge::AutoSerde::from(&stored.doc))?;
         match stored.kind {
             DocumentKind::FieldReport => {
-                match field_reports::project(tx, id, &heads, &content).await? {
+                let mut tx = self.db().begin().await?;
+                let projected = field_reports::project(&mut tx, id, &heads, &content).await?;
+                tx.commit().await?;
+                match projected {
                     Projected::Invalid(reason) => {
                         tracing::info!(document = %id, %reason, "field report not projected");
                     }
@@ -142,7 +136,7 @@ impl SyncState {
                 }
             }
             DocumentKind::CustomerOutbox => {
-                let Some(customer) = customer_documents::outbox_owner(&mut *tx, id).await? else {
+                let Some(customer) = customer_documents::outbox_owner(self.db(), id).await? else {
                     return Ok(());
                 };
                 let result =
@@ -191,39 +185,7 @@ impl SyncState {
 
     /// Writes one queued case into its customer's inbox. Returns whether there was one.
     pub async fn write_next_inbox_entry(&self) -> Result<bool, ProjectionError> {
-        let db = self.db();
-        let mut tx = db.begin().await?;
-        let Some(case_id) = sqlx::query_scalar!(
-            "select case_id from sync_inbox_queue where queued_at <= now()
-             order by queued_at limit 1 for update skip locked"
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(false);
-        };
-        let written = self.write_inbox_entry(case_id).await;
-        match written {
-            Ok(()) => {
-                sqlx::query!("delete from sync_inbox_queue where case_id = $1", case_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                sqlx::query!(
-                    "update sync_inbox_queue set queued_at = now() + make_interval(secs => $2)
-                     where case_id = $1",
-                    case_id,
-                    RETRY_AFTER_SECS
-                )
-                .execute(db)
-                .await?;
-                Err(e)
-            }
-        }
+        self.work_next(Queue::Inbox).await
     }
 
     async fn write_inbox_entry(&self, case_id: Uuid) -> Result<(), ProjectionError> {
@@ -235,6 +197,100 @@ impl SyncState {
         let key = case_id.to_string();
         self.change_document(inbox, |doc| put_entry(doc, "cases", &key, &value))
             .await?;
+        Ok(())
+    }
+}
+
+/// The two queues the projector works; keys are their primary keys as text.
+#[derive(Debug, Clone, Copy)]
+enum Queue {
+    Projection,
+    Inbox,
+}
+
+impl Queue {
+    /// Leases the oldest row nobody holds: a short statement of its own, so the triggers that
+    /// queue work never wait for the work.
+    async fn lease(self, db: &PgPool) -> Result<Option<(String, DateTime<Utc>)>, sqlx::Error> {
+        let row = match self {
+            Queue::Projection => sqlx::query!(
+                r#"update sync_projection_queue set leased_until = now() + make_interval(secs => $1)
+                   where document_id = (
+                       select document_id from sync_projection_queue
+                       where leased_until is null or leased_until <= now()
+                       order by queued_at limit 1 for update skip locked)
+                   returning document_id as "key!", queued_at"#,
+                LEASE_SECS
+            )
+            .fetch_optional(db)
+            .await?
+            .map(|r| (r.key, r.queued_at)),
+            Queue::Inbox => sqlx::query!(
+                r#"update sync_inbox_queue set leased_until = now() + make_interval(secs => $1)
+                   where case_id = (
+                       select case_id from sync_inbox_queue
+                       where leased_until is null or leased_until <= now()
+                       order by queued_at limit 1 for update skip locked)
+                   returning case_id::text as "key!", queued_at"#,
+                LEASE_SECS
+            )
+            .fetch_optional(db)
+            .await?
+            .map(|r| (r.key, r.queued_at)),
+        };
+        Ok(row)
+    }
+
+    /// Deletes the row if nothing queued it again since it was leased.
+    async fn finish(
+        self,
+        db: &PgPool,
+        key: &str,
+        queued_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Queue::Projection => {
+                sqlx::query!(
+                    "delete from sync_projection_queue where document_id = $1 and queued_at = $2",
+                    key,
+                    queued_at
+                )
+                .execute(db)
+                .await?
+            }
+            Queue::Inbox => sqlx::query!(
+                "delete from sync_inbox_queue where case_id = $1::text::uuid and queued_at = $2",
+                key,
+                queued_at
+            )
+            .execute(db)
+            .await?,
+        };
+        Ok(())
+    }
+
+    /// Keeps failed work away for a while; a new change queues it again at once.
+    async fn postpone(self, db: &PgPool, key: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Queue::Projection => sqlx::query!(
+                "update sync_projection_queue set leased_until = now() + make_interval(secs => $2)
+                     where document_id = $1",
+                key,
+                RETRY_AFTER_SECS
+            )
+            .execute(db)
+            .await?,
+            Queue::Inbox => {
+                sqlx::query!(
+                    "update sync_inbox_queue set leased_until = now() + make_interval(secs => $2)
+                     where case_id = $1::text::uuid",
+                    key,
+                    RETRY_AFTER_SECS
+                )
+                .execute(db)
+                .await?
+            }
+        };
         Ok(())
     }
 }
@@ -253,6 +309,10 @@ fn put_entry(
         return Ok(());
     };
     for (field, v) in fields {
+        if let Value::Array(items) = v {
+            put_list(doc, &entry, field, items)?;
+            continue;
+        }
         let wanted = scalar(v);
         let current = match doc.get(&entry, field.as_str())? {
             Some((automerge::Value::Scalar(s), _)) => Some(s.into_owned()),
@@ -261,6 +321,32 @@ fn put_entry(
         if current.as_ref() != Some(&wanted) {
             doc.put(&entry, field.as_str(), wanted)?;
         }
+    }
+    Ok(())
+}
+
+/// Sets `obj[field]` to a list of these scalars, replacing the list only when it differs.
+fn put_list(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    field: &str,
+    items: &[Value],
+) -> Result<(), automerge::AutomergeError> {
+    let wanted: Vec<ScalarValue> = items.iter().map(scalar).collect();
+    if let Some((automerge::Value::Object(ObjType::List), list)) = doc.get(obj, field)? {
+        let mut current = Vec::with_capacity(wanted.len());
+        for i in 0..doc.length(&list) {
+            if let Some((automerge::Value::Scalar(s), _)) = doc.get(&list, i)? {
+                current.push(s.into_owned());
+            }
+        }
+        if current == wanted {
+            return Ok(());
+        }
+    }
+    let list = doc.put_object(obj, field, ObjType::List)?;
+    for (i, item) in wanted.into_iter().enumerate() {
+        doc.insert(&list, i, item)?;
     }
     Ok(())
 }
@@ -287,7 +373,8 @@ fn scalar(v: &Value) -> ScalarValue {
             _ => ScalarValue::Null,
         },
         Value::String(s) => ScalarValue::Str(s.as_str().into()),
-        // Entries are flat; a nested value is written as its JSON text.
+        // Entries are flat (lists are written by `put_list`); anything deeper is written as its
+        // JSON text.
         other => ScalarValue::Str(other.to_string().into()),
     }
 }

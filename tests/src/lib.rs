@@ -103,6 +103,14 @@ impl TestApp {
         self.send(req).await
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        let mut req = self.client.put(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
     pub async fn login(&self, email: &str) -> String {
         let r = self
             .post(

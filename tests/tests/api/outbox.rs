@@ -237,3 +237,55 @@ async fn each_customer_has_documents_of_their_own(pool: PgPool) {
     let ana_inbox = read(&app.pool, &ana.inbox).await;
     assert_eq!(ana_inbox["cases"], json!({}));
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_draft_is_filed_before_its_photo_arrives_and_the_photo_is_attached_later(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let c = customer(&app, "cliente@test.co", "900123").await;
+    let case_id = uuid::Uuid::new_v4();
+    let photo = crate::blobs::id(crate::blobs::PNG);
+    edit(&app.pool, &c.outbox, |doc| {
+        let (_, drafts) = doc.get(ROOT, "drafts")?.expect("drafts map");
+        let d = doc.put_object(&drafts, case_id.to_string(), ObjType::Map)?;
+        doc.put(&d, "type", "reclamo")?;
+        doc.put(&d, "subject", "Mancha tras la fumigación")?;
+        doc.put(
+            &d,
+            "description",
+            "Quedó una mancha en el piso de la bodega.",
+        )?;
+        let a = doc.put_object(&d, "attachments", ObjType::List)?;
+        doc.insert(&a, 0, photo.as_str())?;
+        Ok(())
+    })
+    .await;
+    let filed = inbox_entry(&app, &c, "drafts", &case_id.to_string()).await;
+    assert_eq!(filed["status"], "filed", "{filed}");
+    assert_eq!(filed["missing_attachments"], json!([photo]));
+
+    crate::blobs::upload(&app, &c.token, "image/png", crate::blobs::PNG).await;
+    let case = eventually(|| async {
+        let r = app
+            .get(&format!("/api/v1/cases/{case_id}"), Some(&c.token))
+            .await;
+        (r.body["attachments"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()))
+        .then_some(r)
+    })
+    .await;
+    assert_eq!(case.body["attachments"][0]["sha256"], json!(photo));
+    assert_eq!(case.body["attachments"][0]["content_type"], "image/png");
+    let settled = eventually(|| async {
+        let inbox = read(&app.pool, &c.inbox).await;
+        let entry = inbox["drafts"][case_id.to_string()].clone();
+        (entry["missing_attachments"] == json!([])).then_some(entry)
+    })
+    .await;
+    assert_eq!(settled["case_id"], json!(case_id));
+    let cases: i64 = sqlx::query_scalar("select count(*) from cases")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(cases, 1);
+}

@@ -357,15 +357,10 @@ async fn reassigning_technicians_moves_write_access(pool: PgPool) {
     let id = order["id"].as_str().expect("id");
     let r = v
         .app
-        .send(
-            v.app
-                .client
-                .put(
-                    v.app
-                        .url(&format!("/api/v1/staff/work-orders/{id}/technicians")),
-                )
-                .bearer_auth(&v.director)
-                .json(&json!({"technicians": [v.other_tech.0]})),
+        .put(
+            &format!("/api/v1/staff/work-orders/{id}/technicians"),
+            Some(&v.director),
+            json!({"technicians": [v.other_tech.0]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -389,16 +384,52 @@ async fn reassigning_technicians_moves_write_access(pool: PgPool) {
 
     let r = v
         .app
-        .send(
-            v.app
-                .client
-                .put(
-                    v.app
-                        .url(&format!("/api/v1/staff/work-orders/{id}/technicians")),
-                )
-                .bearer_auth(&v.customer)
-                .json(&json!({"technicians": [v.tech.0]})),
+        .put(
+            &format!("/api/v1/staff/work-orders/{id}/technicians"),
+            Some(&v.customer),
+            json!({"technicians": [v.tech.0]}),
         )
         .await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "staff_only"));
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn changes_stored_while_no_server_runs_are_projected_when_one_starts(pool: PgPool) {
+    let v = visit(pool.clone()).await;
+    let order = create(&v).await;
+    let id = order["id"].as_str().expect("id").to_owned();
+    let url = order["report_url"].as_str().expect("url").to_owned();
+    v.app.stop().await;
+
+    edit(&pool, &url, |doc| {
+        doc.put(ROOT, "target_pest", "roedores")?;
+        Ok(())
+    })
+    .await;
+    // A worker that died holding the row: its lease has lapsed.
+    sqlx::query("update sync_projection_queue set leased_until = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .expect("lapse the lease");
+
+    let app = spawn_app(pool).await;
+    let director = app.login("director@test.co").await;
+    let seen = eventually(|| async {
+        let r = app
+            .get(&format!("/api/v1/staff/work-orders/{id}"), Some(&director))
+            .await;
+        (r.body["report"]["target_pest"] == "roedores").then_some(r)
+    })
+    .await;
+    assert_eq!(seen.body["report"]["projection_error"], Value::Null);
+    // The row goes right after the projection commits.
+    eventually(|| async {
+        let queued: i64 = sqlx::query_scalar("select count(*) from sync_projection_queue")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+        (queued == 0).then_some(())
+    })
+    .await;
+    app.stop().await;
 }
