@@ -248,35 +248,20 @@ pub async fn run(
         Duration::from_millis(settings.scheduler_interval_ms),
         stop_rx.clone(),
     ));
-    let janitor = {
-        let (sync, mut stop) = (sync.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            sync.run_janitor(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .await;
-        })
-    };
+    let janitor = spawn_until(&stop_rx, {
+        let sync = sync.clone();
+        move |stopped| async move { sync.run_janitor(stopped).await }
+    });
     // Changes and access changes made through other processes on this database reach the peers
     // connected here.
-    let sync_listener = {
-        let (sync, mut stop) = (sync.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            sync.run_listener(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .await;
-        })
-    };
-    let projector = {
-        let (sync, mut stop) = (sync.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            sync.run_projector(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .await;
-        })
-    };
+    let sync_listener = spawn_until(&stop_rx, {
+        let sync = sync.clone();
+        move |stopped| async move { sync.run_listener(stopped).await }
+    });
+    let projector = spawn_until(&stop_rx, {
+        let sync = sync.clone();
+        move |stopped| async move { sync.run_projector(stopped).await }
+    });
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         tokio::spawn(push::run_worker(db, sender, interval, stop_rx))
@@ -309,6 +294,21 @@ pub async fn run(
         tracing::error!(error = %e, "push worker ended abnormally");
     }
     served
+}
+
+/// Spawns a background task given a future that completes when `stop` turns true.
+fn spawn_until<F, Fut>(
+    stop: &tokio::sync::watch::Receiver<bool>,
+    task: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut stop = stop.clone();
+    tokio::spawn(task(Box::pin(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    })))
 }
 
 /// Fires due deadline alerts until `stop` turns true. Every atiende process runs one; the

@@ -272,14 +272,16 @@ impl Queue {
     /// Keeps failed work away for a while; a new change queues it again at once.
     async fn postpone(self, db: &PgPool, key: &str) -> Result<(), sqlx::Error> {
         match self {
-            Queue::Projection => sqlx::query!(
+            Queue::Projection => {
+                sqlx::query!(
                 "update sync_projection_queue set leased_until = now() + make_interval(secs => $2)
                      where document_id = $1",
                 key,
                 RETRY_AFTER_SECS
             )
-            .execute(db)
-            .await?,
+                .execute(db)
+                .await?
+            }
             Queue::Inbox => {
                 sqlx::query!(
                     "update sync_inbox_queue set leased_until = now() + make_interval(secs => $2)

@@ -111,6 +111,15 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// The id of the user with this e-mail.
+    pub async fn user_id(&self, email: &str) -> uuid::Uuid {
+        sqlx::query_scalar("select id from users where email = $1")
+            .bind(email)
+            .fetch_one(&self.pool)
+            .await
+            .expect("user")
+    }
+
     pub async fn login(&self, email: &str) -> String {
         let r = self
             .post(

@@ -120,14 +120,6 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
         .expect(sql)
 }
 
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    sqlx::query_scalar("select id from users where email = $1")
-        .bind(email)
-        .fetch_one(&app.pool)
-        .await
-        .expect("user")
-}
-
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_png_and_a_pdf_round_trip_and_are_stored_once(pool: PgPool) {
     let app = spawn_app(pool).await;
@@ -333,7 +325,7 @@ async fn only_those_who_may_see_a_blob_can_download_it(pool: PgPool) {
         "insert into sync_document_access (document_id, user_id, mode) values ($1, $2, 'read')",
     )
     .bind(doc)
-    .bind(user_id(&app, "otro@test.co").await)
+    .bind(app.user_id("otro@test.co").await)
     .execute(&app.pool)
     .await
     .expect("access");

@@ -93,14 +93,6 @@ async fn node_test(app: &TestApp, file: &str, tests: usize, env: &[(&str, String
     );
 }
 
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    sqlx::query_scalar("select id from users where email = $1")
-        .bind(email)
-        .fetch_one(&app.pool)
-        .await
-        .expect("user")
-}
-
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn unmodified_automerge_repo_clients_sync_a_shared_document(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
@@ -108,7 +100,7 @@ async fn unmodified_automerge_repo_clients_sync_a_shared_document(pool: PgPool) 
     let (beto, token_b) = app.staff("beto@test.co", Role::Technician, None).await;
     let (_, token_outsider) = app.staff("otro@test.co", Role::Technician, None).await;
     let token_reader = app.customer("cliente@test.co", "1234567").await;
-    let reader = user_id(&app, "cliente@test.co").await;
+    let reader = app.user_id("cliente@test.co").await;
     let id = storage::create_document(
         &pool,
         DocumentKind::FieldReport,
