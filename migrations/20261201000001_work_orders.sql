@@ -90,9 +90,11 @@ create table outbox_drafts (
 -- `sync_changes`, so no stored change is ever missed. A worker leases a row (a short statement,
 -- so storing changes never waits for a projection), does the work, and deletes the row only if
 -- no change came meanwhile (`queued_at` unchanged); a worker that dies leaves a lease that lapses.
+-- A document is projected once `since` is a moment old, so a burst of changes costs one projection.
 create table sync_projection_queue (
     document_id text primary key references sync_documents (document_id),
     queued_at timestamptz not null default clock_timestamp(),
+    since timestamptz not null default clock_timestamp(),
     leased_until timestamptz
 );
 
@@ -112,6 +114,7 @@ create trigger sync_changes_projection after insert on sync_changes
 create table sync_inbox_queue (
     case_id uuid primary key references cases (id),
     queued_at timestamptz not null default clock_timestamp(),
+    since timestamptz not null default clock_timestamp(),
     leased_until timestamptz
 );
 

@@ -12,8 +12,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -53,10 +54,17 @@ impl Database {
     pub async fn open(settings: &Settings) -> Result<Database, StartError> {
         match &settings.database_url {
             Some(url) => {
-                let options = url
+                let mut options = url
                     .expose()
                     .parse::<PgConnectOptions>()
                     .map_err(|_| StartError::BadDatabaseUrl)?;
+                // TLS to a database on this machine only costs CPU on every query; an explicit
+                // `sslmode` in the URL still wins.
+                let loopback = matches!(options.get_host(), "localhost" | "127.0.0.1" | "::1")
+                    || options.get_host().starts_with('/');
+                if loopback && !url.expose().contains("sslmode") {
+                    options = options.ssl_mode(PgSslMode::Disable);
+                }
                 Ok(Database {
                     pool: connect_and_migrate(options, settings).await?,
                     embedded: None,
@@ -95,8 +103,11 @@ async fn connect_and_migrate(
     options: PgConnectOptions,
     settings: &Settings,
 ) -> Result<PgPool, StartError> {
+    // No ping before every acquire: a connection that broke fails its query, and storage retries
+    // transient errors.
     let pool = PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
@@ -271,6 +282,12 @@ pub async fn run(
     }
     // Upgraded sync sockets outlive the HTTP drain: close them too. Every change they sent was
     // committed before anyone was told, so there is nothing to flush.
+    // Sync frames are small and latency matters: no Nagle delay on accepted sockets.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

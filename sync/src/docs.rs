@@ -417,10 +417,12 @@ impl SyncState {
             return Ok(false);
         }
         let bytes = d.doc.save_after(before);
-        match storage::append_with_retry(&self.inner.db, id, &bytes, &self.inner.peer_id).await {
+        match storage::append_with_retry(&self.inner.db, id, &bytes).await {
             Ok(seq) => {
                 d.incremental_rows += 1;
                 d.seen.rows.push(seq);
+                lock(&self.inner.unannounced).insert(id);
+                self.inner.announce.notify_one();
                 self.inner
                     .counters
                     .stored_change_batches

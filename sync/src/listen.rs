@@ -1,7 +1,8 @@
-//! Several atiende processes on one database. Every change row is stored with a `NOTIFY` on
-//! [`SYNC_CHANNEL`] naming the document and the server that stored it, and every access change
-//! with one naming the document and the user; each server listens, so a change made through
-//! one process reaches the peers connected to another, and a revocation stops them, at once.
+//! Several atiende processes on one database. Stored changes are announced with `NOTIFY` on
+//! [`SYNC_CHANNEL`] naming the document and the server that stored it (batched, right after
+//! storing), and every access change with one naming the document and the user; each server
+//! listens, so a change made through one process reaches the peers connected to another, and a
+//! revocation stops them, at once.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -13,7 +14,8 @@ use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::{DocumentId, SyncState};
+use crate::server::lock;
+use crate::{DocumentId, SyncState, storage};
 
 /// Wait before reconnecting after the database went away, doubling up to `RETRY_MAX`.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -23,6 +25,8 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 const QUEUE: usize = 1024;
 /// Notifications handled together: many for one document cost one read.
 const BATCH: usize = 256;
+/// Documents announced in one statement.
+const ANNOUNCE_BATCH: usize = 1_000;
 
 /// `{"doc": …, "origin": …}` (changes stored) or `{"doc": …, "access": …}` (access changed).
 #[derive(Deserialize)]
@@ -48,12 +52,17 @@ impl SyncState {
     /// live. After (re)connecting it reads again every document in memory, as notifications sent
     /// meanwhile are lost. Errors are logged and the connection retried; it never gives up until
     /// the pool is closed. The owner of the process runs this.
+    ///
+    /// It also announces, in batches, the changes this process stores.
     pub async fn run_listener(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let announcer = self.run_announcer();
+        tokio::pin!(announcer);
         let mut delay = RETRY_MIN;
         loop {
             let error = tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => break,
+                () = &mut announcer => break,
                 error = self.listen(&mut delay) => error,
             };
             if matches!(error, sqlx::Error::PoolClosed) {
@@ -62,10 +71,37 @@ impl SyncState {
             }
             tracing::warn!(error = %error, retry_in = ?delay, "sync listener lost PostgreSQL");
             tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => break,
+                () = &mut announcer => break,
                 () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(RETRY_MAX);
+        }
+        self.announce_stored().await;
+    }
+
+    /// Tells other processes which documents got stored changes. One `NOTIFY` per change in the
+    /// storing transaction would serialise every commit on PostgreSQL's notification lock; one
+    /// statement per batch, sent while the next batch gathers, costs that lock once.
+    async fn run_announcer(&self) {
+        loop {
+            self.inner.announce.notified().await;
+            self.announce_stored().await;
+        }
+    }
+
+    async fn announce_stored(&self) {
+        let ids: Vec<DocumentId> = std::mem::take(&mut *lock(&self.inner.unannounced))
+            .into_iter()
+            .collect();
+        for batch in ids.chunks(ANNOUNCE_BATCH) {
+            if let Err(e) =
+                storage::notify_stored(&self.inner.db, batch, Some(&self.inner.peer_id)).await
+            {
+                // The changes are stored; other processes see them on the next change to the
+                // document or when their listener reconnects.
+                tracing::warn!(error = %e, documents = batch.len(), "announcing stored changes");
+            }
         }
     }
 

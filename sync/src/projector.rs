@@ -32,6 +32,9 @@ const POLL: Duration = Duration::from_millis(200);
 const RETRY_AFTER_SECS: f64 = 30.0;
 /// A worker that died mid-work holds its row this long.
 const LEASE_SECS: f64 = 60.0;
+/// Work waits this long after it is first queued, so a burst of changes to one document (a
+/// technician typing) is projected once.
+const SETTLE_SECS: f64 = 0.2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -217,10 +220,12 @@ impl Queue {
                 r#"update sync_projection_queue set leased_until = now() + make_interval(secs => $1)
                    where document_id = (
                        select document_id from sync_projection_queue
-                       where leased_until is null or leased_until <= now()
-                       order by queued_at limit 1 for update skip locked)
+                       where (leased_until is null or leased_until <= now())
+                         and since <= clock_timestamp() - make_interval(secs => $2)
+                       order by since limit 1 for update skip locked)
                    returning document_id as "key!", queued_at"#,
-                LEASE_SECS
+                LEASE_SECS,
+                SETTLE_SECS
             )
             .fetch_optional(db)
             .await?
@@ -229,10 +234,12 @@ impl Queue {
                 r#"update sync_inbox_queue set leased_until = now() + make_interval(secs => $1)
                    where case_id = (
                        select case_id from sync_inbox_queue
-                       where leased_until is null or leased_until <= now()
-                       order by queued_at limit 1 for update skip locked)
+                       where (leased_until is null or leased_until <= now())
+                         and since <= clock_timestamp() - make_interval(secs => $2)
+                       order by since limit 1 for update skip locked)
                    returning case_id::text as "key!", queued_at"#,
-                LEASE_SECS
+                LEASE_SECS,
+                SETTLE_SECS
             )
             .fetch_optional(db)
             .await?
@@ -241,7 +248,8 @@ impl Queue {
         Ok(row)
     }
 
-    /// Deletes the row if nothing queued it again since it was leased.
+    /// Deletes the row if nothing queued it again since it was leased; otherwise the new changes
+    /// wait to settle before the next round.
     async fn finish(
         self,
         db: &PgPool,
@@ -251,20 +259,32 @@ impl Queue {
         match self {
             Queue::Projection => {
                 sqlx::query!(
-                    "delete from sync_projection_queue where document_id = $1 and queued_at = $2",
+                    "with gone as (
+                         delete from sync_projection_queue where document_id = $1 and queued_at = $2
+                         returning document_id
+                     )
+                     update sync_projection_queue set since = clock_timestamp()
+                     where document_id = $1 and not exists (select 1 from gone)",
                     key,
                     queued_at
                 )
                 .execute(db)
                 .await?
             }
-            Queue::Inbox => sqlx::query!(
-                "delete from sync_inbox_queue where case_id = $1::text::uuid and queued_at = $2",
-                key,
-                queued_at
-            )
-            .execute(db)
-            .await?,
+            Queue::Inbox => {
+                sqlx::query!(
+                    "with gone as (
+                         delete from sync_inbox_queue where case_id = $1::text::uuid and queued_at = $2
+                         returning case_id
+                     )
+                     update sync_inbox_queue set since = clock_timestamp()
+                     where case_id = $1::text::uuid and not exists (select 1 from gone)",
+                    key,
+                    queued_at
+                )
+                .execute(db)
+                .await?
+            }
         };
         Ok(())
     }

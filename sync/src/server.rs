@@ -1,7 +1,7 @@
 //! The sync endpoint: `GET /api/v1/sync?token=…` upgrades to a WebSocket that speaks the
 //! automerge-repo network protocol, version "1", and the shared state behind it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::DocumentId;
@@ -110,6 +110,10 @@ pub(crate) struct Inner {
     pub connections: watch::Sender<usize>,
     pub shutdown: watch::Sender<bool>,
     pub counters: Counters,
+    /// Documents with stored changes that other processes have not been told of yet; the
+    /// listener's notifier sends them in batches (see `listen.rs`).
+    pub unannounced: Mutex<HashSet<DocumentId>>,
+    pub announce: Notify,
 }
 
 /// The connection that currently owns a peer id.
@@ -141,6 +145,8 @@ impl SyncState {
                 connections: watch::Sender::new(0),
                 shutdown: watch::Sender::new(false),
                 counters: Counters::default(),
+                unannounced: Mutex::new(HashSet::new()),
+                announce: Notify::new(),
             }),
         })
     }

@@ -291,42 +291,23 @@ pub async fn load(db: &PgPool, id: DocumentId) -> Result<Option<StoredDocument>>
     }))
 }
 
-/// Stores a batch of new changes (bytes from `save_after`), committed when this returns, and
-/// tells every sync server through `NOTIFY` (see [`append_from`]). Returns the row's seq.
-pub async fn append(db: impl PgExecutor<'_>, id: DocumentId, changes: &[u8]) -> Result<i64> {
-    insert_changes(db, id, changes, None).await
+/// Stores a batch of new changes (bytes from `save_after`), committed when this returns (or when
+/// the caller's transaction commits), and tells every sync server through `NOTIFY`. Returns the
+/// row's seq. For writers other than a sync server, which batches its notifications instead.
+pub async fn append(db: &PgPool, id: DocumentId, changes: &[u8]) -> Result<i64> {
+    let seq = append_from(db, id, changes).await?;
+    notify_stored(db, &[id], None).await?;
+    Ok(seq)
 }
 
-/// [`append`] by the sync server whose peer id is `origin`: the notification carries it, so that
-/// server does not read back what it already has. In the same statement as the insert, so the
-/// notification is sent exactly when the row commits.
-pub async fn append_from(
-    db: impl PgExecutor<'_>,
-    id: DocumentId,
-    changes: &[u8],
-    origin: &str,
-) -> Result<i64> {
-    insert_changes(db, id, changes, Some(origin)).await
-}
-
-async fn insert_changes(
-    db: impl PgExecutor<'_>,
-    id: DocumentId,
-    changes: &[u8],
-    origin: Option<&str>,
-) -> Result<i64> {
-    // `pg_notify` returns `void`, which cannot be decoded: select from it instead.
+/// Stores a batch of new changes without telling anyone: the sync server that calls this sends
+/// [`notify_stored`] for many documents at once, because PostgreSQL serialises the commits of
+/// all transactions that notify.
+pub async fn append_from(db: impl PgExecutor<'_>, id: DocumentId, changes: &[u8]) -> Result<i64> {
     sqlx::query_scalar!(
-        r#"with ins as (
-               insert into sync_changes (document_id, data) values ($1, $2)
-               returning document_id, seq
-           )
-           select ins.seq as "seq!"
-           from ins, pg_notify($3, json_build_object('doc', ins.document_id, 'origin', $4::text)::text)"#,
+        "insert into sync_changes (document_id, data) values ($1, $2) returning seq",
         id.to_string(),
         changes,
-        documents::SYNC_CHANNEL,
-        origin,
     )
     .fetch_one(db)
     .await
@@ -338,18 +319,35 @@ async fn insert_changes(
     })
 }
 
+/// Tells every sync server that these documents have new stored changes; `origin` is the peer
+/// id of the server that stored them, which then does not read back what it already has.
+pub async fn notify_stored(
+    db: impl PgExecutor<'_>,
+    ids: &[DocumentId],
+    origin: Option<&str>,
+) -> Result<()> {
+    let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    // `pg_notify` returns `void`, which cannot be decoded: select from it instead.
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!"
+           from unnest($1::text[]) as d (id),
+                pg_notify($2, json_build_object('doc', d.id, 'origin', $3::text)::text)"#,
+        &keys,
+        documents::SYNC_CHANNEL,
+        origin,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(())
+}
+
 /// [`append_from`], trying again after transient database errors (three attempts in about a
 /// second), so a blip does not fail the peer's connection.
-pub async fn append_with_retry(
-    db: &PgPool,
-    id: DocumentId,
-    changes: &[u8],
-    origin: &str,
-) -> Result<i64> {
+pub async fn append_with_retry(db: &PgPool, id: DocumentId, changes: &[u8]) -> Result<i64> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        match append_from(db, id, changes, origin).await {
+        match append_from(db, id, changes).await {
             Err(e) if e.is_transient() && attempt < 3 => {
                 tracing::warn!(document = %id, attempt, error = %e, "storing changes; retrying");
                 tokio::time::sleep(delay).await;
