@@ -100,9 +100,13 @@ create table sync_projection_queue (
 
 create function sync_changes_queue_projection() returns trigger language plpgsql as $$
 begin
+    -- A field report projects into its work order's rows; one without a work order has none.
     insert into sync_projection_queue (document_id)
     select d.document_id from sync_documents d
-    where d.document_id = new.document_id and d.kind in ('field_report', 'customer_outbox')
+    where d.document_id = new.document_id
+      and (d.kind = 'customer_outbox'
+           or (d.kind = 'field_report'
+               and exists (select 1 from work_orders w where w.report_document_id = d.document_id)))
     on conflict (document_id) do update set queued_at = clock_timestamp(), leased_until = null;
     return null;
 end $$;
