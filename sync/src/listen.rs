@@ -77,32 +77,46 @@ impl SyncState {
             }
             delay = (delay * 2).min(RETRY_MAX);
         }
-        self.announce_stored().await;
+        if !self.announce_stored().await {
+            tracing::warn!(
+                "stopping with stored changes not announced: other processes see them with the next change to those documents"
+            );
+        }
     }
 
     /// Tells other processes which documents got stored changes. One `NOTIFY` per change in the
     /// storing transaction would serialise every commit on PostgreSQL's notification lock; one
     /// statement per batch, sent while the next batch gathers, costs that lock once.
     async fn run_announcer(&self) {
+        let mut delay = RETRY_MIN;
         loop {
             self.inner.announce.notified().await;
-            self.announce_stored().await;
+            if self.announce_stored().await {
+                delay = RETRY_MIN;
+            } else {
+                // The database is away; what was not announced waits in the set for next time.
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+                self.inner.announce.notify_one();
+            }
         }
     }
 
-    async fn announce_stored(&self) {
+    /// Announces what is waiting. Returns false if some of it could not be sent (it is kept).
+    async fn announce_stored(&self) -> bool {
         let ids: Vec<DocumentId> = std::mem::take(&mut *lock(&self.inner.unannounced))
             .into_iter()
             .collect();
-        for batch in ids.chunks(ANNOUNCE_BATCH) {
+        for (i, batch) in ids.chunks(ANNOUNCE_BATCH).enumerate() {
             if let Err(e) =
                 storage::notify_stored(&self.inner.db, batch, Some(&self.inner.peer_id)).await
             {
-                // The changes are stored; other processes see them on the next change to the
-                // document or when their listener reconnects.
-                tracing::warn!(error = %e, documents = batch.len(), "announcing stored changes");
+                tracing::warn!(error = %e, documents = batch.len(), "announcing stored changes; retrying");
+                lock(&self.inner.unannounced).extend(&ids[i * ANNOUNCE_BATCH..]);
+                return false;
             }
         }
+        true
     }
 
     /// Listens until the connection fails for good, and returns why.
