@@ -5,7 +5,7 @@
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ScalarValue};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -18,13 +18,18 @@ use crate::types::Role;
 /// At most this many technicians on one visit.
 pub const MAX_TECHNICIANS: usize = 10;
 
-#[derive(Debug, Clone)]
+/// What staff send to schedule a visit.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NewWorkOrder {
     pub customer_id: Uuid,
+    /// Code of the process that runs the visit (its staff may read the report).
     pub process: String,
     pub address: String,
     pub scheduled_at: DateTime<Utc>,
     pub service_type: String,
+    /// Users with the technician role: they may edit the report.
     pub technicians: Vec<Uuid>,
 }
 

@@ -5,7 +5,6 @@ use atiende_core::field_reports::{self, ReportView};
 use atiende_core::work_orders::{self, NewWorkOrder, WorkOrder};
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -13,19 +12,6 @@ use uuid::Uuid;
 use crate::ApiState;
 use crate::error::ApiResult;
 use crate::extract::{Authenticated, Json, Path, Staff};
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewWorkOrderRequest {
-    pub customer_id: Uuid,
-    /// Code of the process that runs the visit (its staff may read the report).
-    pub process: String,
-    pub address: String,
-    pub scheduled_at: DateTime<Utc>,
-    pub service_type: String,
-    /// Users with the technician role: they may edit the report.
-    pub technicians: Vec<Uuid>,
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,27 +33,15 @@ pub struct WorkOrderList {
 }
 
 #[utoipa::path(post, path = "/api/v1/staff/work-orders", tag = "work orders", security(("bearer" = [])),
-    request_body = NewWorkOrderRequest,
+    request_body = NewWorkOrder,
     responses((status = 201, body = WorkOrder), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<ApiState>,
     Staff(actor): Staff,
-    Json(req): Json<NewWorkOrderRequest>,
+    Json(new): Json<NewWorkOrder>,
 ) -> ApiResult<(StatusCode, axum::Json<WorkOrder>)> {
-    let order = work_orders::create(
-        &state.db,
-        &actor,
-        NewWorkOrder {
-            customer_id: req.customer_id,
-            process: req.process,
-            address: req.address,
-            scheduled_at: req.scheduled_at,
-            service_type: req.service_type,
-            technicians: req.technicians,
-        },
-    )
-    .await?;
+    let order = work_orders::create(&state.db, &actor, new).await?;
     Ok((StatusCode::CREATED, axum::Json(order)))
 }
 

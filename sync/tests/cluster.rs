@@ -58,6 +58,21 @@ async fn open(client: &mut Client, id: DocumentId) {
     client.settle(QUIET).await;
 }
 
+/// After `rounds` of letting both peers settle, both and the database hold the same heads.
+async fn converged(pool: &PgPool, id: DocumentId, a: &mut Client, b: &mut Client, rounds: usize) {
+    for _ in 0..rounds {
+        a.settle(QUIET).await;
+        b.settle(QUIET).await;
+    }
+    let heads = a.doc(id).get_heads();
+    assert_eq!(b.doc(id).get_heads(), heads);
+    let mut stored = storage::load(pool, id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(stored.doc.get_heads(), heads);
+}
+
 fn has(key: &str, value: &str) -> impl Fn(&automerge::AutoCommit) -> bool {
     let (key, value) = (key.to_owned(), value.to_owned());
     move |d| get_str(d, &key).as_deref() == Some(value.as_str())
@@ -95,17 +110,7 @@ async fn a_change_through_one_server_reaches_a_peer_on_another_within_a_second(p
     // Concurrent edits through both servers: everyone, and the database, ends up the same.
     a.change(id, |d| put(d, "status", "in_progress")).await;
     b.change(id, |d| put(d, "status", "completed")).await;
-    for _ in 0..5 {
-        a.settle(QUIET).await;
-        b.settle(QUIET).await;
-    }
-    let heads = a.doc(id).get_heads();
-    assert_eq!(b.doc(id).get_heads(), heads);
-    let mut stored = storage::load(&pool, id)
-        .await
-        .expect("load")
-        .expect("exists");
-    assert_eq!(stored.doc.get_heads(), heads);
+    converged(&pool, id, &mut a, &mut b, 5).await;
     cluster.stop().await;
 }
 
@@ -249,17 +254,7 @@ async fn compaction_through_one_server_does_not_make_the_other_miss_changes(pool
     })
     .await;
 
-    for _ in 0..3 {
-        a.settle(QUIET).await;
-        b.settle(QUIET).await;
-    }
-    let heads = a.doc(id).get_heads();
-    assert_eq!(b.doc(id).get_heads(), heads);
-    let mut stored = storage::load(&pool, id)
-        .await
-        .expect("load")
-        .expect("exists");
-    assert_eq!(stored.doc.get_heads(), heads);
+    converged(&pool, id, &mut a, &mut b, 3).await;
     Cluster { one, two, jobs }.stop().await;
 }
 
