@@ -1,27 +1,15 @@
 //! The `atiende` binary as an admin runs it: the commands print what they did, refuse bad input
 //! with a clear message, and `serve` starts, answers and stops cleanly.
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::database_url;
 use sqlx::PgPool;
-
-fn database_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    let host = o.get_host();
-    let user = o.get_username();
-    let db = o.get_database().unwrap_or("postgres");
-    if host.starts_with('/') {
-        format!(
-            "postgres:///{db}?host={host}&user={user}&port={}",
-            o.get_port()
-        )
-    } else {
-        format!("postgres://{user}@{host}:{}/{db}", o.get_port())
-    }
-}
 
 fn atiende(pool: &PgPool, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_atiende"))

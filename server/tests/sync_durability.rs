@@ -2,6 +2,8 @@
 //! change it acknowledged: after a restart on the same database, a device syncing again gets all
 //! of them, and they are in `sync_changes`/`sync_snapshots`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,7 @@ use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode,
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use common::database_url;
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -27,21 +30,6 @@ const KILL_AFTER: usize = 200;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn database_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    let host = o.get_host();
-    let user = o.get_username();
-    let db = o.get_database().unwrap_or("postgres");
-    if host.starts_with('/') {
-        format!(
-            "postgres:///{db}?host={host}&user={user}&port={}",
-            o.get_port()
-        )
-    } else {
-        format!("postgres://{user}@{host}:{}/{db}", o.get_port())
-    }
-}
 
 /// `atiende serve` on the test's database; killed with SIGKILL when dropped.
 struct Atiende {
