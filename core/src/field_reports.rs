@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::doc_id::DocumentId;
@@ -393,26 +393,4 @@ pub async fn view(db: &mut PgConnection, work_order_id: Uuid) -> Result<ReportVi
         projection_error: r.projection_error,
         error_at: r.error_at,
     })
-}
-
-/// Whether a staff member may see a work order: the quality director and admins always, others
-/// when they are on the staff of its process.
-pub async fn staff_may_see(
-    db: impl PgExecutor<'_>,
-    user_id: Uuid,
-    work_order_id: Uuid,
-) -> Result<bool> {
-    Ok(sqlx::query_scalar!(
-        r#"select exists(
-               select 1 from work_orders w
-               where w.id = $2 and (
-                   exists (select 1 from users u where u.id = $1 and u.role in ('quality_director', 'admin'))
-                   or exists (select 1 from process_members m where m.process_code = w.process_code and m.user_id = $1)
-                   or exists (select 1 from processes p where p.code = w.process_code and p.leader_id = $1))
-           ) as "e!""#,
-        user_id,
-        work_order_id
-    )
-    .fetch_one(db)
-    .await?)
 }

@@ -97,16 +97,16 @@ struct WorkOrderRow {
     service_type: String,
 }
 
-/// Staff who may manage a process's work orders: the quality director and admins for any
-/// process, otherwise its leader and members.
-async fn require_process_staff(conn: &mut PgConnection, actor: &User, process: &str) -> Result<()> {
+/// Staff of a process: the quality director and admins for any process, otherwise its leader
+/// and members. They manage its work orders and read its field reports.
+async fn is_process_staff(conn: &mut PgConnection, actor: &User, process: &str) -> Result<bool> {
     if matches!(actor.role, Role::QualityDirector | Role::Admin) {
-        return Ok(());
+        return Ok(true);
     }
     if !actor.role.is_staff() {
-        return Err(Error::forbidden("staff_only", "this endpoint is for staff"));
+        return Ok(false);
     }
-    let member = sqlx::query_scalar!(
+    Ok(sqlx::query_scalar!(
         r#"select exists(
                select 1 from process_members where process_code = $1 and user_id = $2
                union all
@@ -116,14 +116,30 @@ async fn require_process_staff(conn: &mut PgConnection, actor: &User, process: &
         actor.id
     )
     .fetch_one(&mut *conn)
-    .await?;
-    if member {
+    .await?)
+}
+
+async fn require_process_staff(conn: &mut PgConnection, actor: &User, process: &str) -> Result<()> {
+    if !actor.role.is_staff() {
+        return Err(Error::forbidden("staff_only", "this endpoint is for staff"));
+    }
+    if is_process_staff(conn, actor, process).await? {
         Ok(())
     } else {
         Err(Error::forbidden(
             "not_process_member",
             format!("you are not on the staff of process {process}"),
         ))
+    }
+}
+
+/// A work order as its process's staff see it; to anyone else it does not exist.
+pub async fn get_for_staff(conn: &mut PgConnection, actor: &User, id: Uuid) -> Result<WorkOrder> {
+    let order = get(&mut *conn, id).await?;
+    if is_process_staff(conn, actor, &order.process).await? {
+        Ok(order)
+    } else {
+        Err(Error::not_found("work_order_not_found", "work order"))
     }
 }
 

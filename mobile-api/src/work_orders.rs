@@ -61,10 +61,7 @@ pub async fn get(
         .acquire()
         .await
         .map_err(atiende_core::Error::from)?;
-    if !field_reports::staff_may_see(&mut *conn, actor.id, id).await? {
-        return Err(atiende_core::Error::not_found("work_order_not_found", "work order").into());
-    }
-    let work_order = work_orders::get(&mut *conn, id).await?;
+    let work_order = work_orders::get_for_staff(&mut conn, &actor, id).await?;
     let report = field_reports::view(&mut conn, id).await?;
     Ok(axum::Json(StaffWorkOrder { work_order, report }))
 }

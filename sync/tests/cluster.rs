@@ -73,6 +73,19 @@ async fn converged(pool: &PgPool, id: DocumentId, a: &mut Client, b: &mut Client
     assert_eq!(stored.doc.get_heads(), heads);
 }
 
+/// Two technicians sharing one report, Ana through server one and Beto through server two,
+/// both with it open.
+async fn pair(pool: &PgPool, cluster: &Cluster) -> (DocumentId, Client, Client) {
+    let (ana, ta) = technician(pool, "ana@example.com").await;
+    let (beto, tb) = technician(pool, "beto@example.com").await;
+    let id = report(pool, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
+    let mut a = Client::connect(&cluster.one, &ta).await;
+    let mut b = Client::connect(&cluster.two, &tb).await;
+    open(&mut a, id).await;
+    open(&mut b, id).await;
+    (id, a, b)
+}
+
 fn has(key: &str, value: &str) -> impl Fn(&automerge::AutoCommit) -> bool {
     let (key, value) = (key.to_owned(), value.to_owned());
     move |d| get_str(d, &key).as_deref() == Some(value.as_str())
@@ -81,13 +94,7 @@ fn has(key: &str, value: &str) -> impl Fn(&automerge::AutoCommit) -> bool {
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_change_through_one_server_reaches_a_peer_on_another_within_a_second(pool: PgPool) {
     let cluster = Cluster::start(&pool, SyncSettings::default()).await;
-    let (ana, ta) = technician(&pool, "ana@example.com").await;
-    let (beto, tb) = technician(&pool, "beto@example.com").await;
-    let id = report(&pool, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
-    let mut a = Client::connect(&cluster.one, &ta).await;
-    let mut b = Client::connect(&cluster.two, &tb).await;
-    open(&mut a, id).await;
-    open(&mut b, id).await;
+    let (id, mut a, mut b) = pair(&pool, &cluster).await;
 
     for round in 0..3 {
         let text = format!("termites, visit {round}");
@@ -208,13 +215,7 @@ async fn compaction_through_one_server_does_not_make_the_other_miss_changes(pool
         ..SyncSettings::default()
     };
     let cluster = Cluster::start(&pool, settings).await;
-    let (ana, ta) = technician(&pool, "ana@example.com").await;
-    let (beto, tb) = technician(&pool, "beto@example.com").await;
-    let id = report(&pool, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
-    let mut a = Client::connect(&cluster.one, &ta).await;
-    let mut b = Client::connect(&cluster.two, &tb).await;
-    open(&mut a, id).await;
-    open(&mut b, id).await;
+    let (id, mut a, mut b) = pair(&pool, &cluster).await;
 
     // A burst through server one, compacted as it goes, while server two reads it back.
     for i in 0..12 {
@@ -261,13 +262,7 @@ async fn compaction_through_one_server_does_not_make_the_other_miss_changes(pool
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_dropped_listener_connection_is_reestablished(pool: PgPool) {
     let cluster = Cluster::start(&pool, SyncSettings::default()).await;
-    let (ana, ta) = technician(&pool, "ana@example.com").await;
-    let (beto, tb) = technician(&pool, "beto@example.com").await;
-    let id = report(&pool, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
-    let mut a = Client::connect(&cluster.one, &ta).await;
-    let mut b = Client::connect(&cluster.two, &tb).await;
-    open(&mut a, id).await;
-    open(&mut b, id).await;
+    let (id, mut a, mut b) = pair(&pool, &cluster).await;
     // Both ways, so both listeners are known to be up.
     a.change(id, |d| put(d, "before", "v")).await;
     b.wait_until_with(&mut a, id, has("before", "v")).await;

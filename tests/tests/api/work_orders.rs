@@ -15,6 +15,8 @@ use crate::sync_support::{edit, eventually, read};
 struct Visit {
     app: TestApp,
     director: String,
+    /// A collaborator of another process: the visit is not theirs to see.
+    outsider: String,
     tech: (uuid::Uuid, String),
     other_tech: (uuid::Uuid, String),
     customer: String,
@@ -39,6 +41,7 @@ async fn visit(pool: PgPool) -> Visit {
     Visit {
         app,
         director: org.director,
+        outsider: org.other_collaborator,
         tech,
         other_tech,
         customer,
@@ -105,6 +108,20 @@ async fn technicians_list_their_work_orders_with_the_report_url(pool: PgPool) {
     assert_eq!(doc["products"], json!([]));
     assert_eq!(doc["completed"], json!(false));
     assert_eq!(doc["address"], "Calle 10 # 20-30, Bogotá");
+
+    let id = order["id"].as_str().expect("id");
+    let theirs = v
+        .app
+        .get(
+            &format!("/api/v1/staff/work-orders/{id}"),
+            Some(&v.outsider),
+        )
+        .await;
+    assert_eq!(
+        (theirs.status, theirs.code()),
+        (StatusCode::NOT_FOUND, "work_order_not_found")
+    );
+    assert_eq!(staff_view(&v, id).await.status, StatusCode::OK);
 
     let customer = v
         .app
