@@ -41,6 +41,66 @@ async fn health_readiness_metrics_and_request_ids(pool: PgPool) {
     assert!(text.contains("atiende_db_pool_connections"), "{text}");
 }
 
+/// The request-count series in a `/metrics` page.
+fn request_series(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.starts_with("atiende_http_requests_total{"))
+        .collect()
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn made_up_methods_do_not_create_series(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let made_up = |name: &str| reqwest::Method::from_bytes(name.as_bytes()).expect("a token");
+    let r = app
+        .send(
+            app.client
+                .request(made_up("FROBNICATE"), app.url("/healthz")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let before = app.get("/metrics", None).await;
+    let before = before.body.as_str().expect("text").to_owned();
+    assert!(
+        before.contains(
+            r#"atiende_http_requests_total{method="other",route="/healthz",status="405"} 1"#
+        ),
+        "{before}"
+    );
+
+    for name in ["XYZZY", "PLUGH", "A1B2C3", "FROBNICATE2"] {
+        app.send(app.client.request(made_up(name), app.url("/healthz")))
+            .await;
+    }
+    let after = app.get("/metrics", None).await;
+    let after = after.body.as_str().expect("text");
+    assert!(
+        !["FROBNICATE", "XYZZY", "PLUGH", "A1B2C3"]
+            .iter()
+            .any(|m| after.contains(m)),
+        "{after}"
+    );
+    assert!(
+        after.contains(
+            r#"atiende_http_requests_total{method="other",route="/healthz",status="405"} 5"#
+        ),
+        "{after}"
+    );
+    // The only new series is the first scrape's own GET /metrics.
+    let new: Vec<_> = request_series(after)
+        .into_iter()
+        .filter(|l| {
+            let labels = l.rsplit_once(' ').map_or(*l, |(k, _)| k);
+            !before.contains(labels)
+        })
+        .collect();
+    assert_eq!(
+        new,
+        [r#"atiende_http_requests_total{method="GET",route="/metrics",status="200"} 1"#],
+        "{after}"
+    );
+}
+
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn readiness_fails_when_migrations_are_missing(pool: PgPool) {
     let app = spawn_app(pool).await;
