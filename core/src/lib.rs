@@ -15,6 +15,7 @@ pub mod field_reports;
 pub mod holidays;
 pub mod notifications;
 pub mod processes;
+pub mod push_endpoint;
 pub mod scheduler;
 pub mod texts;
 pub mod types;

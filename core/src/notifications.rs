@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::push_endpoint::{PushEndpoint, Reach};
 
 /// Deliveries are given up after this many attempts.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -129,40 +130,20 @@ fn decode_key(raw: &str, len: usize, code: &'static str, what: &str) -> Result<V
     Ok(bytes)
 }
 
-/// Push services are reached over HTTPS; plain HTTP only on this machine (development, tests).
-fn check_endpoint(endpoint: &str) -> Result<()> {
-    let local = [
-        "http://127.",
-        "http://localhost:",
-        "http://localhost/",
-        "http://[::1]",
-    ];
-    let ok = endpoint.len() <= 2048
-        && !endpoint.chars().any(char::is_whitespace)
-        && (endpoint
-            .strip_prefix("https://")
-            .is_some_and(|rest| !rest.is_empty())
-            || local.iter().any(|p| endpoint.starts_with(p)));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "invalid_endpoint",
-            "the endpoint must be an https URL of a push service",
-        ))
-    }
-}
-
-/// Stores a browser's PushSubscription for `user_id`. The same endpoint again updates it (and moves
-/// it to this user: a device changed hands). Returns whether it is new.
+/// Stores a browser's PushSubscription for `user_id`, bound to the session that registers it
+/// (logging that session out removes it). The same endpoint again from the same user updates it
+/// and moves it to this session; an endpoint another user registered stays theirs (409). Returns
+/// whether it is new.
 pub async fn subscribe(
-    db: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     user_id: Uuid,
+    session_token: &str,
     endpoint: &str,
+    reach: Reach,
     p256dh: &str,
     auth: &str,
 ) -> Result<(Subscription, bool)> {
-    check_endpoint(endpoint)?;
+    let endpoint = PushEndpoint::parse(endpoint, reach)?;
     let key = decode_key(p256dh, 65, "invalid_p256dh", "keys.p256dh")?;
     if key.first() != Some(&4) {
         return Err(Error::invalid(
@@ -171,22 +152,47 @@ pub async fn subscribe(
         ));
     }
     decode_key(auth, 16, "invalid_auth", "keys.auth")?;
+    // The session row is share-locked so that a logout racing this insert either waits for it
+    // (and its trigger then removes the subscription) or wins and leaves nothing to insert.
     let row = sqlx::query!(
-        r#"insert into push_subscriptions (id, user_id, endpoint, p256dh, auth) values ($1, $2, $3, $4, $5)
-           on conflict (endpoint) do update set user_id = excluded.user_id, p256dh = excluded.p256dh, auth = excluded.auth
+        r#"insert into push_subscriptions (id, user_id, endpoint, p256dh, auth, session_hash)
+           select $1, s.user_id, $3, $4, $5, s.token_hash from sessions s
+           where s.token_hash = $6 and s.user_id = $2 and s.revoked_at is null
+           for share
+           on conflict (endpoint) do update
+               set p256dh = excluded.p256dh, auth = excluded.auth, session_hash = excluded.session_hash
+               where push_subscriptions.user_id = excluded.user_id
            returning id, (xmax = 0) as "created!""#,
         Uuid::new_v4(),
         user_id,
-        endpoint,
+        endpoint.as_str(),
         p256dh.trim(),
         auth.trim(),
+        crate::auth::token_digest(session_token),
     )
-    .fetch_one(db)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(row) = row else {
+        let taken = sqlx::query_scalar!(
+            "select exists (select 1 from push_subscriptions where endpoint = $1) as \"taken!\"",
+            endpoint.as_str()
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        return Err(if taken {
+            Error::conflict(
+                "push_endpoint_taken",
+                "this push endpoint is registered to another account",
+            )
+        } else {
+            // The session ended while the request was on its way.
+            Error::Unauthenticated
+        });
+    };
     Ok((
         Subscription {
             id: row.id,
-            endpoint: endpoint.to_owned(),
+            endpoint: endpoint.as_str().to_owned(),
         },
         row.created,
     ))

@@ -36,6 +36,8 @@ pub struct ApiState {
     pub vapid_public_key: Option<String>,
     /// The largest blob `PUT /api/v1/blobs/{sha256}` accepts, in bytes.
     pub blob_limit: usize,
+    /// Which hosts push endpoints may name (`ATIENDE_PUSH_ALLOW_LOOPBACK` opens this machine).
+    pub push_reach: atiende_core::push_endpoint::Reach,
 }
 
 impl ApiState {
@@ -45,6 +47,7 @@ impl ApiState {
             session_ttl: account::DEFAULT_SESSION_TTL,
             vapid_public_key: None,
             blob_limit: blobs::DEFAULT_BLOB_LIMIT,
+            push_reach: atiende_core::push_endpoint::Reach::Public,
         }
     }
 }

@@ -38,19 +38,27 @@ pub struct VapidKey {
     pub public_key: String,
 }
 
-/// Registers this device for push notifications. The same endpoint again is a 200 and updates it.
+/// Registers this device for push notifications, until this session logs out. The same endpoint
+/// again is a 200 and updates it; one registered by another account is a 409.
 #[utoipa::path(post, path = "/api/v1/push/subscriptions", tag = "push", security(("bearer" = [])), request_body = SubscriptionRequest,
-    responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn subscribe(
     State(state): State<ApiState>,
     who: Authenticated,
     Json(req): Json<SubscriptionRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<SubscriptionView>)> {
+    let mut conn = state
+        .db
+        .acquire()
+        .await
+        .map_err(atiende_core::Error::from)?;
     let (sub, created) = notifications::subscribe(
-        &state.db,
+        &mut conn,
         who.user.id,
+        &who.token,
         &req.endpoint,
+        state.push_reach,
         &req.keys.p256dh,
         &req.keys.auth,
     )

@@ -136,6 +136,7 @@ pub fn app(
         session_ttl: settings.session_ttl(),
         vapid_public_key,
         blob_limit: settings.blob_max_bytes,
+        push_reach: settings.push_reach(),
     };
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -232,7 +233,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let sender = match &settings.vapid_private_key {
         Some(key) => Some(Arc::new(
-            push::PushSender::new(key.expose(), &settings.vapid_subject)
+            push::PushSender::new(key.expose(), &settings.vapid_subject, settings.push_reach())
                 .map_err(std::io::Error::other)?,
         )),
         None => {

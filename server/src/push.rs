@@ -1,11 +1,17 @@
 //! Web Push delivery: a worker claims due deliveries from the outbox in PostgreSQL, encrypts each
 //! payload for its subscription (aes128gcm), signs the request with the server's VAPID key and
 //! posts it to the push service, then records what the service answered.
+//!
+//! Endpoints come from users, so each send checks again where it goes: https to a public address
+//! only (unless loopback is allowed), names resolved here and refused if any address is not
+//! public, no redirects, no proxy. An endpoint is a capability for its device: it is never logged.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use atiende_core::notifications::{self, Claimed, Outcome};
+use atiende_core::push_endpoint::{PushEndpoint, Reach, address_allowed};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sqlx::PgPool;
@@ -38,17 +44,57 @@ pub struct PushSender {
     key: PartialVapidSignatureBuilder,
     public_key: String,
     subject: String,
+    reach: Reach,
+}
+
+/// Resolves push services' names and keeps only addresses a push endpoint may have, so a public
+/// name that points inside the network is refused at connection time.
+pub struct PublicResolver {
+    reach: Reach,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the push service's name resolves to no public address")]
+struct NotPublic;
+
+impl PublicResolver {
+    pub fn new(reach: Reach) -> Self {
+        PublicResolver { reach }
+    }
+}
+
+impl reqwest::dns::Resolve for PublicResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let reach = self.reach;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            // One address outside the allowed ranges refuses the name: a rebinding name may
+            // answer with a mix.
+            if addrs.is_empty() || addrs.iter().any(|a| !address_allowed(a.ip(), reach)) {
+                return Err(Box::new(NotPublic) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl PushSender {
     /// `private_key` is the raw 32-byte P-256 scalar, base64url; `subject` is the `mailto:` or
-    /// `https:` contact push services may use to reach the operator.
-    pub fn new(private_key: &str, subject: &str) -> Result<Self, PushError> {
+    /// `https:` contact push services may use to reach the operator; `reach` which hosts
+    /// endpoints may name.
+    pub fn new(private_key: &str, subject: &str, reach: Reach) -> Result<Self, PushError> {
         let key = VapidSignatureBuilder::from_base64_no_sub(private_key.trim())
             .map_err(|_| PushError::BadKey)?;
         let public_key = URL_SAFE_NO_PAD.encode(key.get_public_key());
+        // A push service answers; it does not send us elsewhere (a 3xx is a failed delivery). A
+        // proxy would resolve names itself, past the address check.
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicResolver::new(reach)))
             .build()
             .map_err(|e| PushError::Client(e.to_string()))?;
         Ok(PushSender {
@@ -56,6 +102,7 @@ impl PushSender {
             key,
             public_key,
             subject: subject.to_owned(),
+            reach,
         })
     }
 
@@ -105,6 +152,13 @@ impl PushSender {
         let (Some(p256dh), Some(auth)) = (&d.p256dh, &d.auth) else {
             return Outcome::Gone { status: 0 };
         };
+        // Rows older than the registration check, or a setting since narrowed, are checked again.
+        let Ok(endpoint) = PushEndpoint::parse(&d.endpoint, self.reach) else {
+            return Outcome::Failed {
+                status: None,
+                error: "the endpoint is not a public https push service".into(),
+            };
+        };
         let (title, body) = atiende_core::texts::push(&d.language, &d.kind, &d.data);
         let field = |k: &str| d.data.get(k).cloned().unwrap_or(serde_json::Value::Null);
         let payload = serde_json::json!({
@@ -116,13 +170,11 @@ impl PushSender {
             "deadline": d.data.get("due").or_else(|| d.data.get("due_date")).cloned(),
         })
         .to_string();
-        let info = SubscriptionInfo::new(d.endpoint.as_str(), p256dh.as_str(), auth.as_str());
+        let info = SubscriptionInfo::new(endpoint.as_str(), p256dh.as_str(), auth.as_str());
         let mut signer = self.key.clone().add_sub_info(&info);
         signer.add_claim("sub", self.subject.as_str());
         // web-push leaves a non-default port out of the audience; RFC 8292 wants the full origin.
-        if let Some(origin) = origin(&d.endpoint) {
-            signer.add_claim("aud", origin);
-        }
+        signer.add_claim("aud", endpoint.origin());
         let signature = match signer.build() {
             Ok(s) => s,
             Err(e) => {
@@ -154,7 +206,7 @@ impl PushSender {
         };
         let mut request = self
             .client
-            .post(&d.endpoint)
+            .post(endpoint.as_str())
             .header("TTL", message.ttl.to_string())
             .header("Content-Type", "application/octet-stream");
         if let Some(urgency) = message.urgency {
@@ -175,25 +227,31 @@ impl PushSender {
             ),
             Err(e) => Outcome::Retry {
                 status: None,
-                error: format!("network: {e}"),
+                error: format!("network: {}", without_url(e)),
                 after: backoff(d.attempts),
             },
         }
     }
 }
 
-/// `scheme://host[:port]` of a URL.
-fn origin(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+/// A request error and its causes, without the URL reqwest puts in its message.
+fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// What a push service's status means (RFC 8030 §5, and the services' documented practice).
 fn classify(status: u16, retry_after: Option<Duration>, attempts: i32) -> Outcome {
     match status {
         200..=299 => Outcome::Sent { status },
+        // Redirects are not followed: one is a refusal like any other.
         404 | 410 => Outcome::Gone { status },
         429 | 500..=599 => Outcome::Retry {
             status: Some(status),
@@ -283,24 +341,28 @@ mod tests {
         assert_eq!(backoff(50), Duration::from_secs(3600));
     }
 
-    #[test]
-    fn origins() {
-        assert_eq!(
-            origin("https://fcm.googleapis.com/fcm/send/abc").as_deref(),
-            Some("https://fcm.googleapis.com")
+    #[tokio::test]
+    async fn names_that_resolve_to_this_machine_are_refused() {
+        use reqwest::dns::Resolve;
+        let name = || "localhost".parse::<reqwest::dns::Name>().expect("a name");
+        let refused = PublicResolver::new(Reach::Public).resolve(name()).await;
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("no public address")),
+            "localhost is loopback"
         );
-        assert_eq!(
-            origin("http://127.0.0.1:4000/push/x?y=1").as_deref(),
-            Some("http://127.0.0.1:4000")
-        );
-        assert_eq!(origin("nonsense"), None);
+        let allowed = PublicResolver::new(Reach::PublicAndLoopback)
+            .resolve(name())
+            .await
+            .expect("loopback allowed");
+        assert!(allowed.into_iter().all(|a| a.ip().is_loopback()));
     }
 
     #[test]
     fn generated_keys_sign() {
         let (private, public) = generate_keys().expect("keys");
-        let sender = PushSender::new(&private, "mailto:ops@example.com").expect("sender");
+        let sender =
+            PushSender::new(&private, "mailto:ops@example.com", Reach::Public).expect("sender");
         assert_eq!(sender.public_key(), public);
-        assert!(PushSender::new("not a key", "mailto:x@example.com").is_err());
+        assert!(PushSender::new("not a key", "mailto:x@example.com", Reach::Public).is_err());
     }
 }

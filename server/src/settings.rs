@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atiende_core::push_endpoint::Reach;
 use serde::Deserialize;
 
 /// A value that must never reach a log or a response.
@@ -50,6 +51,10 @@ pub struct Settings {
     pub vapid_subject: String,
     /// How often the push worker looks for due deliveries, in milliseconds (`ATIENDE_PUSH_INTERVAL_MS`).
     pub push_interval_ms: u64,
+    /// Whether push endpoints may be on this machine, over plain http too
+    /// (`ATIENDE_PUSH_ALLOW_LOOPBACK`): for development and tests only. Otherwise only https to
+    /// public addresses is accepted and reached.
+    pub push_allow_loopback: bool,
     /// How often the deadline scheduler looks for due alerts, in milliseconds
     /// (`ATIENDE_SCHEDULER_INTERVAL_MS`).
     pub scheduler_interval_ms: u64,
@@ -69,6 +74,7 @@ impl Default for Settings {
             vapid_private_key: None,
             vapid_subject: "mailto:pqrs@localhost".into(),
             push_interval_ms: 1000,
+            push_allow_loopback: false,
             scheduler_interval_ms: 5000,
             blob_max_bytes: atiende_mobile_api::blobs::DEFAULT_BLOB_LIMIT,
         }
@@ -164,6 +170,18 @@ impl Settings {
                         message: "expected a positive whole number of milliseconds".into(),
                     })?;
         }
+        if let Some(v) = env("ATIENDE_PUSH_ALLOW_LOOPBACK") {
+            settings.push_allow_loopback = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(SettingsError::Env {
+                        name: "ATIENDE_PUSH_ALLOW_LOOPBACK",
+                        message: "expected true or false".into(),
+                    });
+                }
+            };
+        }
         if let Some(v) = env("ATIENDE_SCHEDULER_INTERVAL_MS") {
             settings.scheduler_interval_ms =
                 v.parse()
@@ -190,6 +208,14 @@ impl Settings {
         Ok(settings)
     }
 
+    pub fn push_reach(&self) -> Reach {
+        if self.push_allow_loopback {
+            Reach::PublicAndLoopback
+        } else {
+            Reach::Public
+        }
+    }
+
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_hours.saturating_mul(3600))
     }
@@ -205,10 +231,13 @@ mod tests {
             "ATIENDE_LISTEN" => Some("0.0.0.0:9000".to_owned()),
             "DATABASE_URL" => Some("postgres://app:hunter2@db/atiende".to_owned()),
             "ATIENDE_VAPID_PRIVATE_KEY" => Some("vapid-secret-value".to_owned()),
+            "ATIENDE_PUSH_ALLOW_LOOPBACK" => Some("true".to_owned()),
             _ => None,
         };
+        assert_eq!(Settings::default().push_reach(), Reach::Public);
         let s = Settings::load_from(None, env).expect("valid settings");
         assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.push_reach(), Reach::PublicAndLoopback);
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         let printed = format!("{s:?}");
         assert!(

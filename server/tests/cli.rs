@@ -184,8 +184,12 @@ fn vapid_keys_prints_a_usable_pair() {
         .lines()
         .find_map(|l| l.strip_prefix("ATIENDE_VAPID_PRIVATE_KEY="))
         .expect("a private key line");
-    let sender = atiende_server::push::PushSender::new(private, "mailto:ops@example.com")
-        .expect("the key works");
+    let sender = atiende_server::push::PushSender::new(
+        private,
+        "mailto:ops@example.com",
+        atiende_core::push_endpoint::Reach::Public,
+    )
+    .expect("the key works");
     assert!(
         text.contains(sender.public_key()),
         "the public key printed matches: {text}"

@@ -146,7 +146,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .execute(&pool)
     .await?;
     let (private, _) = generate_keys()?;
-    let sender = PushSender::new(&private, "mailto:bench@atiende.invalid")?;
+    // The mock push service listens on this machine.
+    let sender = PushSender::new(
+        &private,
+        "mailto:bench@atiende.invalid",
+        atiende_core::push_endpoint::Reach::PublicAndLoopback,
+    )?;
     let t0 = Instant::now();
     let mut sent = 0;
     loop {

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use atiende_core::push_endpoint::Reach;
 use atiende_server::Settings;
 use atiende_server::push::{PushSender, generate_keys};
 use atiende_server::settings::Secret;
@@ -41,9 +42,22 @@ impl Browser {
     }
 }
 
+/// wiremock listens on 127.0.0.1: these tests open loopback to push endpoints, as development does.
+async fn push_app(pool: PgPool) -> TestApp {
+    let settings = Settings {
+        push_allow_loopback: true,
+        ..Settings::default()
+    };
+    spawn_app_with(pool, settings).await
+}
+
 fn sender() -> PushSender {
+    sender_reaching(Reach::PublicAndLoopback)
+}
+
+fn sender_reaching(reach: Reach) -> PushSender {
     let (private, _) = generate_keys().expect("keys");
-    PushSender::new(&private, "mailto:pqrs@atiende.test").expect("sender")
+    PushSender::new(&private, "mailto:pqrs@atiende.test", reach).expect("sender")
 }
 
 async fn customer_with_device(app: &TestApp, push: &MockServer, device: &str) -> (String, Browser) {
@@ -69,7 +83,7 @@ async fn delivery_state(app: &TestApp) -> (String, i32) {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn the_acknowledgement_reaches_the_phone_encrypted_and_signed(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = push_app(pool).await;
     let push = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/push/phone"))
@@ -174,7 +188,7 @@ fn sender_key_other() -> String {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_gone_subscription_is_removed(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = push_app(pool).await;
     let push = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(410))
@@ -194,7 +208,7 @@ async fn a_gone_subscription_is_removed(pool: PgPool) {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = push_app(pool).await;
     let push = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
@@ -239,7 +253,7 @@ async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_crash_between_claim_and_send_loses_nothing(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = push_app(pool).await;
     let push = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(201))
@@ -365,7 +379,7 @@ async fn subscriptions_and_the_public_key(pool: PgPool) {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
-    let app = spawn_app(pool).await;
+    let app = push_app(pool).await;
     let org = app.org().await;
     let push = MockServer::start().await;
     Mock::given(method("POST"))
@@ -415,4 +429,348 @@ async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
                 && b.contains(&atiende_core::texts::long_date("es", new_due))),
         "{extension}"
     );
+}
+
+async fn register(app: &TestApp, token: &str, endpoint: &str) -> atiende_tests::Reply {
+    let browser = Browser::new(endpoint.to_owned());
+    app.post(
+        "/api/v1/push/subscriptions",
+        Some(token),
+        browser.subscription(),
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn endpoints_must_be_https_to_public_hosts(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let ana = app.customer("ana@test.co", "111111").await;
+    let push = MockServer::start().await;
+    let wiremock = format!("{}/push/phone", push.uri());
+    for (endpoint, code) in [
+        ("http://127.evil.tld/push/x", "endpoint_not_https"),
+        ("http://push.example.com/push/x", "endpoint_not_https"),
+        (
+            "http://localhost:@evil.tld/push/x",
+            "endpoint_has_credentials",
+        ),
+        (
+            "https://localhost:@evil.tld/push/x",
+            "endpoint_has_credentials",
+        ),
+        (
+            "https://user:secret@push.example.com/x",
+            "endpoint_has_credentials",
+        ),
+        (wiremock.as_str(), "endpoint_not_public"),
+        ("https://127.0.0.1/push/x", "endpoint_not_public"),
+        ("https://2130706433/push/x", "endpoint_not_public"),
+        ("https://0x7f.0.0.1/push/x", "endpoint_not_public"),
+        ("https://0.0.0.0/push/x", "endpoint_not_public"),
+        ("https://10.1.2.3/push/x", "endpoint_not_public"),
+        ("https://172.16.0.9/push/x", "endpoint_not_public"),
+        ("https://192.168.1.1/push/x", "endpoint_not_public"),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "endpoint_not_public",
+        ),
+        ("https://100.64.1.1/push/x", "endpoint_not_public"),
+        ("https://192.0.2.10/push/x", "endpoint_not_public"),
+        ("https://198.51.100.10/push/x", "endpoint_not_public"),
+        ("https://203.0.113.10/push/x", "endpoint_not_public"),
+        ("https://224.0.0.1/push/x", "endpoint_not_public"),
+        ("https://[::]/push/x", "endpoint_not_public"),
+        ("https://[::1]/push/x", "endpoint_not_public"),
+        ("https://[fe80::1]/push/x", "endpoint_not_public"),
+        ("https://[fd00::1]/push/x", "endpoint_not_public"),
+        ("https://[ff02::1]/push/x", "endpoint_not_public"),
+        ("https://[2001:db8::1]/push/x", "endpoint_not_public"),
+        ("https://[::ffff:127.0.0.1]/push/x", "endpoint_not_public"),
+        ("https://[::ffff:10.0.0.1]/push/x", "endpoint_not_public"),
+        (
+            "https://[::ffff:169.254.169.254]/push/x",
+            "endpoint_not_public",
+        ),
+        ("https://localhost/push/x", "endpoint_not_public"),
+        ("https://LocalHost./push/x", "endpoint_not_public"),
+        ("https://push.localhost/push/x", "endpoint_not_public"),
+        ("https://pushserver/push/x", "endpoint_not_public"),
+        ("ftp://push.example.com/x", "invalid_endpoint"),
+        ("push.example.com/x", "invalid_endpoint"),
+    ] {
+        let r = register(&app, &ana, endpoint).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{endpoint}: {}",
+            r.body
+        );
+    }
+    for endpoint in [
+        "https://fcm.googleapis.com/fcm/send/abc",
+        "https://updates.push.services.mozilla.com/wpush/v2/abc",
+        "https://8.8.8.8/push/x",
+        "https://[2a00:1450:4001:82b::200a]/push/x",
+    ] {
+        let r = register(&app, &ana, endpoint).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{endpoint}: {}", r.body);
+    }
+    let subs: i64 = sqlx::query_scalar("select count(*) from push_subscriptions")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(subs, 4, "nothing refused was stored");
+
+    // Development opens this machine, and only this machine, over http.
+    let dev = push_app(pool).await;
+    let r = register(&dev, &ana, &wiremock).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    for (endpoint, code) in [
+        ("http://10.1.2.3/push/x", "endpoint_not_public"),
+        ("http://push.example.com/push/x", "endpoint_not_https"),
+    ] {
+        let r = register(&dev, &ana, endpoint).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{endpoint}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn without_loopback_the_sender_does_not_reach_this_machine(pool: PgPool) {
+    let app = push_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&push)
+        .await;
+    let (token, _) = customer_with_device(&app, &push, "phone").await;
+    app.file(&token, "queja").await;
+    let sender = sender_reaching(Reach::Public);
+    assert_eq!(sender.deliver_due(&app.pool).await.expect("deliver"), 1);
+    assert_eq!(delivery_state(&app).await, ("failed".to_owned(), 1));
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_redirect_from_the_push_service_is_not_followed(pool: PgPool) {
+    let app = push_app(pool).await;
+    let push = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/push/phone"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("Location", format!("{}/collect", elsewhere.uri()).as_str()),
+        )
+        .expect(1)
+        .mount(&push)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let (token, _) = customer_with_device(&app, &push, "phone").await;
+    app.file(&token, "queja").await;
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 1);
+    assert_eq!(delivery_state(&app).await, ("failed".to_owned(), 1));
+    let status: Option<i32> = sqlx::query_scalar("select last_status from push_deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, Some(307));
+    assert_eq!(
+        elsewhere.received_requests().await.map(|r| r.len()),
+        Some(0)
+    );
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn another_accounts_endpoint_stays_theirs(pool: PgPool) {
+    let app = push_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&push)
+        .await;
+    let (ana, browser) = customer_with_device(&app, &push, "phone").await;
+    let first: Value = sqlx::query_scalar("select to_jsonb(id) from push_subscriptions")
+        .fetch_one(&app.pool)
+        .await
+        .expect("id");
+
+    // Beto presents ana's endpoint with keys of his own.
+    let beto = app.customer("beto@test.co", "222222").await;
+    let r = register(&app, &beto, &browser.endpoint).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "push_endpoint_taken"),
+        "{}",
+        r.body
+    );
+
+    // Ana again, from a new session: the same subscription, updated.
+    let ana_again = app.login("cliente@test.co").await;
+    let r = app
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&ana_again),
+            browser.subscription(),
+        )
+        .await;
+    assert_eq!((r.status, &r.body["id"]), (StatusCode::OK, &first));
+
+    let case = app.file(&ana, "queja").await;
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 1);
+    let requests = push.received_requests().await.expect("requests");
+    assert_eq!(requests.len(), 1);
+    let payload = browser.decrypt(&requests[0].body);
+    assert_eq!(
+        payload["case_id"], case["id"],
+        "ana's keys still decrypt it"
+    );
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn logging_out_ends_that_sessions_subscriptions(pool: PgPool) {
+    let app = push_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&push)
+        .await;
+    // The phone registered with the registration's session, the tablet with a login of its own.
+    let (phone_session, _) = customer_with_device(&app, &push, "phone").await;
+    let tablet_session = app.login("cliente@test.co").await;
+    let tablet = Browser::new(format!("{}/push/tablet", push.uri()));
+    let r = app
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&tablet_session),
+            tablet.subscription(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // A notification is waiting for both when the phone logs out.
+    app.file(&tablet_session, "queja").await;
+    let r = app
+        .post("/api/v1/auth/logout", Some(&phone_session), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 2);
+    app.file(&tablet_session, "peticion").await;
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 1);
+    let paths: Vec<String> = push
+        .received_requests()
+        .await
+        .expect("requests")
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/push/tablet", "/push/tablet"],
+        "nothing for the phone"
+    );
+    let phone = register(&app, &phone_session, &format!("{}/push/phone", push.uri())).await;
+    assert_eq!(phone.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Collects what the subscriber writes, to read the logs back.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn failed_pushes_are_logged_without_the_endpoint(pool: PgPool) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let logs = Captured::default();
+    // The test runs on one thread: the server and the sender log through this subscriber.
+    let _guard = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,atiende_server=trace,atiende_core=trace",
+        ))
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish()
+        .set_default();
+    let app = push_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400))
+        .mount(&push)
+        .await;
+    let secret = "s3cr3t-device-capability";
+    let (token, _) = customer_with_device(&app, &push, secret).await;
+    // A second device whose push service does not answer at all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone = format!(
+        "http://{}/push/{secret}-2",
+        closed.local_addr().expect("addr")
+    );
+    drop(closed);
+    let r = register(&app, &token, &gone).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    app.file(&token, "queja").await;
+
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 2);
+    let errors: Vec<String> =
+        sqlx::query_scalar("select coalesce(last_error, '') from push_deliveries order by id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("errors");
+    assert!(
+        errors.iter().any(|e| e.starts_with("network:")) && !errors.concat().contains(secret),
+        "{errors:?}"
+    );
+    sqlx::query("update push_deliveries set next_attempt_at = now() where state = 'pending'")
+        .execute(&app.pool)
+        .await
+        .expect("time passes");
+    // And once more by a sender that may not reach this machine.
+    let again = sender_reaching(Reach::Public)
+        .deliver_due(&app.pool)
+        .await
+        .expect("deliver");
+    assert_eq!(again, 1);
+
+    let text = logs.text();
+    assert!(
+        text.contains("push delivery will be retried") && text.contains("push delivery failed"),
+        "the failures were logged: {text}"
+    );
+    assert!(!text.contains(secret), "{text}");
 }
