@@ -242,7 +242,7 @@ pub async fn run(
             None
         }
     };
-    let sync = atiende_sync::SyncState::new(db.clone(), atiende_sync::SyncSettings::default())
+    let sync = atiende_sync::SyncState::new(db.clone(), settings.sync())
         .await
         .map_err(std::io::Error::other)?;
     let vapid_public_key = sender.as_ref().map(|s| s.public_key().to_owned());
