@@ -306,4 +306,26 @@ mod tests {
         let err = Settings::load_from(None, env).expect_err("must fail");
         assert!(err.to_string().contains("ATIENDE_LISTEN"));
     }
+
+    #[test]
+    fn sync_limits_have_the_documented_defaults_and_come_from_the_environment() {
+        let sync = Settings::default().sync();
+        assert_eq!(sync.max_queued_bytes, 8 << 20);
+        assert_eq!(sync.max_ephemeral_bytes, 64 << 10);
+        assert_eq!(sync.max_connections_per_user, 10);
+        assert_eq!(sync.max_document_bytes, 64 << 20);
+        let env = |k: &str| match k {
+            "ATIENDE_SYNC_MAX_CONNECTIONS_PER_USER" => Some("500".to_owned()),
+            "ATIENDE_SYNC_WRITE_BURST_BYTES" => Some("1024".to_owned()),
+            _ => None,
+        };
+        let sync = Settings::load_from(None, env)
+            .expect("valid settings")
+            .sync();
+        assert_eq!(sync.max_connections_per_user, 500);
+        assert_eq!(sync.write_burst_bytes, 1024);
+        let env = |k: &str| (k == "ATIENDE_SYNC_MAX_DOCUMENT_BYTES").then(|| "0".to_owned());
+        let err = Settings::load_from(None, env).expect_err("zero is refused");
+        assert!(err.to_string().contains("ATIENDE_SYNC_MAX_DOCUMENT_BYTES"));
+    }
 }
