@@ -121,6 +121,7 @@ async fn connect_and_migrate(
 struct AppState {
     db: PgPool,
     metrics: Arc<Metrics>,
+    sync: atiende_sync::SyncState,
 }
 
 /// The whole HTTP application: the apps' API, health, readiness and metrics.
@@ -145,6 +146,7 @@ pub fn app(
         .with_state(AppState {
             db,
             metrics: metrics.clone(),
+            sync: sync.clone(),
         });
     let request_id = HeaderName::from_static("x-request-id");
     ops.merge(atiende_mobile_api::router(api))
@@ -216,11 +218,25 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.db),
-    )
-        .into_response()
+    let mut text = state.metrics.render(&state.db);
+    let sync = state.sync.stats();
+    for (name, help, value) in [
+        (
+            "atiende_sync_compressed_chunks_total",
+            "Compressed chunks and deflated columns of incoming sync messages, measured under the document size quota.",
+            sync.compressed_chunks,
+        ),
+        (
+            "atiende_sync_limit_refusals_total",
+            "Sync messages and connections refused by a limit (size quota, write budget, ephemeral size, connections per user).",
+            sync.limit_refusals,
+        ),
+    ] {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Serves until `shutdown` completes, then stops taking connections, drains the requests in
@@ -243,7 +259,7 @@ pub async fn run(
             None
         }
     };
-    let sync = atiende_sync::SyncState::new(db.clone(), atiende_sync::SyncSettings::default())
+    let sync = atiende_sync::SyncState::new(db.clone(), settings.sync())
         .await
         .map_err(std::io::Error::other)?;
     let vapid_public_key = sender.as_ref().map(|s| s.public_key().to_owned());

@@ -60,10 +60,25 @@ pub struct Settings {
     pub scheduler_interval_ms: u64,
     /// The largest blob (photo, signature, attachment) accepted, in bytes (`ATIENDE_BLOB_MAX_BYTES`).
     pub blob_max_bytes: usize,
+    /// Bytes waiting to be written to one sync peer before it is dropped as too slow
+    /// (`ATIENDE_SYNC_MAX_QUEUED_BYTES`).
+    pub sync_max_queued_bytes: usize,
+    /// Largest `ephemeral` sync message payload, in bytes (`ATIENDE_SYNC_MAX_EPHEMERAL_BYTES`).
+    pub sync_max_ephemeral_bytes: usize,
+    /// Sync connections one user may have open (`ATIENDE_SYNC_MAX_CONNECTIONS_PER_USER`).
+    pub sync_max_connections_per_user: usize,
+    /// A sync document's size quota, in bytes (`ATIENDE_SYNC_MAX_DOCUMENT_BYTES`).
+    pub sync_max_document_bytes: u64,
+    /// A user's sustained sync write budget, in bytes per minute
+    /// (`ATIENDE_SYNC_WRITE_BYTES_PER_MINUTE`).
+    pub sync_write_bytes_per_minute: u64,
+    /// A user's sync write burst, in bytes (`ATIENDE_SYNC_WRITE_BURST_BYTES`).
+    pub sync_write_burst_bytes: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
+        let sync = atiende_sync::SyncSettings::default();
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
@@ -77,6 +92,12 @@ impl Default for Settings {
             push_allow_loopback: false,
             scheduler_interval_ms: 5000,
             blob_max_bytes: atiende_mobile_api::blobs::DEFAULT_BLOB_LIMIT,
+            sync_max_queued_bytes: sync.max_queued_bytes,
+            sync_max_ephemeral_bytes: sync.max_ephemeral_bytes,
+            sync_max_connections_per_user: sync.max_connections_per_user,
+            sync_max_document_bytes: sync.max_document_bytes,
+            sync_write_bytes_per_minute: sync.write_bytes_per_minute,
+            sync_write_burst_bytes: sync.write_burst_bytes,
         }
     }
 }
@@ -202,6 +223,36 @@ impl Settings {
                         message: "expected a positive whole number of bytes".into(),
                     })?;
         }
+        sync_limit(
+            &env,
+            "ATIENDE_SYNC_MAX_QUEUED_BYTES",
+            &mut settings.sync_max_queued_bytes,
+        )?;
+        sync_limit(
+            &env,
+            "ATIENDE_SYNC_MAX_EPHEMERAL_BYTES",
+            &mut settings.sync_max_ephemeral_bytes,
+        )?;
+        sync_limit(
+            &env,
+            "ATIENDE_SYNC_MAX_CONNECTIONS_PER_USER",
+            &mut settings.sync_max_connections_per_user,
+        )?;
+        sync_limit(
+            &env,
+            "ATIENDE_SYNC_MAX_DOCUMENT_BYTES",
+            &mut settings.sync_max_document_bytes,
+        )?;
+        sync_limit(
+            &env,
+            "ATIENDE_SYNC_WRITE_BYTES_PER_MINUTE",
+            &mut settings.sync_write_bytes_per_minute,
+        )?;
+        sync_limit(
+            &env,
+            "ATIENDE_SYNC_WRITE_BURST_BYTES",
+            &mut settings.sync_write_burst_bytes,
+        )?;
         if let Some(v) = env("ATIENDE_LOG").or_else(|| env("RUST_LOG")) {
             settings.log = v;
         }
@@ -219,6 +270,38 @@ impl Settings {
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_hours.saturating_mul(3600))
     }
+
+    /// The sync server's settings: its defaults with the limits set here.
+    pub fn sync(&self) -> atiende_sync::SyncSettings {
+        atiende_sync::SyncSettings {
+            max_queued_bytes: self.sync_max_queued_bytes,
+            max_ephemeral_bytes: self.sync_max_ephemeral_bytes,
+            max_connections_per_user: self.sync_max_connections_per_user,
+            max_document_bytes: self.sync_max_document_bytes,
+            write_bytes_per_minute: self.sync_write_bytes_per_minute,
+            write_burst_bytes: self.sync_write_burst_bytes,
+            ..atiende_sync::SyncSettings::default()
+        }
+    }
+}
+
+/// A positive whole number from the environment into `target`, if the variable is set.
+fn sync_limit<T: std::str::FromStr + PartialOrd + Default>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    target: &mut T,
+) -> Result<(), SettingsError> {
+    if let Some(v) = env(name) {
+        *target = v
+            .parse()
+            .ok()
+            .filter(|n| *n > T::default())
+            .ok_or(SettingsError::Env {
+                name,
+                message: "expected a positive whole number".into(),
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -251,5 +334,27 @@ mod tests {
         let env = |k: &str| (k == "ATIENDE_LISTEN").then(|| "nonsense".to_owned());
         let err = Settings::load_from(None, env).expect_err("must fail");
         assert!(err.to_string().contains("ATIENDE_LISTEN"));
+    }
+
+    #[test]
+    fn sync_limits_have_the_documented_defaults_and_come_from_the_environment() {
+        let sync = Settings::default().sync();
+        assert_eq!(sync.max_queued_bytes, 8 << 20);
+        assert_eq!(sync.max_ephemeral_bytes, 64 << 10);
+        assert_eq!(sync.max_connections_per_user, 10);
+        assert_eq!(sync.max_document_bytes, 64 << 20);
+        let env = |k: &str| match k {
+            "ATIENDE_SYNC_MAX_CONNECTIONS_PER_USER" => Some("500".to_owned()),
+            "ATIENDE_SYNC_WRITE_BURST_BYTES" => Some("1024".to_owned()),
+            _ => None,
+        };
+        let sync = Settings::load_from(None, env)
+            .expect("valid settings")
+            .sync();
+        assert_eq!(sync.max_connections_per_user, 500);
+        assert_eq!(sync.write_burst_bytes, 1024);
+        let env = |k: &str| (k == "ATIENDE_SYNC_MAX_DOCUMENT_BYTES").then(|| "0".to_owned());
+        let err = Settings::load_from(None, env).expect_err("zero is refused");
+        assert!(err.to_string().contains("ATIENDE_SYNC_MAX_DOCUMENT_BYTES"));
     }
 }

@@ -73,6 +73,28 @@ test("edits made while both phones are offline merge when they reconnect", async
   assert.deepEqual(a.heads(), b.heads())
 })
 
+test("a long offline session reaches the server as one compressed document and syncs", async () => {
+  const docUrl = env("ATIENDE_DOC_URL")
+  const [repoA, repoB] = ["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(repoFor)
+  const [a, b] = await Promise.all(
+    [repoA, repoB].map(repo => withTimeout(repo.find(docUrl), "both technicians find the report")),
+  )
+  await waitFor(a, doc => doc.departure === "09:40", "A to be up to date")
+  await waitFor(b, doc => doc.departure === "09:40", "B to be up to date")
+  goOffline(repoA)
+  // A day without signal: many more changes than the report had, with long notes. Automerge then
+  // sends the whole document, its columns deflated, instead of the changes one by one.
+  const note = "inspected the perimeter, baited the stations, no live activity. ".repeat(8)
+  for (let i = 0; i < 120; i++) {
+    a.change(doc => {
+      if (!doc.visitLog) doc.visitLog = []
+      doc.visitLog.push(`note ${i}: ${note}`)
+    })
+  }
+  goOnline(repoA)
+  await waitFor(b, doc => doc.visitLog?.length === 120, "B to receive the offline day")
+})
+
 test("a reader receives the report but its changes go nowhere", async () => {
   const docUrl = env("ATIENDE_DOC_URL")
   const reader = await withTimeout(repoFor("ATIENDE_TOKEN_READER").find(docUrl), "the reader finds the report")

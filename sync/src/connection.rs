@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::panic::catch_unwind;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use atiende_core::auth::User;
@@ -16,6 +16,7 @@ use tokio::time::{Instant, timeout};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::chunks::{self, ChunkError};
 use crate::docs::{CloseReason, Control, Fatal, Opened, PeerLink};
 use crate::protocol::{DecodeError, Limits, Message, PROTOCOL_V1, PeerMetadata, decode_with};
 use crate::server::{PeerEntry, SyncState, lock};
@@ -77,6 +78,7 @@ pub(crate) async fn serve(state: SyncState, user: User, mut socket: WebSocket) {
             conn,
             user_id: user.id,
             tx,
+            queued: Arc::new(AtomicUsize::new(0)),
             control: Arc::new(Control::default()),
             peer_id: None,
             open: HashSet::new(),
@@ -102,6 +104,8 @@ struct Connection {
     conn: u64,
     user_id: Uuid,
     tx: mpsc::Sender<Bytes>,
+    /// Bytes in `tx`, bounded by `max_queued_bytes`.
+    queued: Arc<AtomicUsize>,
     control: Arc<Control>,
     /// Set by `join`.
     peer_id: Option<String>,
@@ -116,8 +120,26 @@ impl Connection {
             peer_id: self.peer_id.clone().unwrap_or_default(),
             user_id: self.user_id,
             tx: self.tx.clone(),
+            queued: self.queued.clone(),
+            max_queued: self.state.settings().max_queued_bytes,
             control: self.control.clone(),
         }
+    }
+
+    /// Refuses one message with an `error`; the connection stays open.
+    fn refuse(&self, text: String) {
+        self.state
+            .inner
+            .counters
+            .limit_refusals
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(error = %text, "refusing a sync message");
+        let link = self.link();
+        link.send(&Message::Error {
+            message: text,
+            sender_id: Some(self.state.peer_id().to_owned()),
+            target_id: Some(link.peer_id.clone()),
+        });
     }
 
     async fn run(&mut self, socket: &mut WebSocket, rx: &mut mpsc::Receiver<Bytes>) -> End {
@@ -155,6 +177,7 @@ impl Connection {
                     return End::Close(close_code::AWAY, "server shutting down");
                 }
                 Some(frame) = rx.recv() => {
+                    self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
                     if let Err(end) = self.write(socket, WsMessage::Binary(frame)).await {
                         return end;
                     }
@@ -262,6 +285,18 @@ impl Connection {
             }
             message @ Message::Ephemeral { .. } => {
                 self.check_sender(message.sender_id().unwrap_or_default())?;
+                let max = self.state.settings().max_ephemeral_bytes;
+                if let Message::Ephemeral { data, .. } = &message
+                    && data.len() > max
+                {
+                    // Relayed to every other peer of the document, so it is kept small.
+                    self.refuse(format!(
+                        "ephemeral message of {} bytes is over the limit of {max} bytes: \
+                         it was not relayed",
+                        data.len()
+                    ));
+                    return Ok(());
+                }
                 let id = message.document_id().map(DocumentId::parse);
                 if let Some(Ok(id)) = id
                     && self.open.contains(&id)
@@ -331,6 +366,27 @@ impl Connection {
                 }
                 existing.control.close(CloseReason::Retired);
             }
+            // A new peer id of a user at the cap is refused; one that replaces its own older
+            // connection is not a new connection.
+            let max = self.state.settings().max_connections_per_user;
+            let others = peers
+                .iter()
+                .filter(|(peer, e)| e.user_id == self.user_id && **peer != sender_id)
+                .count();
+            if !peers.contains_key(&sender_id) && others >= max {
+                self.state
+                    .inner
+                    .counters
+                    .limit_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(End::Error(
+                    format!(
+                        "too many sync connections for this user (limit {max}): \
+                         close one before opening another"
+                    ),
+                    close_code::POLICY,
+                ));
+            }
             peers.insert(
                 sender_id.clone(),
                 PeerEntry {
@@ -369,13 +425,50 @@ impl Connection {
             link.send(&self.state.doc_unavailable(&link, &document_id));
             return Ok(());
         };
+        // Only the framing first: a user past the write budget may still read.
+        let carries_changes = chunks::carries_changes(data)
+            .map_err(|_| protocol_error("`data` is not an Automerge sync message"))?;
+        if carries_changes && !self.state.may_write(self.user_id) {
+            self.state
+                .inner
+                .counters
+                .limit_refusals
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(End::Error(
+                "this user's write budget is spent: slow down and reconnect in a minute".to_owned(),
+                close_code::POLICY,
+            ));
+        }
+        let max = self.state.settings().max_document_bytes;
+        let measured = match chunks::measure(data, max) {
+            Ok(measured) => measured,
+            Err(ChunkError::Malformed) => {
+                return Err(protocol_error("`data` is not an Automerge sync message"));
+            }
+            Err(ChunkError::OverCap) => {
+                self.state.spend_writes(self.user_id, max);
+                self.refuse(format!(
+                    "the sync message for document {id} holds more than the document \
+                     size quota of {max} bytes: its changes were not stored"
+                ));
+                return Ok(());
+            }
+        };
+        self.state
+            .inner
+            .counters
+            .compressed_chunks
+            .fetch_add(measured.compressed, Ordering::Relaxed);
+        if measured.has_changes {
+            self.state.spend_writes(self.user_id, measured.bytes);
+        }
         let message = match catch_unwind(|| automerge::sync::Message::decode(data)) {
             Ok(Ok(message)) => message,
             _ => return Err(protocol_error("`data` is not an Automerge sync message")),
         };
         match self
             .state
-            .sync_from_peer(&link, id, &document_id, message)
+            .sync_from_peer(&link, id, &document_id, message, measured.bytes)
             .await
         {
             Ok(Opened::Yes) => {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,16 +60,34 @@ pub(crate) struct PeerLink {
     pub peer_id: String,
     pub user_id: Uuid,
     pub tx: mpsc::Sender<Bytes>,
+    /// Bytes in `tx`; the connection subtracts what it writes.
+    pub queued: Arc<AtomicUsize>,
+    pub max_queued: usize,
     pub control: Arc<Control>,
 }
 
 impl PeerLink {
-    /// Queues a frame without waiting: a full queue means the peer is not reading, and it is
-    /// dropped rather than allowed to stall a document that other peers share.
+    /// Queues a frame without waiting: a full queue (in frames or bytes) means the peer is not
+    /// reading, and it is dropped rather than allowed to stall a document that other peers
+    /// share. An empty queue takes any frame, so a big document still reaches a slow peer.
     pub fn send(&self, message: &Message) {
-        match self.tx.try_send(Bytes::from(encode(message))) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.control.close(CloseReason::TooSlow),
+        let frame = Bytes::from(encode(message));
+        let len = frame.len();
+        let before = self.queued.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before.saturating_add(len) > self.max_queued {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.control.close(CloseReason::TooSlow);
+            return;
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                self.control.close(CloseReason::TooSlow);
+            }
         }
     }
 }
@@ -102,6 +120,7 @@ impl LoadedDoc {
             subscribers: HashMap::new(),
             incremental_rows: stored.incremental_rows,
             seen: stored.seen,
+            stored_bytes: stored.stored_bytes,
             compact_at,
             last_used: Instant::now(),
         }))
@@ -117,6 +136,8 @@ struct LoadedDoc {
     incremental_rows: usize,
     /// The stored content `doc` holds; what other processes store beyond it is read on `NOTIFY`.
     seen: storage::Seen,
+    /// Bytes stored for it (snapshot and change rows), for the size quota.
+    stored_bytes: u64,
     /// Compaction is tried again at this many rows after a failure, not on every message.
     compact_at: usize,
     last_used: Instant,
@@ -244,6 +265,7 @@ impl SyncState {
         id: DocumentId,
         document_id: &str,
         message: sync::Message,
+        incoming: u64,
     ) -> Result<Opened, Fatal> {
         let (handle, mut slot) = self.lock_document(id).await;
         let subscribed =
@@ -290,6 +312,27 @@ impl SyncState {
                         sync: new_sync_state(mode),
                     },
                 );
+            }
+        }
+        let max = self.inner.settings.max_document_bytes;
+        let over_quota = matches!(&*slot, Slot::Loaded(d)
+            if incoming > 0 && d.stored_bytes.saturating_add(incoming) > max);
+        {
+            if over_quota {
+                drop(slot);
+                self.inner
+                    .counters
+                    .limit_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                link.send(&Message::Error {
+                    message: format!(
+                        "document {id} would exceed its size quota of {max} bytes: \
+                         the changes were not stored"
+                    ),
+                    sender_id: Some(self.inner.peer_id.clone()),
+                    target_id: Some(link.peer_id.clone()),
+                });
+                return Ok(Opened::Yes);
             }
         }
         self.apply_from_peer(id, &handle, &mut slot, link.conn, message)
@@ -420,6 +463,7 @@ impl SyncState {
         match storage::append_with_retry(&self.inner.db, id, &bytes).await {
             Ok(seq) => {
                 d.incremental_rows += 1;
+                d.stored_bytes += bytes.len() as u64;
                 d.seen.rows.push(seq);
                 lock(&self.inner.unannounced).insert(id);
                 self.inner.announce.notify_one();
@@ -459,6 +503,7 @@ impl SyncState {
             match storage::compact(&self.inner.db, id).await {
                 Ok(done) => {
                     d.incremental_rows = d.incremental_rows.saturating_sub(done.folded_rows);
+                    d.stored_bytes = done.snapshot_bytes as u64;
                     // The rows we had are folded; the snapshot may also hold rows another
                     // process stored that we have not read yet, so the next refresh reads it.
                     d.seen = storage::Seen::default();
@@ -539,6 +584,12 @@ impl SyncState {
             self.poison(id, &handle, &mut slot, None);
             return Err(e);
         }
+        let rows: u64 = unseen.rows.iter().map(|r| r.len() as u64).sum();
+        d.stored_bytes = match &unseen.snapshot {
+            // A compaction elsewhere replaced the snapshot and folded the rows we had counted.
+            Some(snapshot) => snapshot.len() as u64 + rows,
+            None => d.stored_bytes + rows,
+        };
         d.incremental_rows = unseen.now.rows.len();
         d.seen = unseen.now;
         if d.doc.get_heads() == before {

@@ -10,6 +10,7 @@
 //!   `LISTEN/NOTIFY`.
 
 mod cbor;
+mod chunks;
 mod connection;
 pub mod doc_id;
 mod docs;

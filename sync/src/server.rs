@@ -41,6 +41,20 @@ pub struct SyncSettings {
     pub message_burst: u32,
     /// Frames waiting to be written to one peer; a peer that falls further behind is dropped.
     pub outbound_queue: usize,
+    /// Bytes waiting to be written to one peer; a peer that falls further behind is dropped
+    /// (one frame is always accepted into an empty queue, however big).
+    pub max_queued_bytes: usize,
+    /// Largest `data` of an `ephemeral` message; a bigger one is refused and not relayed.
+    pub max_ephemeral_bytes: usize,
+    /// Connections (joined peers) one user may have open at once; the next one is refused.
+    pub max_connections_per_user: usize,
+    /// A document's size quota: stored bytes (snapshot and change rows) plus what a message
+    /// would add once inflated. Also the most a message's compressed chunks are inflated to.
+    pub max_document_bytes: u64,
+    /// Sustained bytes of changes (inflated) one user may send per minute, all connections.
+    pub write_bytes_per_minute: u64,
+    /// Bytes of changes one user may send at once above the sustained rate.
+    pub write_burst_bytes: u64,
     /// Longest wait for one frame to be written to a peer before it is dropped.
     pub send_timeout: Duration,
     /// Time a new connection has to send `join`.
@@ -59,6 +73,14 @@ impl Default for SyncSettings {
             messages_per_second: 200,
             message_burst: 2_000,
             outbound_queue: 1_024,
+            max_queued_bytes: 8 * 1024 * 1024,
+            max_ephemeral_bytes: 64 * 1024,
+            max_connections_per_user: 10,
+            max_document_bytes: 64 * 1024 * 1024,
+            // A technician's day offline is at most a few MiB of changes (a field report with
+            // hundreds of edits is well under 1 MiB): the burst takes it whole.
+            write_bytes_per_minute: 16 * 1024 * 1024,
+            write_burst_bytes: 64 * 1024 * 1024,
             send_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(30),
@@ -81,6 +103,11 @@ pub struct SyncStats {
     pub stored_change_batches: u64,
     /// Sync messages whose changes were dropped because the peer may only read.
     pub read_only_rejections: u64,
+    /// Compressed chunks and deflated columns of incoming sync messages, inflated under the cap.
+    pub compressed_chunks: u64,
+    /// Messages or connections refused by a limit (size quota, write budget, ephemeral size,
+    /// connections per user).
+    pub limit_refusals: u64,
 }
 
 #[derive(Default)]
@@ -89,6 +116,8 @@ pub(crate) struct Counters {
     pub refused_connections: AtomicU64,
     pub stored_change_batches: AtomicU64,
     pub read_only_rejections: AtomicU64,
+    pub compressed_chunks: AtomicU64,
+    pub limit_refusals: AtomicU64,
 }
 
 /// The sync server: database pool, settings, the documents in memory and the connected peers.
@@ -114,6 +143,15 @@ pub(crate) struct Inner {
     /// listener's notifier sends them in batches (see `listen.rs`).
     pub unannounced: Mutex<HashSet<DocumentId>>,
     pub announce: Notify,
+    /// Each user's write budget, in bytes, shared by their connections.
+    pub write_budgets: Mutex<HashMap<Uuid, WriteBudget>>,
+}
+
+/// A token bucket of bytes that may go into debt: a message is refused only once the budget is
+/// spent, so one message is never refused for its size alone (the size quota bounds that).
+pub(crate) struct WriteBudget {
+    tokens: f64,
+    last: std::time::Instant,
 }
 
 /// The connection that currently owns a peer id.
@@ -147,6 +185,7 @@ impl SyncState {
                 counters: Counters::default(),
                 unannounced: Mutex::new(HashSet::new()),
                 announce: Notify::new(),
+                write_budgets: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -173,7 +212,42 @@ impl SyncState {
             refused_connections: c.refused_connections.load(Ordering::Relaxed),
             stored_change_batches: c.stored_change_batches.load(Ordering::Relaxed),
             read_only_rejections: c.read_only_rejections.load(Ordering::Relaxed),
+            compressed_chunks: c.compressed_chunks.load(Ordering::Relaxed),
+            limit_refusals: c.limit_refusals.load(Ordering::Relaxed),
         }
+    }
+
+    /// The user's write budget after refilling it: whether any is left.
+    pub(crate) fn may_write(&self, user_id: Uuid) -> bool {
+        self.write_budget(user_id, 0)
+    }
+
+    /// Spends `bytes` of the user's write budget (possibly into debt).
+    pub(crate) fn spend_writes(&self, user_id: Uuid, bytes: u64) {
+        self.write_budget(user_id, bytes);
+    }
+
+    fn write_budget(&self, user_id: Uuid, spend: u64) -> bool {
+        let s = &self.inner.settings;
+        let burst = s.write_burst_bytes as f64;
+        let per_second = s.write_bytes_per_minute as f64 / 60.0;
+        let now = std::time::Instant::now();
+        let mut budgets = lock(&self.inner.write_budgets);
+        if budgets.len() > 10_000 {
+            // Users whose budget refilled need no entry: a fresh one is full.
+            budgets.retain(|_, b| {
+                b.tokens + now.duration_since(b.last).as_secs_f64() * per_second < burst
+            });
+        }
+        let budget = budgets.entry(user_id).or_insert(WriteBudget {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.duration_since(budget.last).as_secs_f64();
+        budget.tokens = (budget.tokens + elapsed * per_second).min(burst);
+        budget.last = now;
+        budget.tokens -= spend as f64;
+        budget.tokens > 0.0
     }
 
     /// Creates a document (see [`storage::create_document`]) on this server's pool.

@@ -87,6 +87,8 @@ pub struct StoredDocument {
     pub incremental_rows: usize,
     /// The stored content `doc` was built from, so that what is stored later can be told apart.
     pub seen: Seen,
+    /// Bytes stored: the snapshot and the change rows.
+    pub stored_bytes: u64,
 }
 
 /// Which stored content a copy of a document in memory holds: the snapshot's version and the
@@ -283,7 +285,10 @@ pub async fn load(db: &PgPool, id: DocumentId) -> Result<Option<StoredDocument>>
     };
     let content = read_content(db, &key).await?;
     let doc = assemble(id, content.snapshot.as_deref(), &content.changes)?;
+    let stored_bytes = content.snapshot.as_ref().map_or(0, Vec::len)
+        + content.changes.iter().map(|(_, c)| c.len()).sum::<usize>();
     Ok(Some(StoredDocument {
+        stored_bytes: stored_bytes as u64,
         kind: kind_from_db(kind)?,
         doc,
         incremental_rows: content.changes.len(),

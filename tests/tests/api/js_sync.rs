@@ -120,7 +120,7 @@ async fn unmodified_automerge_repo_clients_sync_a_shared_document(pool: PgPool) 
     node_test(
         &app,
         "interop.test.mjs",
-        4,
+        5,
         &[
             ("ATIENDE_DOC_URL", id.url()),
             ("ATIENDE_TOKEN_A", token_a),
@@ -140,6 +140,26 @@ async fn unmodified_automerge_repo_clients_sync_a_shared_document(pool: PgPool) 
     assert_eq!(stored["arrival"], "08:10");
     assert_eq!(stored["departure"], "09:40");
     assert_eq!(stored["productsUsed"].as_array().map(Vec::len), Some(2));
+    assert_eq!(stored["visitLog"].as_array().map(Vec::len), Some(120));
+    // The offline day reached the server compressed, and was measured before it was inflated.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let compressed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("atiende_sync_compressed_chunks_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the compressed chunk counter");
+    assert!(
+        compressed > 0,
+        "no compressed chunk was measured:\n{metrics}"
+    );
     assert!(
         stored["areas"].is_array() && stored["targetPest"].is_string(),
         "{stored}"
