@@ -246,7 +246,8 @@ struct Row {
 }
 
 /// The one statement of who may read a blob: whoever uploaded it; whoever may see a case it is
-/// attached to (the case's customer; staff); whoever has access to a sync document naming it.
+/// attached to (the case's customer; the staff who work the case, `processes::require_works_case`);
+/// whoever has access to a sync document naming it.
 async fn visible(
     db: impl PgExecutor<'_>,
     user: &User,
@@ -256,18 +257,19 @@ async fn visible(
     Ok(sqlx::query_as!(
         Row,
         r#"select b.sha256, b.content_type, b.size, b.created_at,
-                  case when $5 then b.data end as "data?"
+                  case when $4 then b.data end as "data?"
            from blobs b
            where b.sha256 = any($1::text[])
              and (exists (select 1 from blob_uploads u where u.sha256 = b.sha256 and u.user_id = $2)
                   or exists (select 1 from case_attachments a join cases c on c.id = a.case_id
-                             where a.sha256 = b.sha256 and ($3 or c.customer_id = $4))
+                             cross join staff_scope($2) s
+                             where a.sha256 = b.sha256
+                               and (c.customer_id = $3 or works_case(s, c.process_code, c.assignee_id)))
                   or exists (select 1 from document_blobs d
                              join sync_document_access s on s.document_id = d.document_id
                              where d.sha256 = b.sha256 and s.user_id = $2))"#,
         ids,
         user.id,
-        user.role.is_staff(),
         user.customer_id,
         with_data,
     )

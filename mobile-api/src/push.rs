@@ -99,11 +99,11 @@ pub async fn vapid_public_key(State(state): State<ApiState>) -> ApiResult<axum::
 
 /// Staff: the notifications a case caused and where each delivery stands.
 #[utoipa::path(get, path = "/api/v1/staff/cases/{id}/notifications", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<NotificationView>), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Vec<NotificationView>), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work")))]
 #[tracing::instrument(skip_all)]
 pub async fn case_notifications(
     State(state): State<ApiState>,
-    _staff: Staff,
+    Staff(user): Staff,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Vec<NotificationView>>> {
     let mut conn = state
@@ -111,6 +111,6 @@ pub async fn case_notifications(
         .acquire()
         .await
         .map_err(atiende_core::Error::from)?;
-    atiende_core::cases::get(&mut *conn, id).await?;
+    atiende_core::cases::get_for_staff(&mut conn, &user, id).await?;
     Ok(axum::Json(notifications::for_case(&mut conn, id).await?))
 }

@@ -358,6 +358,15 @@ async fn message_attachments_are_seen_by_the_case_customer_and_staff(pool: PgPoo
     let other = app.customer("otro@test.co", "9080706050").await;
     let case = app.file(&customer, "reclamo").await;
     let case_id = case["id"].as_str().expect("id");
+    // The staff who work the case are OPERATIVO's (and the director).
+    let r = app
+        .post(
+            &format!("/api/v1/staff/cases/{case_id}/assign"),
+            Some(&org.director),
+            json!({"process": "OPERATIVO", "impact": "low", "urgency": "low"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let photo = upload(&app, &customer, "image/png", PNG).await;
 
     let r = app
@@ -386,7 +395,7 @@ async fn message_attachments_are_seen_by_the_case_customer_and_staff(pool: PgPoo
 
     let d = download(&app, &org.collaborator, &photo).await;
     assert_eq!((d.status, d.bytes.as_slice()), (StatusCode::OK, PNG));
-    for token in [&other, &org.technician] {
+    for token in [&other, &org.technician, &org.other_collaborator, &org.admin] {
         let d = download(&app, token, &photo).await;
         assert_eq!(
             (d.status, d.json()["code"].as_str()),

@@ -14,5 +14,6 @@ mod ops;
 mod outbox;
 mod push;
 mod scheduler;
+mod staff_scope;
 mod sync_support;
 mod work_orders;

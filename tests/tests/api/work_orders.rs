@@ -122,6 +122,25 @@ async fn technicians_list_their_work_orders_with_the_report_url(pool: PgPool) {
         (StatusCode::NOT_FOUND, "work_order_not_found")
     );
     assert_eq!(staff_view(&v, id).await.status, StatusCode::OK);
+    // Changing its technicians is as closed to them as reading it, and names no process.
+    let theirs = v
+        .app
+        .put(
+            &format!("/api/v1/staff/work-orders/{id}/technicians"),
+            Some(&v.outsider),
+            json!({"technicians": [v.other_tech.0]}),
+        )
+        .await;
+    assert_eq!(
+        (theirs.status, theirs.code()),
+        (StatusCode::NOT_FOUND, "work_order_not_found"),
+        "{}",
+        theirs.body
+    );
+    assert_eq!(
+        staff_view(&v, id).await.body["technicians"],
+        json!([v.tech.0])
+    );
 
     let customer = v
         .app
