@@ -443,14 +443,21 @@ async fn staff_may_show(
     .await?)
 }
 
-/// Every attachment of a case, message by message in the order attached.
-pub async fn case_attachments(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Attachment>> {
+/// The attachments of a case itself and of the given messages of it, in the order attached (at
+/// most [`MAX_ATTACHMENTS`] per message, and per offline draft on the case itself).
+pub async fn case_attachments(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    message_ids: &[Uuid],
+) -> Result<Vec<Attachment>> {
     Ok(sqlx::query_as!(
         Attachment,
         "select a.message_id, a.sha256, b.content_type, b.size
          from case_attachments a join blobs b on b.sha256 = a.sha256
-         where a.case_id = $1 order by a.id",
-        case_id
+         where a.case_id = $1 and (a.message_id is null or a.message_id = any($2))
+         order by a.id",
+        case_id,
+        message_ids
     )
     .fetch_all(db)
     .await?)

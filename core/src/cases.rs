@@ -334,31 +334,80 @@ pub async fn get_for_staff(conn: &mut PgConnection, actor: &User, id: Uuid) -> R
     get(conn, id).await
 }
 
+/// How many events, messages or notifications a case view carries: the latest; the rest are paged.
+pub const LATEST: u32 = 50;
+
+/// The last `limit` of `rows` fetched newest first (`limit + 1` of them), oldest first, and
+/// whether older rows remain.
+fn latest<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let older = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    rows.reverse();
+    (rows, older)
+}
+
+/// The latest `limit` events of a case before the event `before` (the latest of all without
+/// one), oldest first, and the cursor of the older ones if there are any: the oldest id returned.
 pub async fn events(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
     customer_view: bool,
-) -> Result<Vec<CaseEvent>> {
-    Ok(sqlx::query_as!(
+    before: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<CaseEvent>, Option<i64>)> {
+    let rows = sqlx::query_as!(
         CaseEvent,
         "select id, kind, actor_id, actor_role, at, from_status, to_status, comment
          from case_events where case_id = $1 and ($2 = false or visible_to_customer)
-         order by id",
+           and ($3::bigint is null or id < $3)
+         order by id desc
+         limit $4",
         case_id,
-        customer_view
+        customer_view,
+        before,
+        i64::from(limit) + 1,
     )
     .fetch_all(db)
-    .await?)
+    .await?;
+    let (events, older) = latest(rows, limit);
+    let next = events.first().filter(|_| older).map(|e| e.id);
+    Ok((events, next))
 }
 
-pub async fn messages(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Message>> {
-    Ok(sqlx::query_as!(
+/// A position in a case's messages: the oldest message a page returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MessageCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// The latest `limit` messages of a case before `before`, oldest first, and the cursor of the
+/// older ones if there are any.
+pub async fn messages(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    before: Option<MessageCursor>,
+    limit: u32,
+) -> Result<(Vec<Message>, Option<MessageCursor>)> {
+    let rows = sqlx::query_as!(
         Message,
-        "select id, author_id, from_staff, body, created_at from case_messages where case_id = $1 order by created_at, id",
-        case_id
+        "select id, author_id, from_staff, body, created_at from case_messages
+         where case_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+         order by created_at desc, id desc
+         limit $4",
+        case_id,
+        before.map(|c| c.created_at),
+        before.map(|c| c.id),
+        i64::from(limit) + 1,
     )
     .fetch_all(db)
-    .await?)
+    .await?;
+    let (messages, older) = latest(rows, limit);
+    let next = messages.first().filter(|_| older).map(|m| MessageCursor {
+        created_at: m.created_at,
+        id: m.id,
+    });
+    Ok((messages, next))
 }
 
 /// Turns the `limit + 1` (id, sort key) rows of a keyset query into one page of cases and the

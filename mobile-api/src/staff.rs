@@ -1,6 +1,5 @@
 //! The staff's side: the queue, and the moves of PRO-SIG-10 (assign, draft, approve, return, close).
 
-use atiende_core::blobs;
 use atiende_core::cases::{self, Assignment, Closing, QueueCursor, QueueFilter, QueueOrder};
 use atiende_core::types::CaseStatus;
 use axum::extract::State;
@@ -10,12 +9,12 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::case_lists::message_page;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, Staff};
 use crate::views::{
     ApproveRequest, AssignRequest, CloseRequest, DraftRequest, ExtendRequest, MessageRequest,
-    MessageView, Page, RequestInfoRequest, ReturnRequest, StaffCase, StaffEventView,
-    with_attachments,
+    MessageView, Page, RequestInfoRequest, ReturnRequest, StaffCase,
 };
 use crate::{ApiState, page_limit};
 
@@ -120,10 +119,10 @@ pub async fn queue(
 }
 
 async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> {
-    let events = cases::events(&state.db, case.id, false).await?;
-    let messages = cases::messages(&state.db, case.id).await?;
-    let attachments = blobs::case_attachments(&state.db, case.id).await?;
-    let (messages, attachments) = with_attachments(messages, attachments);
+    let (events, events_before) =
+        cases::events(&state.db, case.id, false, None, cases::LATEST).await?;
+    let (messages, attachments, messages_before) =
+        message_page(&state.db, case.id, None, cases::LATEST).await?;
     let id = case.id;
     let mut view = StaffCase::from(case);
     let mut conn = state
@@ -132,22 +131,16 @@ async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> 
         .await
         .map_err(atiende_core::Error::from)?;
     view.clocks = Some(atiende_core::deadlines::case_clocks(&mut conn, id).await?);
-    view.events = Some(
-        events
-            .into_iter()
-            .map(|e| StaffEventView {
-                id: e.id,
-                actor_id: e.actor_id,
-                event: e.into(),
-            })
-            .collect(),
-    );
+    view.events = Some(events.into_iter().map(Into::into).collect());
+    view.events_before = events_before.map(|n| n.to_string());
     view.messages = Some(messages);
+    view.messages_before = messages_before;
     view.attachments = Some(attachments);
     Ok(view)
 }
 
-/// The case with its full event log (the ISO 10002 trail) and messages.
+/// The case with its latest events (the ISO 10002 trail) and messages; older ones are paged with
+/// `GET /api/v1/staff/cases/{id}/events` and `/messages`.
 #[utoipa::path(get, path = "/api/v1/staff/cases/{id}", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work")))]
 #[tracing::instrument(skip_all)]

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod blobs;
 mod calendar;
+mod case_lists;
 mod deadlines;
 mod filing;
 mod isolation;
