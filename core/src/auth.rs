@@ -463,19 +463,6 @@ pub async fn logout(db: impl PgExecutor<'_>, token: &str) -> Result<()> {
     Ok(())
 }
 
-/// The processes a staff member belongs to, and those they lead.
-pub async fn user_processes(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<String>> {
-    let codes = sqlx::query_scalar!(
-        "select process_code from process_members where user_id = $1
-         union select code from processes where leader_id = $1
-         order by 1",
-        user_id
-    )
-    .fetch_all(db)
-    .await?;
-    Ok(codes.into_iter().flatten().collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

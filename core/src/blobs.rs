@@ -205,6 +205,7 @@ pub async fn store(pool: &PgPool, user: &User, blob: Verified<'_>) -> Result<(Bl
         .execute(&mut *tx)
         .await?;
     }
+    lock(&mut tx, id).await?;
     let created = sqlx::query!(
         "insert into blob_uploads (sha256, user_id) values ($1, $2) on conflict do nothing",
         id,
@@ -214,6 +215,25 @@ pub async fn store(pool: &PgPool, user: &User, blob: Verified<'_>) -> Result<(Bl
     .await?
     .rows_affected()
         == 1;
+    if created {
+        // A field report synced before its photo: the photo is now the report's if this user
+        // writes that report (see `field_reports::attach_blobs`), and never if someone else
+        // uploads the same bytes.
+        sqlx::query!(
+            "insert into document_blobs (document_id, sha256)
+             select w.report_document_id, $1
+             from work_orders w
+             join field_reports f on f.work_order_id = w.id
+             join sync_document_access a on a.document_id = w.report_document_id
+             where a.user_id = $2 and a.mode = 'write'
+               and ($1 = any(f.photos) or f.signature_blob = $1)
+             on conflict do nothing",
+            id,
+            user.id
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     if created && user.customer_id.is_some() {
         // An offline draft may have been filed before its photo arrived: look at the
         // customer's outbox again so the photo is attached.
@@ -237,6 +257,18 @@ pub async fn store(pool: &PgPool, user: &User, blob: Verified<'_>) -> Result<(Bl
     Ok((info, created))
 }
 
+/// Serialises, per blob, an upload with the projections of the field reports that name it, until
+/// the caller's transaction ends.
+pub(crate) async fn lock(conn: &mut PgConnection, id: &str) -> Result<()> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('blob:' || $1, 0))",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 struct Row {
     sha256: String,
     content_type: String,
@@ -246,7 +278,8 @@ struct Row {
 }
 
 /// The one statement of who may read a blob: whoever uploaded it; whoever may see a case it is
-/// attached to (the case's customer; staff); whoever has access to a sync document naming it.
+/// attached to (the case's customer; the staff who work the case, `processes::require_works_case`);
+/// whoever has access to a sync document naming it.
 async fn visible(
     db: impl PgExecutor<'_>,
     user: &User,
@@ -256,18 +289,19 @@ async fn visible(
     Ok(sqlx::query_as!(
         Row,
         r#"select b.sha256, b.content_type, b.size, b.created_at,
-                  case when $5 then b.data end as "data?"
+                  case when $4 then b.data end as "data?"
            from blobs b
            where b.sha256 = any($1::text[])
              and (exists (select 1 from blob_uploads u where u.sha256 = b.sha256 and u.user_id = $2)
                   or exists (select 1 from case_attachments a join cases c on c.id = a.case_id
-                             where a.sha256 = b.sha256 and ($3 or c.customer_id = $4))
+                             cross join staff_scope($2) s
+                             where a.sha256 = b.sha256
+                               and (c.customer_id = $3 or works_case(s, c.process_code, c.assignee_id)))
                   or exists (select 1 from document_blobs d
                              join sync_document_access s on s.document_id = d.document_id
                              where d.sha256 = b.sha256 and s.user_id = $2))"#,
         ids,
         user.id,
-        user.role.is_staff(),
         user.customer_id,
         with_data,
     )
@@ -308,8 +342,9 @@ pub struct Attachment {
 
 /// Attaches blobs to a case, or to one of its messages, inside the caller's transaction. The
 /// caller has already checked that `user` may write on the case. Each hash must name a blob the
-/// user uploaded or may already see, else `unknown_attachment` and nothing is attached; attaching
-/// one again is a no-op. Returns the attachments in the order given, duplicates dropped.
+/// user uploaded or may already see and, from staff, one that may be shown to this case's
+/// customer ([`staff_may_show`]); else `unknown_attachment` and nothing is attached. Attaching one
+/// again is a no-op. Returns the attachments in the order given, duplicates dropped.
 pub async fn attach_to_case(
     conn: &mut PgConnection,
     case_id: Uuid,
@@ -339,7 +374,11 @@ pub async fn attach_to_case(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let found = visible(&mut *conn, user, &ids, false).await?;
+    let mut found = visible(&mut *conn, user, &ids, false).await?;
+    if user.role.is_staff() {
+        let allowed = staff_may_show(&mut *conn, user, case_id, &ids).await?;
+        found.retain(|r| allowed.contains(&r.sha256));
+    }
     let attachments = ids
         .iter()
         .map(|id| {
@@ -370,14 +409,55 @@ pub async fn attach_to_case(
     Ok(attachments)
 }
 
-/// Every attachment of a case, message by message in the order attached.
-pub async fn case_attachments(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Attachment>> {
+/// Which of `ids` staff may show this case's customer: what the case already shows; what came
+/// from this customer (uploaded by one of their users, or in a field report of one of their work
+/// orders); and what `user` uploaded themself, unless the same bytes came from another customer
+/// (uploaded by them or in a report of theirs). So staff cannot pass one customer's photos to
+/// another, even by uploading the bytes again.
+async fn staff_may_show(
+    conn: &mut PgConnection,
+    user: &User,
+    case_id: Uuid,
+    ids: &[String],
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!(
+        r#"select h as "sha256!" from unnest($1::text[]) h cross join cases c
+           where c.id = $2
+             and (exists (select 1 from case_attachments a where a.case_id = c.id and a.sha256 = h)
+                  or exists (select 1 from blob_uploads u join users x on x.id = u.user_id
+                             where u.sha256 = h and x.customer_id = c.customer_id)
+                  or exists (select 1 from document_blobs d
+                             join work_orders w on w.report_document_id = d.document_id
+                             where d.sha256 = h and w.customer_id = c.customer_id)
+                  or (exists (select 1 from blob_uploads u where u.sha256 = h and u.user_id = $3)
+                      and not exists (select 1 from blob_uploads u join users x on x.id = u.user_id
+                                      where u.sha256 = h and x.customer_id <> c.customer_id)
+                      and not exists (select 1 from document_blobs d
+                                      join work_orders w on w.report_document_id = d.document_id
+                                      where d.sha256 = h and w.customer_id <> c.customer_id)))"#,
+        ids,
+        case_id,
+        user.id
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The attachments of a case itself and of the given messages of it, in the order attached (at
+/// most [`MAX_ATTACHMENTS`] per message, and per offline draft on the case itself).
+pub async fn case_attachments(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    message_ids: &[Uuid],
+) -> Result<Vec<Attachment>> {
     Ok(sqlx::query_as!(
         Attachment,
         "select a.message_id, a.sha256, b.content_type, b.size
          from case_attachments a join blobs b on b.sha256 = a.sha256
-         where a.case_id = $1 order by a.id",
-        case_id
+         where a.case_id = $1 and (a.message_id is null or a.message_id = any($2))
+         order by a.id",
+        case_id,
+        message_ids
     )
     .fetch_all(db)
     .await?)

@@ -13,6 +13,7 @@ use crate::deadlines::{self, Clock, Kind};
 use crate::error::{Error, Result, violates};
 use crate::holidays;
 use crate::notifications;
+use crate::processes;
 use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
 
 /// How long a push service keeps a customer notice for a phone that is offline.
@@ -326,31 +327,87 @@ pub async fn get_for_customer(
     }
 }
 
+/// A case as the staff member `actor` sees it: one they work (see
+/// [`processes::require_works_case`]); any other is exactly as missing as one that does not exist.
+pub async fn get_for_staff(conn: &mut PgConnection, actor: &User, id: Uuid) -> Result<Case> {
+    processes::require_works_case(&mut *conn, actor.id, id).await?;
+    get(conn, id).await
+}
+
+/// How many events, messages or notifications a case view carries: the latest; the rest are paged.
+pub const LATEST: u32 = 50;
+
+/// The last `limit` of `rows` fetched newest first (`limit + 1` of them), oldest first, and
+/// whether older rows remain.
+fn latest<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let older = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    rows.reverse();
+    (rows, older)
+}
+
+/// The latest `limit` events of a case before the event `before` (the latest of all without
+/// one), oldest first, and the cursor of the older ones if there are any: the oldest id returned.
 pub async fn events(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
     customer_view: bool,
-) -> Result<Vec<CaseEvent>> {
-    Ok(sqlx::query_as!(
+    before: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<CaseEvent>, Option<i64>)> {
+    let rows = sqlx::query_as!(
         CaseEvent,
         "select id, kind, actor_id, actor_role, at, from_status, to_status, comment
          from case_events where case_id = $1 and ($2 = false or visible_to_customer)
-         order by id",
+           and ($3::bigint is null or id < $3)
+         order by id desc
+         limit $4",
         case_id,
-        customer_view
+        customer_view,
+        before,
+        i64::from(limit) + 1,
     )
     .fetch_all(db)
-    .await?)
+    .await?;
+    let (events, older) = latest(rows, limit);
+    let next = events.first().filter(|_| older).map(|e| e.id);
+    Ok((events, next))
 }
 
-pub async fn messages(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Message>> {
-    Ok(sqlx::query_as!(
+/// A position in a case's messages: the oldest message a page returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MessageCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// The latest `limit` messages of a case before `before`, oldest first, and the cursor of the
+/// older ones if there are any.
+pub async fn messages(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    before: Option<MessageCursor>,
+    limit: u32,
+) -> Result<(Vec<Message>, Option<MessageCursor>)> {
+    let rows = sqlx::query_as!(
         Message,
-        "select id, author_id, from_staff, body, created_at from case_messages where case_id = $1 order by created_at, id",
-        case_id
+        "select id, author_id, from_staff, body, created_at from case_messages
+         where case_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+         order by created_at desc, id desc
+         limit $4",
+        case_id,
+        before.map(|c| c.created_at),
+        before.map(|c| c.id),
+        i64::from(limit) + 1,
     )
     .fetch_all(db)
-    .await?)
+    .await?;
+    let (messages, older) = latest(rows, limit);
+    let next = messages.first().filter(|_| older).map(|m| MessageCursor {
+        created_at: m.created_at,
+        id: m.id,
+    });
+    Ok((messages, next))
 }
 
 /// Turns the `limit + 1` (id, sort key) rows of a keyset query into one page of cases and the
@@ -438,8 +495,10 @@ pub enum QueueOrder {
 /// Sorts after every real due time, for cases with no running SLA clock.
 const NO_SLA_DUE: &str = "9999-12-31T00:00:00Z";
 
+/// One page of the cases `actor` works (see [`processes::require_works_case`]), filtered.
 pub async fn staff_queue(
     db: &PgPool,
+    actor: &User,
     filter: &QueueFilter,
     order: QueueOrder,
     after: Option<QueueCursor>,
@@ -455,8 +514,9 @@ pub async fn staff_queue(
     };
     let rows = sqlx::query!(
         r#"select id, legal_due_date, coalesce(least(first_response_due_at, resolution_due_at), $9) as "sla_due!"
-         from cases
-         where ($1::text is null or status = $1)
+         from cases c cross join staff_scope($12) s
+         where works_case(s, c.process_code, c.assignee_id)
+           and ($1::text is null or status = $1)
            and ($2::text is null or process_code = $2)
            and ($3::uuid is null or assignee_id = $3)
            and ($4::date is null or legal_due_date < $4)
@@ -478,6 +538,7 @@ pub async fn staff_queue(
         never,
         order == QueueOrder::SlaDue,
         i64::from(limit) + 1,
+        actor.id,
     )
     .fetch_all(db)
     .await?;
@@ -662,16 +723,6 @@ fn require_role(actor: &User, role: Role, action: &str) -> Result<()> {
     }
 }
 
-async fn is_member(conn: &mut PgConnection, process: &str, user_id: Uuid) -> Result<bool> {
-    Ok(sqlx::query_scalar!(
-        r#"select exists(select 1 from process_members where process_code = $1 and user_id = $2) as "member!""#,
-        process,
-        user_id
-    )
-    .fetch_one(conn)
-    .await?)
-}
-
 async fn leads(conn: &mut PgConnection, process: &str, user_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar!(
         r#"select exists(select 1 from processes where code = $1 and leader_id = $2) as "leads!""#,
@@ -693,9 +744,11 @@ struct Move {
 }
 
 impl Move {
-    async fn start(pool: &PgPool, case_id: Uuid, action: Action) -> Result<Move> {
+    /// Locks the case, which must be one `actor` works, before anything about it is told.
+    async fn start(pool: &PgPool, actor: &User, case_id: Uuid, action: Action) -> Result<Move> {
         let mut tx = pool.begin().await?;
         let locked = lock(&mut tx, case_id).await?;
+        processes::require_works_case(&mut *tx, actor.id, case_id).await?;
         let to = next_status(action, locked.status)?;
         Ok(Move {
             tx,
@@ -742,7 +795,7 @@ pub async fn assign(pool: &PgPool, actor: &User, case_id: Uuid, a: Assignment) -
     require_role(actor, Role::QualityDirector, "assign cases")?;
     let process = crate::processes::parse_code(&a.process)?;
     let comment = format!("process {process}");
-    let mut m = Move::start(pool, case_id, Action::Assign).await?;
+    let mut m = Move::start(pool, actor, case_id, Action::Assign).await?;
     let conn = &mut *m.tx;
     {
         if crate::processes::find(&mut *conn, &process)
@@ -761,7 +814,9 @@ pub async fn assign(pool: &PgPool, actor: &User, case_id: Uuid, a: Assignment) -
             )
             .fetch_optional(&mut *conn)
             .await?;
-            if role != Some(Role::Collaborator) || !is_member(conn, &process, assignee).await? {
+            if role != Some(Role::Collaborator)
+                || !processes::is_member(&mut *conn, &process, assignee).await?
+            {
                 return Err(Error::invalid(
                     "assignee_not_in_process",
                     format!("the assignee must be a collaborator of process {process}"),
@@ -787,17 +842,10 @@ pub async fn assign(pool: &PgPool, actor: &User, case_id: Uuid, a: Assignment) -
 pub async fn draft(pool: &PgPool, actor: &User, case_id: Uuid, answer: &str) -> Result<Case> {
     require_role(actor, Role::Collaborator, "draft answers")?;
     let answer = text(answer, "invalid_answer", "the answer", 20_000)?;
-    let mut m = Move::start(pool, case_id, Action::Draft).await?;
+    let mut m = Move::start(pool, actor, case_id, Action::Draft).await?;
     let (conn, locked) = (&mut *m.tx, &m.locked);
     {
-        if let Some(process) = &locked.process_code
-            && !is_member(&mut *conn, process, actor.id).await?
-        {
-            return Err(Error::forbidden(
-                "not_process_member",
-                format!("only collaborators of process {process} may draft this answer"),
-            ));
-        }
+        // Move::start let only a collaborator of the case's process, or its assignee, this far.
         if locked.assignee_id.is_some_and(|a| a != actor.id) {
             return Err(Error::forbidden(
                 "not_assignee",
@@ -828,7 +876,7 @@ async fn review(
         "return drafts"
     };
     require_role(actor, Role::ProcessLeader, verb)?;
-    let mut m = Move::start(pool, case_id, action).await?;
+    let mut m = Move::start(pool, actor, case_id, action).await?;
     let process = m.locked.process_code.clone().unwrap_or_default();
     if !leads(&mut m.tx, &process, actor.id).await? {
         return Err(Error::forbidden(
@@ -885,7 +933,7 @@ pub async fn close(pool: &PgPool, actor: &User, case_id: Uuid, c: Closing) -> Re
     } else {
         "not decided in the customer's favour"
     };
-    let mut m = Move::start(pool, case_id, Action::Close).await?;
+    let mut m = Move::start(pool, actor, case_id, Action::Close).await?;
     sqlx::query!(
         "update cases set in_favor_of_customer = $2, outcome = $3, answered_at = now() where id = $1",
         case_id,
@@ -977,7 +1025,9 @@ pub async fn add_message(
     }
     let mut tx = pool.begin().await?;
     let locked = lock(&mut tx, case_id).await?;
-    if !from_staff && Some(locked.customer_id) != actor.customer_id {
+    if from_staff {
+        processes::require_works_case(&mut *tx, actor.id, case_id).await?;
+    } else if Some(locked.customer_id) != actor.customer_id {
         return Err(Error::not_found("case_not_found", "case"));
     }
     let message = insert_message(&mut tx, case_id, actor, &body).await?;
@@ -1081,7 +1131,7 @@ pub async fn request_info(
         ));
     }
     let question = text(question, "invalid_question", "the question", 5_000)?;
-    let mut m = Move::start(pool, case_id, Action::RequestInfo).await?;
+    let mut m = Move::start(pool, actor, case_id, Action::RequestInfo).await?;
     insert_message(&mut m.tx, case_id, actor, &question).await?;
     first_response(&mut m.tx, case_id, actor).await?;
     for clock in [Clock::Resolution, Clock::Legal] {
@@ -1115,6 +1165,7 @@ pub async fn extend_legal_term(
     )?;
     let mut tx = pool.begin().await?;
     let locked = lock(&mut tx, case_id).await?;
+    processes::require_works_case(&mut *tx, actor.id, case_id).await?;
     if matches!(locked.status, CaseStatus::Answered | CaseStatus::Rated) {
         return Err(Error::conflict(
             "case_already_closed",

@@ -206,6 +206,41 @@ pub enum Projected {
     Orphan,
 }
 
+/// Makes the blobs the report references readable by whoever may read the report, but only
+/// those a writer of the report (one of its technicians) uploaded: a hash typed into the report
+/// does not open someone else's blob. A hash nobody has uploaded yet is pending; the upload of a
+/// writer attaches it ([`crate::blobs::store`]). Both sides hold the hash's lock
+/// ([`crate::blobs::lock`]) while they look, so a report and its photo arriving together cannot
+/// each miss the other. Blobs no longer referenced are let go; those attached stay attached.
+async fn attach_blobs(conn: &mut PgConnection, doc: &str, mut blobs: Vec<String>) -> Result<()> {
+    sqlx::query!(
+        "delete from document_blobs where document_id = $1 and not (sha256 = any($2))",
+        doc,
+        &blobs
+    )
+    .execute(&mut *conn)
+    .await?;
+    blobs.sort_unstable();
+    blobs.dedup();
+    // In one order, so two projections never wait on each other's locks.
+    for hash in &blobs {
+        crate::blobs::lock(&mut *conn, hash).await?;
+    }
+    sqlx::query!(
+        "insert into document_blobs (document_id, sha256)
+         select $1, h from unnest($2::text[]) h
+         where exists (select 1 from blob_uploads u
+                       join sync_document_access a on a.user_id = u.user_id
+                       where u.sha256 = h and a.document_id = $1 and a.mode = 'write')
+         on conflict do nothing",
+        doc,
+        &blobs
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Projects the content of the field report document `doc` at `heads`, idempotently. A completed,
 /// signed report completes its work order and opens the report to the customer, read-only.
 pub async fn project(
@@ -291,24 +326,9 @@ pub async fn project(
         .execute(&mut *conn)
         .await?;
     }
-    // The blobs the report references: whoever may read the report may fetch them.
     let mut blobs = report.photos.clone();
     blobs.extend(report.signature.iter().map(|s| s.blob.clone()));
-    sqlx::query!(
-        "delete from document_blobs where document_id = $1 and not (sha256 = any($2))",
-        key,
-        &blobs
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "insert into document_blobs (document_id, sha256) select $1, unnest($2::text[])
-         on conflict do nothing",
-        key,
-        &blobs
-    )
-    .execute(&mut *conn)
-    .await?;
+    attach_blobs(&mut *conn, &key, blobs).await?;
     if report.completed && order.status != "completed" {
         sqlx::query!(
             "update work_orders set status = 'completed', completed_at = now() where id = $1",

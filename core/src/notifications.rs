@@ -366,23 +366,39 @@ pub struct NotificationView {
     pub deliveries: Vec<DeliveryView>,
 }
 
-/// A case's notifications and where each delivery stands, for staff.
-pub async fn for_case(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<NotificationView>> {
-    let notes = sqlx::query!(
-        "select id, kind, user_id, urgency, created_at from notifications where case_id = $1 order by id",
-        case_id
+/// A case's notifications and where each delivery stands, for staff: the latest `limit` before
+/// the notification `before`, oldest first, and the cursor of the older ones if there are any
+/// (the oldest id returned).
+pub async fn for_case(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<NotificationView>, Option<i64>)> {
+    let mut notes = sqlx::query!(
+        "select id, kind, user_id, urgency, created_at from notifications
+         where case_id = $1 and ($2::bigint is null or id < $2)
+         order by id desc
+         limit $3",
+        case_id,
+        before,
+        i64::from(limit) + 1,
     )
     .fetch_all(&mut *conn)
     .await?;
+    let older = notes.len() > limit as usize;
+    notes.truncate(limit as usize);
+    notes.reverse();
+    let next = notes.first().filter(|_| older).map(|n| n.id);
+    let ids: Vec<i64> = notes.iter().map(|n| n.id).collect();
     let deliveries = sqlx::query!(
         "select d.notification_id, d.state, d.attempts, d.last_status, d.next_attempt_at, d.sent_at
-         from push_deliveries d join notifications n on n.id = d.notification_id
-         where n.case_id = $1 order by d.id",
-        case_id
+         from push_deliveries d where d.notification_id = any($1) order by d.id",
+        &ids
     )
     .fetch_all(&mut *conn)
     .await?;
-    Ok(notes
+    let views = notes
         .into_iter()
         .map(|n| NotificationView {
             deliveries: deliveries
@@ -402,5 +418,6 @@ pub async fn for_case(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<Noti
             urgency: n.urgency,
             created_at: n.created_at,
         })
-        .collect())
+        .collect();
+    Ok((views, next))
 }

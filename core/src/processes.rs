@@ -102,3 +102,68 @@ pub async fn find(db: impl PgExecutor<'_>, code: &str) -> Result<Option<Process>
     .fetch_optional(db)
     .await?)
 }
+
+/// Whether `user_id` belongs to the process or leads it: the staff who manage its work orders
+/// and read its field reports, and (with the assigned cases) the cases they work.
+pub async fn works_in(db: impl PgExecutor<'_>, user_id: Uuid, process: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(
+               select 1 from process_members where process_code = $1 and user_id = $2
+               union all
+               select 1 from processes where code = $1 and leader_id = $2
+           ) as "member!""#,
+        process,
+        user_id
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// Whether `user_id` is a member of the process (its leader is not, unless also added).
+pub async fn is_member(db: impl PgExecutor<'_>, process: &str, user_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(select 1 from process_members where process_code = $1 and user_id = $2) as "member!""#,
+        process,
+        user_id
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// The processes a staff member belongs to, and those they lead.
+pub async fn of_user(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<String>> {
+    let codes = sqlx::query_scalar!(
+        "select process_code from process_members where user_id = $1
+         union select code from processes where leader_id = $1
+         order by 1",
+        user_id
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(codes.into_iter().flatten().collect())
+}
+
+/// The one rule of who works which case, kept in the database so every query applies it alike
+/// (`staff_scope` and `works_case`, see the migration `staff_scope`): the quality director works
+/// every case; collaborators, process leaders and technicians the cases of the processes they
+/// belong to or lead and the cases assigned to them; admins and customers none. A case outside
+/// it is exactly as missing as one that does not exist.
+pub async fn require_works_case(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    case_id: Uuid,
+) -> Result<()> {
+    let works = sqlx::query_scalar!(
+        r#"select works_case(s, c.process_code, c.assignee_id) as "works!"
+           from cases c cross join staff_scope($2) s where c.id = $1"#,
+        case_id,
+        user_id
+    )
+    .fetch_optional(db)
+    .await?;
+    if works == Some(true) {
+        Ok(())
+    } else {
+        Err(Error::not_found("case_not_found", "case"))
+    }
+}

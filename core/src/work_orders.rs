@@ -106,17 +106,7 @@ async fn is_process_staff(conn: &mut PgConnection, actor: &User, process: &str) 
     if !actor.role.is_staff() {
         return Ok(false);
     }
-    Ok(sqlx::query_scalar!(
-        r#"select exists(
-               select 1 from process_members where process_code = $1 and user_id = $2
-               union all
-               select 1 from processes where code = $1 and leader_id = $2
-           ) as "member!""#,
-        process,
-        actor.id
-    )
-    .fetch_one(&mut *conn)
-    .await?)
+    crate::processes::works_in(&mut *conn, actor.id, process).await
 }
 
 async fn require_process_staff(conn: &mut PgConnection, actor: &User, process: &str) -> Result<()> {
@@ -345,7 +335,10 @@ pub async fn set_technicians(
     else {
         return Err(Error::not_found("work_order_not_found", "work order"));
     };
-    require_process_staff(&mut tx, actor, &row.process_code).await?;
+    // Like `get_for_staff`: another process's work order is exactly as missing as none at all.
+    if !is_process_staff(&mut tx, actor, &row.process_code).await? {
+        return Err(Error::not_found("work_order_not_found", "work order"));
+    }
     let technicians = check_technicians(&mut tx, technicians).await?;
     let doc = DocumentId::parse(&row.report_document_id)
         .map_err(|e| Error::Internal(format!("stored document id: {e}")))?;

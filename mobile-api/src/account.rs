@@ -14,7 +14,7 @@ use crate::views::{LoginRequest, Me, RegisterRequest, TokenResponse};
 
 async fn me_view(state: &ApiState, user: User) -> ApiResult<Me> {
     let processes = if user.role.is_staff() {
-        auth::user_processes(&state.db, user.id).await?
+        atiende_core::processes::of_user(&state.db, user.id).await?
     } else {
         Vec::new()
     };

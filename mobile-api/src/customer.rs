@@ -1,6 +1,5 @@
 //! The customer's side of a case: file, follow, talk, rate.
 
-use atiende_core::blobs;
 use atiende_core::cases::{self, CustomerCursor, Filed, NewCase};
 use atiende_core::types::{CaseStatus, Channel};
 use axum::extract::State;
@@ -9,11 +8,11 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::case_lists::message_page;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Customer, Json, Path, Query};
 use crate::views::{
     CustomerCase, FileCaseRequest, MessageRequest, MessageView, Page, RatingRequest,
-    with_attachments,
 };
 use crate::{ApiState, page_limit};
 
@@ -109,8 +108,9 @@ pub async fn list_cases(
     }))
 }
 
-/// One of the caller's cases with what happened to it and its messages. Another customer's case
-/// is a 404, exactly like one that does not exist.
+/// One of the caller's cases with what happened to it and its messages (the latest; older ones are
+/// paged with `GET /api/v1/cases/{id}/events` and `/messages`). Another customer's case is a 404,
+/// exactly like one that does not exist.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = CustomerCase), (status = 404, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
@@ -120,13 +120,14 @@ pub async fn get_case(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<CustomerCase>> {
     let case = cases::get_for_customer(&state.db, id, who.customer_id).await?;
-    let events = cases::events(&state.db, id, true).await?;
-    let messages = cases::messages(&state.db, id).await?;
-    let attachments = blobs::case_attachments(&state.db, id).await?;
-    let (messages, attachments) = with_attachments(messages, attachments);
+    let (events, events_before) = cases::events(&state.db, id, true, None, cases::LATEST).await?;
+    let (messages, attachments, messages_before) =
+        message_page(&state.db, id, None, cases::LATEST).await?;
     let mut view = CustomerCase::new(case, &who.user.language);
     view.events = Some(events.into_iter().map(Into::into).collect());
+    view.events_before = events_before.map(|n| n.to_string());
     view.messages = Some(messages);
+    view.messages_before = messages_before;
     view.attachments = Some(attachments);
     Ok(axum::Json(view))
 }

@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
 pub mod account;
 pub mod blobs;
 pub mod calendar;
+pub mod case_lists;
 pub mod customer;
 pub mod error;
 pub mod extract;
@@ -100,6 +101,16 @@ fn routes() -> Routes {
             "/api/v1/cases/{id}/messages",
             customer::post_message,
         )
+        .add(
+            Method::GET,
+            "/api/v1/cases/{id}/messages",
+            case_lists::customer_messages,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/cases/{id}/events",
+            case_lists::customer_events,
+        )
         .add(Method::POST, "/api/v1/cases/{id}/rating", customer::rate)
         .add(Method::GET, "/api/v1/staff/cases", staff::queue)
         .add(Method::GET, "/api/v1/staff/cases/{id}", staff::get_case)
@@ -138,7 +149,17 @@ fn routes() -> Routes {
         .add(
             Method::GET,
             "/api/v1/staff/cases/{id}/notifications",
-            push::case_notifications,
+            case_lists::case_notifications,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/staff/cases/{id}/messages",
+            case_lists::staff_messages,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/staff/cases/{id}/events",
+            case_lists::staff_events,
         )
         .add(Method::POST, "/api/v1/push/subscriptions", push::subscribe)
         .add(
@@ -210,7 +231,8 @@ pub fn router(state: ApiState) -> Router {
         account::register, account::login, account::logout, account::me,
         customer::file_case, customer::list_cases, customer::get_case, customer::post_message, customer::rate,
         staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message, staff::request_info, staff::extend,
-        push::case_notifications, push::subscribe, push::unsubscribe, push::vapid_public_key,
+        case_lists::customer_messages, case_lists::customer_events, case_lists::staff_messages, case_lists::staff_events,
+        case_lists::case_notifications, push::subscribe, push::unsubscribe, push::vapid_public_key,
         blobs::put_blob, blobs::get_blob,
         calendar::holidays, openapi_json,
         work_orders::create, work_orders::get, work_orders::set_technicians, work_orders::mine,

@@ -1,6 +1,6 @@
 //! Web Push: the apps register the browser's PushSubscription here and get the server's VAPID key.
 
-use atiende_core::notifications::{self, NotificationView};
+use atiende_core::notifications;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Authenticated, Json, Path, Staff};
+use crate::extract::{Authenticated, Json, Path};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionKeys {
@@ -103,22 +103,4 @@ pub async fn vapid_public_key(State(state): State<ApiState>) -> ApiResult<axum::
             "this server has no VAPID key; push notifications are off",
         )),
     }
-}
-
-/// Staff: the notifications a case caused and where each delivery stands.
-#[utoipa::path(get, path = "/api/v1/staff/cases/{id}/notifications", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<NotificationView>), (status = 404, body = crate::error::Problem)))]
-#[tracing::instrument(skip_all)]
-pub async fn case_notifications(
-    State(state): State<ApiState>,
-    _staff: Staff,
-    Path(id): Path<Uuid>,
-) -> ApiResult<axum::Json<Vec<NotificationView>>> {
-    let mut conn = state
-        .db
-        .acquire()
-        .await
-        .map_err(atiende_core::Error::from)?;
-    atiende_core::cases::get(&mut *conn, id).await?;
-    Ok(axum::Json(notifications::for_case(&mut conn, id).await?))
 }

@@ -1,6 +1,5 @@
 //! The staff's side: the queue, and the moves of PRO-SIG-10 (assign, draft, approve, return, close).
 
-use atiende_core::blobs;
 use atiende_core::cases::{self, Assignment, Closing, QueueCursor, QueueFilter, QueueOrder};
 use atiende_core::types::CaseStatus;
 use axum::extract::State;
@@ -10,12 +9,12 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::case_lists::message_page;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, Staff};
 use crate::views::{
     ApproveRequest, AssignRequest, CloseRequest, DraftRequest, ExtendRequest, MessageRequest,
-    MessageView, Page, RequestInfoRequest, ReturnRequest, StaffCase, StaffEventView,
-    with_attachments,
+    MessageView, Page, RequestInfoRequest, ReturnRequest, StaffCase,
 };
 use crate::{ApiState, page_limit};
 
@@ -78,13 +77,14 @@ fn encode_queue_cursor(c: QueueCursor) -> String {
     }
 }
 
-/// Cases ordered by legal due date, soonest first.
+/// The cases the caller works (the quality director: all; collaborators and leaders: their
+/// processes' and those assigned to them; admins: none), soonest legal due date first.
 #[utoipa::path(get, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])), params(QueueParams),
     responses((status = 200, body = Page<StaffCase>), (status = 403, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn queue(
     State(state): State<ApiState>,
-    _staff: Staff,
+    Staff(user): Staff,
     Query(q): Query<QueueParams>,
 ) -> ApiResult<axum::Json<Page<StaffCase>>> {
     let order = match q.order {
@@ -103,8 +103,15 @@ pub async fn queue(
         due_before: q.due_before,
         overdue: q.overdue.unwrap_or(false),
     };
-    let (items, next) =
-        cases::staff_queue(&state.db, &filter, order, after, page_limit(q.limit)?).await?;
+    let (items, next) = cases::staff_queue(
+        &state.db,
+        &user,
+        &filter,
+        order,
+        after,
+        page_limit(q.limit)?,
+    )
+    .await?;
     Ok(axum::Json(Page {
         items: items.into_iter().map(Into::into).collect(),
         next_cursor: next.map(encode_queue_cursor),
@@ -112,10 +119,10 @@ pub async fn queue(
 }
 
 async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> {
-    let events = cases::events(&state.db, case.id, false).await?;
-    let messages = cases::messages(&state.db, case.id).await?;
-    let attachments = blobs::case_attachments(&state.db, case.id).await?;
-    let (messages, attachments) = with_attachments(messages, attachments);
+    let (events, events_before) =
+        cases::events(&state.db, case.id, false, None, cases::LATEST).await?;
+    let (messages, attachments, messages_before) =
+        message_page(&state.db, case.id, None, cases::LATEST).await?;
     let id = case.id;
     let mut view = StaffCase::from(case);
     let mut conn = state
@@ -124,37 +131,37 @@ async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> 
         .await
         .map_err(atiende_core::Error::from)?;
     view.clocks = Some(atiende_core::deadlines::case_clocks(&mut conn, id).await?);
-    view.events = Some(
-        events
-            .into_iter()
-            .map(|e| StaffEventView {
-                id: e.id,
-                actor_id: e.actor_id,
-                event: e.into(),
-            })
-            .collect(),
-    );
+    view.events = Some(events.into_iter().map(Into::into).collect());
+    view.events_before = events_before.map(|n| n.to_string());
     view.messages = Some(messages);
+    view.messages_before = messages_before;
     view.attachments = Some(attachments);
     Ok(view)
 }
 
-/// The case with its full event log (the ISO 10002 trail) and messages.
+/// The case with its latest events (the ISO 10002 trail) and messages; older ones are paged with
+/// `GET /api/v1/staff/cases/{id}/events` and `/messages`.
 #[utoipa::path(get, path = "/api/v1/staff/cases/{id}", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work")))]
 #[tracing::instrument(skip_all)]
 pub async fn get_case(
     State(state): State<ApiState>,
-    _staff: Staff,
+    Staff(user): Staff,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<StaffCase>> {
-    let case = cases::get(&state.db, id).await?;
+    let mut conn = state
+        .db
+        .acquire()
+        .await
+        .map_err(atiende_core::Error::from)?;
+    let case = cases::get_for_staff(&mut conn, &user, id).await?;
+    drop(conn);
     Ok(axum::Json(full_view(&state, case).await?))
 }
 
 /// Quality director: send the case to a process (and optionally a collaborator) with its priority.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/assign", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = AssignRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = AssignRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn assign(
     State(state): State<ApiState>,
@@ -174,7 +181,7 @@ pub async fn assign(
 
 /// Collaborator of the assigned process: write the answer and send it for approval.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/draft", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = DraftRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = DraftRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn draft(
     State(state): State<ApiState>,
@@ -188,7 +195,7 @@ pub async fn draft(
 
 /// Leader of the case's process: approve the draft. The body may be `{}`.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/approve", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = ApproveRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = ApproveRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn approve(
     State(state): State<ApiState>,
@@ -202,7 +209,7 @@ pub async fn approve(
 
 /// Leader of the case's process: send the draft back with a comment saying what to change.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/return", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = ReturnRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = ReturnRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn return_draft(
     State(state): State<ApiState>,
@@ -216,7 +223,7 @@ pub async fn return_draft(
 
 /// Quality director: close the case and send the approved answer, recording the outcome.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/close", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = CloseRequest, responses((status = 200, body = StaffCase), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = CloseRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn close(
     State(state): State<ApiState>,
@@ -234,7 +241,7 @@ pub async fn close(
 
 /// A message to the customer on the case, optionally with blobs the caller uploaded or may see.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/messages", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem),
+    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"),
               (status = 422, body = crate::error::Problem, description = "`unknown_attachment`, `too_many_attachments`, `invalid_message`")))]
 #[tracing::instrument(skip_all)]
 pub async fn post_message(
@@ -254,7 +261,7 @@ pub async fn post_message(
 /// Staff: ask the customer for missing information. The case waits on the customer and its
 /// resolution and legal clocks pause until the customer replies with a message.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/request-info", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = RequestInfoRequest, responses((status = 200, body = StaffCase), (status = 409, body = crate::error::Problem)))]
+    request_body = RequestInfoRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 409, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn request_info(
     State(state): State<ApiState>,
@@ -269,7 +276,7 @@ pub async fn request_info(
 /// Quality director: extend the legal term once, before it expires, to at most twice its length.
 /// The reason is sent to the customer.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/extend", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = ExtendRequest, responses((status = 200, body = StaffCase), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    request_body = ExtendRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn extend(
     State(state): State<ApiState>,

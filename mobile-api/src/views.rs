@@ -102,6 +102,16 @@ pub struct StaffEventView {
     pub event: EventView,
 }
 
+impl From<CaseEvent> for StaffEventView {
+    fn from(e: CaseEvent) -> Self {
+        StaffEventView {
+            id: e.id,
+            actor_id: e.actor_id,
+            event: e.into(),
+        }
+    }
+}
+
 /// A blob attached to a case or message; download it from `GET /api/v1/blobs/{sha256}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttachmentView {
@@ -187,10 +197,18 @@ pub struct CustomerCase {
     pub answer: Option<String>,
     pub answered_at: Option<DateTime<Utc>>,
     pub rating: Option<Rating>,
+    /// On the single-case view, the latest events (at most 50), oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView>>,
+    /// Present when older events exist: the `cursor` for `GET /api/v1/cases/{id}/events`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_before: Option<String>,
+    /// On the single-case view, the latest messages (at most 50), oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<MessageView>>,
+    /// Present when older messages exist: the `cursor` for `GET /api/v1/cases/{id}/messages`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_before: Option<String>,
     /// Blobs attached to the case itself rather than to a message, on the single-case view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<AttachmentView>>,
@@ -230,7 +248,9 @@ impl CustomerCase {
             answer: if answered { c.answer } else { None },
             answered_at: c.answered_at,
             events: None,
+            events_before: None,
             messages: None,
+            messages_before: None,
             attachments: None,
         }
     }
@@ -266,10 +286,18 @@ pub struct StaffCase {
     /// The legal term and the SLA clocks, on the single-case view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clocks: Option<atiende_core::deadlines::CaseClocks>,
+    /// On the single-case view, the latest events (at most 50), oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<StaffEventView>>,
+    /// Present when older events exist: the `cursor` for `GET /api/v1/staff/cases/{id}/events`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_before: Option<String>,
+    /// On the single-case view, the latest messages (at most 50), oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<MessageView>>,
+    /// Present when older messages exist: the `cursor` for `GET /api/v1/staff/cases/{id}/messages`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_before: Option<String>,
     /// Blobs attached to the case itself rather than to a message, on the single-case view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<AttachmentView>>,
@@ -302,7 +330,9 @@ impl From<Case> for StaffCase {
             answered_at: c.answered_at,
             clocks: None,
             events: None,
+            events_before: None,
             messages: None,
+            messages_before: None,
             attachments: None,
         }
     }

@@ -69,7 +69,9 @@ pub async fn get(
 /// Replaces the technicians; those removed stop receiving the report at once.
 #[utoipa::path(put, path = "/api/v1/staff/work-orders/{id}/technicians", tag = "work orders", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = TechniciansRequest,
-    responses((status = 200, body = WorkOrder), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 200, body = WorkOrder), (status = 403, body = crate::error::Problem, description = "`staff_only`"),
+              (status = 404, body = crate::error::Problem, description = "`work_order_not_found`: no such work order, or one of a process you are not on the staff of"),
+              (status = 422, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn set_technicians(
     State(state): State<ApiState>,

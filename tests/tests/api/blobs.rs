@@ -358,6 +358,15 @@ async fn message_attachments_are_seen_by_the_case_customer_and_staff(pool: PgPoo
     let other = app.customer("otro@test.co", "9080706050").await;
     let case = app.file(&customer, "reclamo").await;
     let case_id = case["id"].as_str().expect("id");
+    // The staff who work the case are OPERATIVO's (and the director).
+    let r = app
+        .post(
+            &format!("/api/v1/staff/cases/{case_id}/assign"),
+            Some(&org.director),
+            json!({"process": "OPERATIVO", "impact": "low", "urgency": "low"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let photo = upload(&app, &customer, "image/png", PNG).await;
 
     let r = app
@@ -386,7 +395,7 @@ async fn message_attachments_are_seen_by_the_case_customer_and_staff(pool: PgPoo
 
     let d = download(&app, &org.collaborator, &photo).await;
     assert_eq!((d.status, d.bytes.as_slice()), (StatusCode::OK, PNG));
-    for token in [&other, &org.technician] {
+    for token in [&other, &org.technician, &org.other_collaborator, &org.admin] {
         let d = download(&app, token, &photo).await;
         assert_eq!(
             (d.status, d.json()["code"].as_str()),
@@ -519,4 +528,85 @@ async fn a_bad_attachment_writes_nothing(pool: PgPool) {
         .get(&format!("/api/v1/cases/{case_id}"), Some(&customer))
         .await;
     assert_eq!(view.body["messages"], json!([]));
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn staff_cannot_show_one_customer_another_customers_blob(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let org = app.org().await;
+    let customer = app.customer("cliente@test.co", "1020304050").await;
+    let other = app.customer("otro@test.co", "9080706050").await;
+    let case_id = app.file(&customer, "queja").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let other_case = app.file(&other, "queja").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // The other customer's photo, on their own case: the director may see it there.
+    let theirs = upload(&app, &other, "image/png", PNG).await;
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{other_case}/messages"),
+            Some(&other),
+            json!({"body": "Foto", "attachments": [theirs]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        download(&app, &org.director, &theirs).await.status,
+        StatusCode::OK
+    );
+    // Uploading the same bytes again does not make them the director's to pass on.
+    upload(&app, &org.director, "image/png", PNG).await;
+
+    let r = app
+        .post(
+            &format!("/api/v1/staff/cases/{case_id}/messages"),
+            Some(&org.director),
+            json!({"body": "Mire esta foto", "attachments": [theirs]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_attachment"),
+        "{}",
+        r.body
+    );
+    let on_case = |sql: &'static str| {
+        let pool = app.pool.clone();
+        let case_id = case_id.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(uuid::Uuid::parse_str(&case_id).expect("uuid"))
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(
+        on_case("select count(*) from case_messages where case_id = $1").await,
+        0
+    );
+    assert_eq!(
+        on_case("select count(*) from case_attachments where case_id = $1").await,
+        0
+    );
+    assert_eq!(
+        download(&app, &customer, &theirs).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // What the director uploads themself (bytes no customer sent) goes to this case.
+    let own = upload(&app, &org.director, "application/pdf", PDF.as_bytes()).await;
+    let r = app
+        .post(
+            &format!("/api/v1/staff/cases/{case_id}/messages"),
+            Some(&org.director),
+            json!({"body": "Adjunto el informe", "attachments": [own]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(download(&app, &customer, &own).await.status, StatusCode::OK);
 }

@@ -308,12 +308,15 @@ async fn the_queue_finds_overdue_cases_and_orders_by_sla(pool: PgPool) {
         .to_owned();
     app.backdate(&late, 60).await;
     // Any move recomputes the stored due times from the events.
-    app.post(
-        &format!("/api/v1/staff/cases/{late}/messages"),
-        Some(&org.collaborator),
-        json!({"body": "Revisando"}),
-    )
-    .await;
+    // (The director: the case is not assigned, so no collaborator works it yet.)
+    let r = app
+        .post(
+            &format!("/api/v1/staff/cases/{late}/messages"),
+            Some(&org.director),
+            json!({"body": "Revisando"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 
     let c = staff_case(&app, &org.director, &late).await;
     assert_eq!(

@@ -196,34 +196,33 @@ async fn illegal_moves_are_conflicts_that_change_nothing(pool: PgPool) {
         .to_owned();
 
     let before = snapshot(&app, &org.director, &id).await;
-    for (token, action, body, code) in [
+    // Before assignment no process works the case: to its collaborators and leaders it does not
+    // exist yet (so `case_not_assigned` is a 404 to them).
+    for (token, action, body, status, code) in [
         (
             &org.collaborator,
             "draft",
             json!({"answer": "x"}),
-            "case_not_assigned",
+            StatusCode::NOT_FOUND,
+            "case_not_found",
         ),
-        (&org.leader, "approve", json!({}), "no_draft_to_review"),
         (
             &org.leader,
-            "return",
-            json!({"comment": "x"}),
-            "no_draft_to_review",
+            "approve",
+            json!({}),
+            StatusCode::NOT_FOUND,
+            "case_not_found",
         ),
         (
             &org.director,
             "close",
             json!({"in_favor_of_customer": false}),
+            StatusCode::CONFLICT,
             "answer_not_approved",
         ),
     ] {
         let r = move_case(&app, token, &id, action, body).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::CONFLICT, code),
-            "{action}: {}",
-            r.body
-        );
+        assert_eq!((r.status, r.code()), (status, code), "{action}: {}", r.body);
     }
     let r = app
         .post(
@@ -243,6 +242,15 @@ async fn illegal_moves_are_conflicts_that_change_nothing(pool: PgPool) {
     );
 
     assign(&app, &org, &id).await;
+    for (action, body) in [("approve", json!({})), ("return", json!({"comment": "x"}))] {
+        let r = move_case(&app, &org.leader, &id, action, body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, "no_draft_to_review"),
+            "{action}: {}",
+            r.body
+        );
+    }
     move_case(
         &app,
         &org.collaborator,
@@ -361,18 +369,18 @@ async fn each_move_belongs_to_one_role(pool: PgPool) {
     );
 
     assign(&app, &org, &id).await;
-    for (token, code) in [
-        (&org.director, "role_not_allowed"),
-        (&org.leader, "role_not_allowed"),
-        (&org.other_collaborator, "not_process_member"),
+    // Another process's staff do not work the case: to them it does not exist.
+    for (token, status, code) in [
+        (&org.director, StatusCode::FORBIDDEN, "role_not_allowed"),
+        (&org.leader, StatusCode::FORBIDDEN, "role_not_allowed"),
+        (
+            &org.other_collaborator,
+            StatusCode::NOT_FOUND,
+            "case_not_found",
+        ),
     ] {
         let r = move_case(&app, token, &id, "draft", json!({"answer": "x"})).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::FORBIDDEN, code),
-            "{}",
-            r.body
-        );
+        assert_eq!((r.status, r.code()), (status, code), "{}", r.body);
     }
     move_case(
         &app,
@@ -382,25 +390,15 @@ async fn each_move_belongs_to_one_role(pool: PgPool) {
         json!({"answer": "Respuesta"}),
     )
     .await;
-    for (token, code) in [
-        (&org.collaborator, "role_not_allowed"),
-        (&org.director, "role_not_allowed"),
-        (&org.other_leader, "not_process_leader"),
+    for (token, status, code) in [
+        (&org.collaborator, StatusCode::FORBIDDEN, "role_not_allowed"),
+        (&org.director, StatusCode::FORBIDDEN, "role_not_allowed"),
+        (&org.other_leader, StatusCode::NOT_FOUND, "case_not_found"),
     ] {
         let r = move_case(&app, token, &id, "approve", json!({})).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::FORBIDDEN, code),
-            "{}",
-            r.body
-        );
+        assert_eq!((r.status, r.code()), (status, code), "{}", r.body);
         let r = move_case(&app, token, &id, "return", json!({"comment": "no"})).await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::FORBIDDEN, code),
-            "{}",
-            r.body
-        );
+        assert_eq!((r.status, r.code()), (status, code), "{}", r.body);
     }
     move_case(&app, &org.leader, &id, "approve", json!({})).await;
     for token in [&org.leader, &org.collaborator, &org.admin] {
@@ -446,6 +444,7 @@ async fn customer_and_staff_talk_on_the_case(pool: PgPool) {
         .as_str()
         .expect("id")
         .to_owned();
+    assign(&app, &org, &id).await;
 
     let r = app
         .post(
@@ -506,9 +505,7 @@ async fn the_staff_queue_is_ordered_and_filtered(pool: PgPool) {
     let queja = app.file(&customer, "queja").await; // 15
     assign(&app, &org, queja["id"].as_str().expect("id")).await;
 
-    let r = app
-        .get("/api/v1/staff/cases", Some(&org.collaborator))
-        .await;
+    let r = app.get("/api/v1/staff/cases", Some(&org.director)).await;
     let radicados: Vec<_> = r.body["items"]
         .as_array()
         .expect("items")

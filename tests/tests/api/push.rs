@@ -177,9 +177,9 @@ async fn the_acknowledgement_reaches_the_phone_encrypted_and_signed(pool: PgPool
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body[0]["kind"], "acknowledgement");
-    assert_eq!(r.body[0]["deliveries"][0]["state"], "sent");
-    assert_eq!(r.body[0]["deliveries"][0]["last_status"], 201);
+    assert_eq!(r.body["items"][0]["kind"], "acknowledgement");
+    assert_eq!(r.body["items"][0]["deliveries"][0]["state"], "sent");
+    assert_eq!(r.body["items"][0]["deliveries"][0]["last_status"], 201);
 }
 
 fn sender_key_other() -> String {

@@ -10,7 +10,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use crate::blobs::upload;
 use crate::sync_support::{edit, eventually, read};
+
+/// A distinct JPEG (as far as the server checks: its magic number) per `n`.
+fn jpeg(n: u8) -> Vec<u8> {
+    let mut b = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0".to_vec();
+    b.push(n);
+    b
+}
 
 struct Visit {
     app: TestApp,
@@ -122,6 +130,25 @@ async fn technicians_list_their_work_orders_with_the_report_url(pool: PgPool) {
         (StatusCode::NOT_FOUND, "work_order_not_found")
     );
     assert_eq!(staff_view(&v, id).await.status, StatusCode::OK);
+    // Changing its technicians is as closed to them as reading it, and names no process.
+    let theirs = v
+        .app
+        .put(
+            &format!("/api/v1/staff/work-orders/{id}/technicians"),
+            Some(&v.outsider),
+            json!({"technicians": [v.other_tech.0]}),
+        )
+        .await;
+    assert_eq!(
+        (theirs.status, theirs.code()),
+        (StatusCode::NOT_FOUND, "work_order_not_found"),
+        "{}",
+        theirs.body
+    );
+    assert_eq!(
+        staff_view(&v, id).await.body["technicians"],
+        json!([v.tech.0])
+    );
 
     let customer = v
         .app
@@ -238,8 +265,9 @@ async fn stored_report_changes_become_rows_and_a_signed_report_completes_the_vis
     let order = create(&v).await;
     let id = order["id"].as_str().expect("id").to_owned();
     let url = order["report_url"].as_str().expect("url").to_owned();
-    let photo = "a".repeat(64);
-    let signature = "b".repeat(64);
+    // The technician's phone uploads what the report names (here before it syncs).
+    let photo = upload(&v.app, &v.tech.1, "image/jpeg", &jpeg(1)).await;
+    let signature = upload(&v.app, &v.tech.1, "image/jpeg", &jpeg(2)).await;
 
     edit(&v.app.pool, &url, |doc| {
         doc.put(ROOT, "arrival_at", "2026-12-02T14:05:00Z")?;
@@ -363,7 +391,9 @@ async fn stored_report_changes_become_rows_and_a_signed_report_completes_the_vis
     .fetch_all(&v.app.pool)
     .await
     .expect("blobs");
-    assert_eq!(referenced, vec![photo, signature]);
+    let mut expected = vec![photo, signature];
+    expected.sort();
+    assert_eq!(referenced, expected);
     v.app.stop().await;
 }
 
@@ -449,4 +479,84 @@ async fn changes_stored_while_no_server_runs_are_projected_when_one_starts(pool:
     })
     .await;
     app.stop().await;
+}
+
+async fn download(app: &TestApp, token: &str, hash: &str) -> (StatusCode, Vec<u8>) {
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/blobs/{hash}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("reply");
+    (r.status(), r.bytes().await.expect("body").to_vec())
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_report_shows_only_blobs_its_technicians_upload(pool: PgPool) {
+    let v = visit(pool).await;
+    let other = v.app.customer("otro@test.co", "900456").await;
+    let theirs = upload(&v.app, &other, "image/jpeg", &jpeg(10)).await;
+    let signature = upload(&v.app, &v.tech.1, "image/jpeg", &jpeg(11)).await;
+    // Taken on the phone, not uploaded yet when the report syncs.
+    let late = jpeg(12);
+    let late_hash = atiende_core::blobs::BlobId::of(&late).to_string();
+
+    let order = create(&v).await;
+    let id = order["id"].as_str().expect("id").to_owned();
+    let url = order["report_url"].as_str().expect("url").to_owned();
+    edit(&v.app.pool, &url, |doc| {
+        let (_, photos) = doc.get(ROOT, "photos")?.expect("photos list");
+        doc.insert(&photos, 0, theirs.as_str())?;
+        doc.insert(&photos, 1, late_hash.as_str())?;
+        doc.put(ROOT, "arrival_at", "2026-12-02T14:05:00Z")?;
+        doc.put(ROOT, "departure_at", "2026-12-02T15:00:00Z")?;
+        let s = doc.put_object(ROOT, "signature", ObjType::Map)?;
+        doc.put(&s, "blob", signature.as_str())?;
+        doc.put(&s, "signed_by", "Cliente de prueba")?;
+        doc.put(ROOT, "completed", true)?;
+        Ok(())
+    })
+    .await;
+    let done = eventually(|| async {
+        let r = staff_view(&v, &id).await;
+        (r.body["status"] == "completed").then_some(r)
+    })
+    .await;
+    assert_eq!(done.body["report"]["photos"], json!([theirs, late_hash]));
+
+    // The customer reads the completed report: its signature, not another customer's photo.
+    assert_eq!(
+        download(&v.app, &v.customer, &signature).await,
+        (StatusCode::OK, jpeg(11))
+    );
+    assert_eq!(
+        download(&v.app, &v.customer, &theirs).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        download(&v.app, &v.customer, &late_hash).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Someone who does not write the report uploading those bytes attaches nothing.
+    for token in [&other, &v.other_tech.1, &v.director] {
+        upload(&v.app, token, "image/jpeg", &late).await;
+    }
+    assert_eq!(
+        download(&v.app, &v.customer, &late_hash).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The technician's upload arrives: now it is the report's photo.
+    upload(&v.app, &v.tech.1, "image/jpeg", &late).await;
+    assert_eq!(
+        download(&v.app, &v.customer, &late_hash).await,
+        (StatusCode::OK, late.clone())
+    );
+    assert_eq!(
+        download(&v.app, &v.customer, &theirs).await.0,
+        StatusCode::NOT_FOUND
+    );
+    v.app.stop().await;
 }
