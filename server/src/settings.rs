@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atiende_core::auth::Hashing;
+use atiende_core::login_limits::LoginLimits;
+use atiende_mobile_api::client::Cidr;
 use serde::Deserialize;
 
 /// A value that must never reach a log or a response.
@@ -55,6 +58,30 @@ pub struct Settings {
     pub scheduler_interval_ms: u64,
     /// The largest blob (photo, signature, attachment) accepted, in bytes (`ATIENDE_BLOB_MAX_BYTES`).
     pub blob_max_bytes: usize,
+    /// Failed logins let through per window for one e-mail from one client address
+    /// (`ATIENDE_LOGIN_LIMIT_PER_EMAIL_AND_ADDRESS`).
+    pub login_limit_per_email_and_address: u32,
+    /// Failed logins let through per window from one client address, any e-mail
+    /// (`ATIENDE_LOGIN_LIMIT_PER_ADDRESS`).
+    pub login_limit_per_address: u32,
+    /// Failed logins let through per window for one e-mail from all addresses
+    /// (`ATIENDE_LOGIN_LIMIT_PER_EMAIL`).
+    pub login_limit_per_email: u32,
+    /// The login limits' window, in seconds (`ATIENDE_LOGIN_WINDOW_SECS`).
+    pub login_window_secs: u64,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client
+    /// (`ATIENDE_TRUSTED_PROXIES`, comma-separated). None by default.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Password hashes computed at once; 0 means one per core (`ATIENDE_HASH_CONCURRENCY`).
+    pub hash_concurrency: usize,
+    /// How long a login or registration waits for a hashing slot before a 503, in milliseconds
+    /// (`ATIENDE_HASH_WAIT_MS`).
+    pub hash_wait_ms: u64,
+    /// How long a sync ticket opens sockets, in seconds (`ATIENDE_SYNC_TICKET_TTL_SECS`).
+    pub sync_ticket_ttl_secs: u64,
+    /// How often ended sessions, expired tickets and old login counters are deleted, in seconds
+    /// (`ATIENDE_PURGE_INTERVAL_SECS`).
+    pub purge_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -71,6 +98,15 @@ impl Default for Settings {
             push_interval_ms: 1000,
             scheduler_interval_ms: 5000,
             blob_max_bytes: atiende_mobile_api::blobs::DEFAULT_BLOB_LIMIT,
+            login_limit_per_email_and_address: 5,
+            login_limit_per_address: 20,
+            login_limit_per_email: 100,
+            login_window_secs: 15 * 60,
+            trusted_proxies: Vec::new(),
+            hash_concurrency: 0,
+            hash_wait_ms: 2000,
+            sync_ticket_ttl_secs: 5 * 60,
+            purge_interval_secs: 3600,
         }
     }
 }
@@ -184,6 +220,77 @@ impl Settings {
                         message: "expected a positive whole number of bytes".into(),
                     })?;
         }
+        let number = |name: &'static str, zero_ok: bool| -> Result<Option<u64>, SettingsError> {
+            env(name)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| zero_ok || *n > 0)
+                        .ok_or(SettingsError::Env {
+                            name,
+                            message: if zero_ok {
+                                "expected a whole number".into()
+                            } else {
+                                "expected a positive whole number".into()
+                            },
+                        })
+                })
+                .transpose()
+        };
+        let small = |name: &'static str, n: u64| {
+            u32::try_from(n).map_err(|_| SettingsError::Env {
+                name,
+                message: "the number is too large".into(),
+            })
+        };
+        for (name, field) in [
+            (
+                "ATIENDE_LOGIN_LIMIT_PER_EMAIL_AND_ADDRESS",
+                &mut settings.login_limit_per_email_and_address,
+            ),
+            (
+                "ATIENDE_LOGIN_LIMIT_PER_ADDRESS",
+                &mut settings.login_limit_per_address,
+            ),
+            (
+                "ATIENDE_LOGIN_LIMIT_PER_EMAIL",
+                &mut settings.login_limit_per_email,
+            ),
+        ] {
+            if let Some(n) = number(name, false)? {
+                *field = small(name, n)?;
+            }
+        }
+        for (name, field) in [
+            ("ATIENDE_LOGIN_WINDOW_SECS", &mut settings.login_window_secs),
+            ("ATIENDE_HASH_WAIT_MS", &mut settings.hash_wait_ms),
+            (
+                "ATIENDE_SYNC_TICKET_TTL_SECS",
+                &mut settings.sync_ticket_ttl_secs,
+            ),
+            (
+                "ATIENDE_PURGE_INTERVAL_SECS",
+                &mut settings.purge_interval_secs,
+            ),
+        ] {
+            if let Some(n) = number(name, false)? {
+                *field = n;
+            }
+        }
+        if let Some(n) = number("ATIENDE_HASH_CONCURRENCY", true)? {
+            settings.hash_concurrency = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = env("ATIENDE_TRUSTED_PROXIES") {
+            settings.trusted_proxies = v
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|message| SettingsError::Env {
+                    name: "ATIENDE_TRUSTED_PROXIES",
+                    message,
+                })?;
+        }
         if let Some(v) = env("ATIENDE_LOG").or_else(|| env("RUST_LOG")) {
             settings.log = v;
         }
@@ -192,6 +299,24 @@ impl Settings {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_hours.saturating_mul(3600))
+    }
+
+    pub fn login_limits(&self) -> LoginLimits {
+        LoginLimits {
+            per_email_and_address: self.login_limit_per_email_and_address,
+            per_address: self.login_limit_per_address,
+            per_email: self.login_limit_per_email,
+            window: Duration::from_secs(self.login_window_secs),
+        }
+    }
+
+    /// The password-hashing bound; build it once per process, as its permits are shared.
+    pub fn hashing(&self) -> Hashing {
+        let concurrent = match self.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        };
+        Hashing::new(concurrent, Duration::from_millis(self.hash_wait_ms))
     }
 }
 
@@ -209,12 +334,31 @@ mod tests {
         };
         let s = Settings::load_from(None, env).expect("valid settings");
         assert_eq!(s.listen.port(), 9000);
+        assert!(
+            s.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         let printed = format!("{s:?}");
         assert!(
             !printed.contains("hunter2") && !printed.contains("vapid-secret-value"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn login_limits_and_proxies_come_from_the_environment() {
+        let env = |k: &str| match k {
+            "ATIENDE_LOGIN_LIMIT_PER_ADDRESS" => Some("1000".to_owned()),
+            "ATIENDE_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_from(None, env).expect("valid settings");
+        assert_eq!(s.login_limits().per_address, 1000);
+        assert_eq!(s.trusted_proxies.len(), 2);
+        let bad = |k: &str| (k == "ATIENDE_TRUSTED_PROXIES").then(|| "proxy.local".to_owned());
+        let err = Settings::load_from(None, bad).expect_err("must fail");
+        assert!(err.to_string().contains("ATIENDE_TRUSTED_PROXIES"), "{err}");
     }
 
     #[test]

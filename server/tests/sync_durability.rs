@@ -90,8 +90,8 @@ impl Atiende {
         assert!(status.success(), "atiende exited with {status}");
     }
 
-    fn sync_url(&self, token: &str) -> String {
-        format!("ws://{}/api/v1/sync?token={token}", self.addr)
+    fn sync_url(&self, ticket: &str) -> String {
+        format!("ws://{}/api/v1/sync?ticket={ticket}", self.addr)
     }
 }
 
@@ -222,6 +222,7 @@ fn key(n: usize) -> String {
 async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
     let user = auth::create_user(
         &pool,
+        &auth::Hashing::default(),
         NewUser {
             email: "tecnico@example.com".to_owned(),
             name: "Técnico".to_owned(),
@@ -237,6 +238,10 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
         .await
         .expect("session")
         .token;
+    let token = atiende_core::sync_tickets::issue(&pool, &token, Duration::from_secs(3600))
+        .await
+        .expect("sync ticket")
+        .ticket;
     let id = storage::create_document(
         &pool,
         DocumentKind::FieldReport,
