@@ -1,6 +1,7 @@
 //! Users, passwords, bearer tokens and customer self-registration.
 
-use std::sync::OnceLock;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -10,14 +11,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgExecutor, PgPool};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use crate::documents::SYNC_CHANNEL;
 use crate::error::{Error, Result, violates};
+use crate::login_limits::{self, LoginLimits};
 use crate::types::{DocumentType, Role};
 
-/// Failed logins for one e-mail inside this window, beyond the limit, are refused without checking.
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const THROTTLE_LIMIT: i64 = 5;
 /// The data-processing policy customers accept when they register (Ley 1581 de 2012).
 pub const DATA_POLICY_VERSION: &str = "2026-01";
 
@@ -96,22 +97,65 @@ pub fn parse_name(raw: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
-/// Argon2id with its default cost; runs on the blocking pool because it is deliberately slow.
-pub async fn hash_password(password: &Password) -> Result<String> {
-    let password = password.clone();
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Internal(format!("hashing a password: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
+/// Bounds the Argon2 hashes computed at once (login, registration, `user add`): each takes about
+/// 19 MiB and a core for a while, so unbounded parallel logins are a lever on the whole server. A
+/// request that gets no permit within `wait` is answered "busy" instead of queueing without end.
+#[derive(Clone)]
+pub struct Hashing {
+    permits: Arc<Semaphore>,
+    wait: Duration,
 }
 
-async fn verify_password(hash: String, password: String) -> Result<bool> {
+impl Hashing {
+    pub fn new(concurrent: usize, wait: Duration) -> Self {
+        Hashing {
+            permits: Arc::new(Semaphore::new(concurrent.max(1))),
+            wait,
+        }
+    }
+
+    async fn permit(&self) -> Result<OwnedSemaphorePermit> {
+        match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::Busy {
+                retry_after: Duration::from_secs(1),
+            }),
+        }
+    }
+
+    /// Argon2id with its default cost, on the blocking pool because it is deliberately slow.
+    pub async fn hash(&self, password: &Password) -> Result<String> {
+        let permit = self.permit().await?;
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || {
+            // Held until the hash is done, even if the request that wanted it is gone.
+            let _permit = permit;
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::Internal(format!("hashing a password: {e}")))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
+    }
+}
+
+/// As many hashes at once as there are cores, and a two-second wait for one.
+impl Default for Hashing {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Hashing::new(cores, Duration::from_secs(2))
+    }
+}
+
+async fn verify_password(
+    permit: OwnedSemaphorePermit,
+    hash: String,
+    password: String,
+) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
         Ok(Argon2::default()
@@ -138,11 +182,12 @@ pub fn token_digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn new_token() -> String {
+/// 32 random bytes in hex after a prefix that says what the secret is for.
+pub(crate) fn new_secret(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    let mut token = String::with_capacity(4 + 64);
-    token.push_str("atd_");
+    let mut token = String::with_capacity(prefix.len() + 64);
+    token.push_str(prefix);
     for b in bytes {
         token.push_str(&format!("{b:02x}"));
     }
@@ -166,7 +211,11 @@ pub struct NewUser {
     pub language: String,
 }
 
-pub async fn create_user(db: impl PgExecutor<'_>, user: NewUser) -> Result<User> {
+pub async fn create_user(
+    db: impl PgExecutor<'_>,
+    hashing: &Hashing,
+    user: NewUser,
+) -> Result<User> {
     let email = parse_email(&user.email)?;
     let name = parse_name(&user.name)?;
     if user.language != "es" && user.language != "en" {
@@ -175,7 +224,7 @@ pub async fn create_user(db: impl PgExecutor<'_>, user: NewUser) -> Result<User>
             "language must be es or en",
         ));
     }
-    let hash = hash_password(&user.password).await?;
+    let hash = hashing.hash(&user.password).await?;
     let id = Uuid::new_v4();
     sqlx::query!(
         "insert into users (id, email, name, role, customer_id, password_hash, language)
@@ -254,9 +303,26 @@ pub fn parse_phone(raw: &str) -> Result<String> {
     }
 }
 
+/// What anyone is told when their document number cannot be registered from the app, whether a
+/// user already has it or staff created the customer record: the answer must not tell a stranger
+/// which numbers are known, and linking an existing record to an app user is staff's job.
+fn document_refused() -> Error {
+    Error::conflict(
+        "customer_already_registered",
+        "this document cannot be registered from the app; if it is yours, contact the company to \
+         link your account",
+    )
+}
+
 /// A customer signs up from the app: customer record, consent record and user, in one transaction.
-/// A customer already known by document (filed by phone or a bot) gets their user attached.
-pub async fn register_customer(pool: &PgPool, reg: Registration, channel: &str) -> Result<User> {
+/// A document number the company already knows (filed by phone, a bot or staff) is refused: a typed
+/// number proves nothing, and attaching that record would hand its cases to whoever typed it.
+pub async fn register_customer(
+    pool: &PgPool,
+    hashing: &Hashing,
+    reg: Registration,
+    channel: &str,
+) -> Result<User> {
     if !reg.accept_data_policy {
         return Err(Error::invalid(
             "consent_required",
@@ -267,14 +333,13 @@ pub async fn register_customer(pool: &PgPool, reg: Registration, channel: &str) 
     let name = parse_name(&reg.name)?;
     let document_number = parse_document_number(&reg.document_number)?;
     let phone = reg.phone.as_deref().map(parse_phone).transpose()?;
-    let hash = hash_password(&reg.password).await?;
+    let hash = hashing.hash(&reg.password).await?;
 
     let mut tx = pool.begin().await?;
     let customer_id = sqlx::query_scalar!(
         "insert into customers (id, kind, document_type, document_number, name, email, phone)
          values ($1, $2, $3, $4, $5, $6, $7)
-         on conflict (document_type, document_number) do update set email = excluded.email,
-             phone = coalesce(excluded.phone, customers.phone)
+         on conflict (document_type, document_number) do nothing
          returning id",
         Uuid::new_v4(),
         reg.document_type.customer_kind() as _,
@@ -284,20 +349,9 @@ pub async fn register_customer(pool: &PgPool, reg: Registration, channel: &str) 
         email,
         phone,
     )
-    .fetch_one(&mut *tx)
-    .await?;
-    let taken = sqlx::query_scalar!(
-        "select exists(select 1 from users where customer_id = $1)",
-        customer_id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if taken == Some(true) {
-        return Err(Error::conflict(
-            "customer_already_registered",
-            "a user is already registered for that document",
-        ));
-    }
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(document_refused)?;
     record_consent(&mut *tx, customer_id, true, channel).await?;
     let id = Uuid::new_v4();
     sqlx::query!(
@@ -353,7 +407,7 @@ pub async fn start_session(
     user_id: Uuid,
     ttl: Duration,
 ) -> Result<Session> {
-    let token = new_token();
+    let token = new_secret("atd_");
     let ttl = chrono::Duration::from_std(ttl)
         .map_err(|e| Error::Internal(format!("session ttl: {e}")))?;
     let expires_at = Utc::now() + ttl;
@@ -368,38 +422,19 @@ pub async fn start_session(
     Ok(Session { token, expires_at })
 }
 
-/// Checks the password, throttling repeated failures per e-mail, and opens a session.
+/// Checks the password within the login limits and opens a session. `client` is the caller's
+/// address, which the limits count by.
 pub async fn login(
     pool: &PgPool,
+    hashing: &Hashing,
+    limits: &LoginLimits,
     email: &str,
     password: &str,
+    client: IpAddr,
     ttl: Duration,
 ) -> Result<(User, Session)> {
     let email = email.trim().to_lowercase();
-    let window = chrono::Duration::from_std(THROTTLE_WINDOW)
-        .unwrap_or_else(|_| chrono::Duration::minutes(15));
-    let recent = sqlx::query!(
-        r#"select count(*) as "count!", min(failed_at) as oldest from
-             (select failed_at from login_failures
-              where lower(email) = $1 and failed_at > now() - $2::interval
-              order by failed_at desc limit $3) f"#,
-        email,
-        sqlx::postgres::types::PgInterval::try_from(window)
-            .map_err(|e| Error::Internal(e.to_string()))?,
-        THROTTLE_LIMIT,
-    )
-    .fetch_one(pool)
-    .await?;
-    if recent.count >= THROTTLE_LIMIT {
-        let oldest = recent.oldest.unwrap_or_else(Utc::now);
-        let wait = (oldest + window - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::from_secs(1));
-        return Err(Error::TooManyAttempts {
-            retry_after: wait.max(Duration::from_secs(1)),
-        });
-    }
-
+    let attempt = login_limits::begin(pool, limits, &email, client).await?;
     let row = sqlx::query!(
         r#"select id, email, name, role as "role: Role", customer_id, language, password_hash
            from users where lower(email) = $1 and active"#,
@@ -421,46 +456,129 @@ pub async fn login(
         ),
         None => (None, dummy_hash().to_owned()),
     };
-    let matches = verify_password(hash, password.to_owned()).await?;
+    let permit = match hashing.permit().await {
+        Ok(permit) => permit,
+        Err(busy) => {
+            login_limits::abandoned(pool, attempt).await?;
+            return Err(busy);
+        }
+    };
+    let matches = verify_password(permit, hash, password.to_owned()).await?;
     match user {
         Some(user) if matches => {
-            sqlx::query!("delete from login_failures where lower(email) = $1", email)
-                .execute(pool)
-                .await?;
+            login_limits::succeeded(pool, attempt).await?;
             let session = start_session(pool, user.id, ttl).await?;
             Ok((user, session))
         }
-        _ => {
-            sqlx::query!("insert into login_failures (email) values ($1)", email)
-                .execute(pool)
-                .await?;
-            Err(Error::InvalidCredentials)
-        }
+        _ => Err(Error::InvalidCredentials),
     }
+}
+
+/// Which session a credential belongs to and when it ends: a sync connection closes then.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The SHA-256 digest of the session's bearer token, as stored.
+    pub digest: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The user behind a bearer token that is neither expired nor revoked.
 pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<User> {
-    let user = sqlx::query_as!(
-        User,
-        r#"select u.id, u.email, u.name, u.role as "role: Role", u.customer_id, u.language
+    authenticate_session(db, token).await.map(|(user, _)| user)
+}
+
+/// [`authenticate`], with the session it belongs to.
+pub async fn authenticate_session(
+    db: impl PgExecutor<'_>,
+    token: &str,
+) -> Result<(User, SessionInfo)> {
+    let row = sqlx::query!(
+        r#"select u.id, u.email, u.name, u.role as "role: Role", u.customer_id, u.language,
+                  s.token_hash, s.expires_at
            from sessions s join users u on u.id = s.user_id
            where s.token_hash = $1 and s.revoked_at is null and s.expires_at > now() and u.active"#,
         token_digest(token)
     )
     .fetch_optional(db)
-    .await?;
-    user.ok_or(Error::Unauthenticated)
+    .await?
+    .ok_or(Error::Unauthenticated)?;
+    Ok((
+        User {
+            id: row.id,
+            email: row.email,
+            name: row.name,
+            role: row.role,
+            customer_id: row.customer_id,
+            language: row.language,
+        },
+        SessionInfo {
+            digest: row.token_hash,
+            expires_at: row.expires_at,
+        },
+    ))
 }
 
+/// Revokes the session; once committed, every sync server closes its sockets (see
+/// [`SYNC_CHANNEL`]).
 pub async fn logout(db: impl PgExecutor<'_>, token: &str) -> Result<()> {
-    sqlx::query!(
-        "update sessions set revoked_at = now() where token_hash = $1 and revoked_at is null",
-        token_digest(token)
+    sqlx::query_scalar!(
+        r#"with revoked as (
+               update sessions set revoked_at = now()
+               where token_hash = $1 and revoked_at is null
+               returning token_hash
+           )
+           select count(*) as "n!"
+           from revoked, pg_notify($2, json_build_object('session_ended', encode(token_hash, 'hex'))::text)"#,
+        token_digest(token),
+        SYNC_CHANNEL,
     )
-    .execute(db)
+    .fetch_one(db)
     .await?;
     Ok(())
+}
+
+/// Deactivates a user: they can no longer log in, their sessions are revoked and every sync
+/// server closes their sockets once this commits.
+pub async fn deactivate_user(pool: &PgPool, email: &str) -> Result<User> {
+    let mut tx = pool.begin().await?;
+    let user = sqlx::query_as!(
+        User,
+        r#"update users set active = false where lower(email) = lower($1)
+           returning id, email, name, role as "role: Role", customer_id, language"#,
+        email.trim()
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::not_found("user_not_found", "user"))?;
+    sqlx::query!(
+        "update sessions set revoked_at = now() where user_id = $1 and revoked_at is null",
+        user.id
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!"
+           from pg_notify($1, json_build_object('user_deactivated', $2::uuid)::text)"#,
+        SYNC_CHANNEL,
+        user.id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Deletes sessions that ended (expired or revoked) and sync tickets that expired. Returns how
+/// many sessions went.
+pub async fn purge_sessions(pool: &PgPool) -> Result<u64> {
+    sqlx::query!("delete from sync_tickets where expires_at <= now()")
+        .execute(pool)
+        .await?;
+    let done =
+        sqlx::query!("delete from sessions where expires_at <= now() or revoked_at is not null")
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected())
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use crate::doc_id::{DocumentId, RandomError};
 
 /// The `NOTIFY` channel every sync server listens on. Payloads are JSON objects:
 /// `{"access": "<user uuid>", "doc": "<id>"}` when a user's access to a document changed, and
-/// `{"doc": "<id>", "origin": "<server peer id>"}` when a server stored new changes.
+/// `{"doc": "<id>", "origin": "<server peer id>"}` when a server stored new changes,
+/// `{"session_ended": "<hex SHA-256 of the bearer token>"}` when a session was revoked (logout),
+/// and `{"user_deactivated": "<user uuid>"}` when a user was deactivated: servers then close the
+/// sync connections of that session or user.
 pub const SYNC_CHANNEL: &str = "atiende_sync";
 
 /// What a document holds, which decides who the rest of the system lets at it.

@@ -26,6 +26,9 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("too many failed attempts; try again later")]
     TooManyAttempts { retry_after: Duration },
+    /// Too much of a bounded resource is in use (password hashing); try again shortly.
+    #[error("the server is busy; try again shortly")]
+    Busy { retry_after: Duration },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]

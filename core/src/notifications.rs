@@ -152,6 +152,18 @@ pub async fn subscribe(
         ));
     }
     decode_key(auth, 16, "invalid_auth", "keys.auth")?;
+    // A browser whose previous user's session expired without a logout belongs to whoever
+    // subscribes from it now; the old subscription goes (with its pending deliveries), exactly as
+    // that session's logout would have removed it.
+    sqlx::query!(
+        "delete from push_subscriptions p using sessions o
+         where p.endpoint = $1 and p.user_id <> $2 and o.token_hash = p.session_hash
+           and o.expires_at <= now()",
+        endpoint.as_str(),
+        user_id
+    )
+    .execute(&mut *conn)
+    .await?;
     // The session row is share-locked so that a logout racing this insert either waits for it
     // (and its trigger then removes the subscription) or wins and leaves nothing to insert.
     let row = sqlx::query!(

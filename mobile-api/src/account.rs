@@ -3,14 +3,16 @@
 use std::time::Duration;
 
 use atiende_core::auth::{self, Password, Registration, User};
-use atiende_core::customer_documents;
+use atiende_core::{customer_documents, sync_tickets};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
 use crate::ApiState;
+use crate::client::{ClientAddr, host};
 use crate::error::ApiResult;
 use crate::extract::{Authenticated, Json};
-use crate::views::{LoginRequest, Me, RegisterRequest, TokenResponse};
+use crate::views::{LoginRequest, Me, RegisterRequest, SyncTicket, TokenResponse};
 
 async fn me_view(state: &ApiState, user: User) -> ApiResult<Me> {
     let processes = if user.role.is_staff() {
@@ -50,7 +52,7 @@ async fn token_response(
 
 /// Customer self-registration with data-processing consent; returns a session like login.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = TokenResponse), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = TokenResponse), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn register(
     state: axum::extract::State<ApiState>,
@@ -72,7 +74,7 @@ pub async fn register(
         accept_data_policy: req.accept_data_policy,
         language,
     };
-    let user = auth::register_customer(&state.db, reg, "app").await?;
+    let user = auth::register_customer(&state.db, &state.hashing, reg, "app").await?;
     let session = auth::start_session(&state.db, user.id, state.session_ttl).await?;
     Ok((
         StatusCode::CREATED,
@@ -81,14 +83,23 @@ pub async fn register(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem), (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all)]
 pub async fn login(
     state: axum::extract::State<ApiState>,
+    client: ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
-    let (user, session) =
-        auth::login(&state.db, &req.email, &req.password, state.session_ttl).await?;
+    let (user, session) = auth::login(
+        &state.db,
+        &state.hashing,
+        &state.login_limits,
+        &req.email,
+        &req.password,
+        client.ip,
+        state.session_ttl,
+    )
+    .await?;
     Ok(axum::Json(token_response(&state, user, session).await?))
 }
 
@@ -112,6 +123,36 @@ pub async fn me(
     who: Authenticated,
 ) -> ApiResult<axum::Json<Me>> {
     Ok(axum::Json(me_view(&state, who.user).await?))
+}
+
+/// A short-lived ticket that opens the sync WebSocket (`GET /api/v1/sync?ticket=…`) for this
+/// session: reusable until it expires, dead with the session.
+#[utoipa::path(post, path = "/api/v1/sync/ticket", tag = "sync", security(("bearer" = [])),
+    responses((status = 201, body = SyncTicket), (status = 401, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all)]
+pub async fn sync_ticket(
+    state: axum::extract::State<ApiState>,
+    who: Authenticated,
+    client: ClientAddr,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, axum::Json<SyncTicket>)> {
+    let ticket = sync_tickets::issue(&state.db, &who.token, state.sync_ticket_ttl).await?;
+    let path = format!("/api/v1/sync?ticket={}", ticket.ticket);
+    let url = match host(&headers) {
+        Some(host) => {
+            let scheme = if client.https { "wss" } else { "ws" };
+            format!("{scheme}://{host}{path}")
+        }
+        None => path,
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(SyncTicket {
+            ticket: ticket.ticket,
+            expires_at: ticket.expires_at,
+            url,
+        }),
+    ))
 }
 
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);

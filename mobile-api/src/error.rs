@@ -73,6 +73,14 @@ impl From<atiende_core::Error> for ApiError {
                     "too many failed attempts; try again later",
                 )
             },
+            E::Busy { retry_after } => ApiError {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_busy",
+                    "the server is busy; try again shortly",
+                )
+            },
             E::Database(e) => internal(&e),
             E::Internal(e) => internal(&e),
         }

@@ -16,6 +16,7 @@ pub mod account;
 pub mod blobs;
 pub mod calendar;
 pub mod case_lists;
+pub mod client;
 pub mod customer;
 pub mod error;
 pub mod extract;
@@ -39,6 +40,13 @@ pub struct ApiState {
     pub blob_limit: usize,
     /// Which hosts push endpoints may name (`ATIENDE_PUSH_ALLOW_LOOPBACK` opens this machine).
     pub push_reach: atiende_core::push_endpoint::Reach,
+    /// Bounds the password hashes computed at once.
+    pub hashing: atiende_core::auth::Hashing,
+    pub login_limits: atiende_core::login_limits::LoginLimits,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<client::Cidr>,
+    /// How long a sync ticket opens sockets.
+    pub sync_ticket_ttl: Duration,
 }
 
 impl ApiState {
@@ -49,6 +57,10 @@ impl ApiState {
             vapid_public_key: None,
             blob_limit: blobs::DEFAULT_BLOB_LIMIT,
             push_reach: atiende_core::push_endpoint::Reach::Public,
+            hashing: atiende_core::auth::Hashing::default(),
+            login_limits: atiende_core::login_limits::LoginLimits::default(),
+            trusted_proxies: Vec::new(),
+            sync_ticket_ttl: atiende_core::sync_tickets::DEFAULT_TTL,
         }
     }
 }
@@ -93,6 +105,7 @@ fn routes() -> Routes {
         .add(Method::POST, "/api/v1/auth/login", account::login)
         .add(Method::POST, "/api/v1/auth/logout", account::logout)
         .add(Method::GET, "/api/v1/me", account::me)
+        .add(Method::POST, "/api/v1/sync/ticket", account::sync_ticket)
         .add(Method::POST, "/api/v1/cases", customer::file_case)
         .add(Method::GET, "/api/v1/cases", customer::list_cases)
         .add(Method::GET, "/api/v1/cases/{id}", customer::get_case)
@@ -228,7 +241,7 @@ pub fn router(state: ApiState) -> Router {
 #[openapi(
     info(title = "Atiende API", description = "PQRS filing, follow-up and handling for customers and staff (ISO 9001, Ley 1755 de 2015)."),
     paths(
-        account::register, account::login, account::logout, account::me,
+        account::register, account::login, account::logout, account::me, account::sync_ticket,
         customer::file_case, customer::list_cases, customer::get_case, customer::post_message, customer::rate,
         staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message, staff::request_info, staff::extend,
         case_lists::customer_messages, case_lists::customer_events, case_lists::staff_messages, case_lists::staff_events,
@@ -238,7 +251,7 @@ pub fn router(state: ApiState) -> Router {
         work_orders::create, work_orders::get, work_orders::set_technicians, work_orders::mine,
     ),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "work orders"), (name = "meta"))
+    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "work orders"), (name = "meta"))
 )]
 pub struct ApiDoc;
 

@@ -37,6 +37,16 @@ pub struct TokenResponse {
     pub user: Me,
 }
 
+/// Opens the sync WebSocket: connect to `url` (or add `?ticket=` to the sync URL) until
+/// `expires_at`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncTicket {
+    pub ticket: String,
+    pub expires_at: DateTime<Utc>,
+    /// `ws://` or `wss://` URL of the sync endpoint with the ticket.
+    pub url: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     pub id: Uuid,

@@ -1,6 +1,6 @@
 //! What an admin does from the command line: users, processes and the business calendar.
 
-use atiende_core::auth::{self, NewUser, Password};
+use atiende_core::auth::{self, Hashing, NewUser, Password};
 use atiende_core::types::Role;
 use atiende_core::{holidays, processes};
 use chrono::NaiveDate;
@@ -17,6 +17,7 @@ pub struct UserAdd {
 /// Creates a staff user, joining them to a process; a process leader becomes that process's leader.
 pub async fn add_user(
     pool: &PgPool,
+    hashing: &Hashing,
     req: UserAdd,
     password: Password,
 ) -> atiende_core::Result<auth::User> {
@@ -42,6 +43,7 @@ pub async fn add_user(
     };
     let user = auth::create_user(
         &mut *tx,
+        hashing,
         NewUser {
             email: req.email,
             name: req.name,
@@ -60,6 +62,12 @@ pub async fn add_user(
     }
     tx.commit().await?;
     Ok(user)
+}
+
+/// Deactivates a user (staff or customer): no more logins, sessions revoked, sync sockets closed
+/// on every server.
+pub async fn deactivate_user(pool: &PgPool, email: &str) -> atiende_core::Result<auth::User> {
+    auth::deactivate_user(pool, email).await
 }
 
 pub async fn add_process(

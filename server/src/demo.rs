@@ -1,15 +1,13 @@
 //! A small demo organisation, loaded once, so a first run has something to look at: the three
 //! processes of the quality system, one user of each role, a customer and cases in several states.
 
-use atiende_core::auth::{self, Password, Registration};
+use atiende_core::auth::{self, Hashing, Password, Registration};
 use atiende_core::cases::{self, Assignment, Closing, NewCase};
 use atiende_core::types::{CaseType, Channel, DocumentType, Level, Role};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::admin::{self, UserAdd};
-
-pub const DEMO_PASSWORD: &str = "atiende-demo-2026";
 
 pub struct DemoLogin {
     pub email: &'static str,
@@ -50,15 +48,25 @@ pub const LOGINS: &[DemoLogin] = &[
     },
 ];
 
-/// Loads the demo organisation unless it is already there. Returns whether it loaded anything.
-pub async fn load(pool: &PgPool) -> atiende_core::Result<bool> {
+/// A fresh random password: demo servers are often reachable by others, so no two demo users,
+/// and no two installations, share one.
+fn random_password() -> String {
+    let random = Uuid::new_v4().simple().to_string();
+    format!("demo-{}", &random[..20])
+}
+
+/// Loads the demo organisation unless it is already there. Returns each demo user's password
+/// (in the order of [`LOGINS`]) when it loaded it; they are stored only as hashes, so this is the
+/// one chance to print them.
+pub async fn load(pool: &PgPool, hashing: &Hashing) -> atiende_core::Result<Option<Vec<String>>> {
     if auth::find_user_by_email(pool, LOGINS[0].email)
         .await?
         .is_some()
     {
-        return Ok(false);
+        return Ok(None);
     }
-    let password = || Password::parse(DEMO_PASSWORD.to_owned());
+    let passwords: Vec<String> = LOGINS.iter().map(|_| random_password()).collect();
+    let password = |i: usize| Password::parse(passwords[i].clone());
     for (code, name) in [
         ("COMERCIAL", "Comercial"),
         ("OPERATIVO", "Operativo"),
@@ -91,7 +99,7 @@ pub async fn load(pool: &PgPool) -> atiende_core::Result<bool> {
         (LOGINS[4].email, "Administración", Role::Admin, None),
     ];
     let mut users = Vec::new();
-    for (email, name, role, process) in staff {
+    for (i, (email, name, role, process)) in staff.into_iter().enumerate() {
         let req = UserAdd {
             email: email.into(),
             name: name.into(),
@@ -99,13 +107,14 @@ pub async fn load(pool: &PgPool) -> atiende_core::Result<bool> {
             process: process.map(Into::into),
             language: "es".into(),
         };
-        users.push(admin::add_user(pool, req, password()?).await?);
+        users.push(admin::add_user(pool, hashing, req, password(i)?).await?);
     }
     let customer = auth::register_customer(
         pool,
+        hashing,
         Registration {
             email: LOGINS[5].email.into(),
-            password: password()?,
+            password: password(5)?,
             name: "Hotel Las Palmas S.A.S.".into(),
             phone: Some("+573001234567".into()),
             document_type: DocumentType::Nit,
@@ -233,23 +242,34 @@ pub async fn load(pool: &PgPool) -> atiende_core::Result<bool> {
         },
     )
     .await?;
-    Ok(true)
+    Ok(Some(passwords))
 }
 
-/// What to print after loading, so a person knows how to log in.
-pub fn instructions(base_url: &str) -> String {
-    let mut out =
-        format!("Demo organisation loaded. Every demo user's password is: {DEMO_PASSWORD}\n");
-    for l in LOGINS {
+/// What to print after loading, so a person knows how to log in: the passwords when they were
+/// just made (`passwords`, in the order of [`LOGINS`]), only the e-mails afterwards.
+pub fn instructions(base_url: &str, passwords: Option<&[String]>) -> String {
+    let mut out = match passwords {
+        Some(_) => "Demo organisation loaded. Each user's password is shown now and never again:\n"
+            .to_owned(),
+        None => {
+            "The demo organisation was already loaded; its passwords were shown then.\n".to_owned()
+        }
+    };
+    for (i, l) in LOGINS.iter().enumerate() {
+        let password = passwords.and_then(|p| p.get(i)).map_or("", String::as_str);
         out.push_str(&format!(
-            "  {:<40} {:<17} {}\n",
+            "  {:<40} {:<17} {:<26} {}\n",
             l.email,
             l.role.as_str(),
+            password,
             l.what
         ));
     }
+    let example = passwords
+        .and_then(|p| p.get(5))
+        .map_or("<password>", String::as_str);
     out.push_str(&format!(
-        "Log in:  curl -s {base_url}/api/v1/auth/login -H 'content-type: application/json' \\\n           -d '{{\"email\":\"{}\",\"password\":\"{DEMO_PASSWORD}\"}}'\n",
+        "Log in:  curl -s {base_url}/api/v1/auth/login -H 'content-type: application/json' \\\n           -d '{{\"email\":\"{}\",\"password\":\"{example}\"}}'\n",
         LOGINS[5].email
     ));
     out.push_str(&format!(

@@ -3,6 +3,7 @@
 //! `main` is thin: tests start the same server in-process with [`run`] on port 0.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,6 +139,10 @@ pub fn app(
         vapid_public_key,
         blob_limit: settings.blob_max_bytes,
         push_reach: settings.push_reach(),
+        hashing: settings.hashing(),
+        login_limits: settings.login_limits(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+        sync_ticket_ttl: Duration::from_secs(settings.sync_ticket_ttl_secs),
     };
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -290,6 +295,14 @@ pub async fn run(
         let sync = sync.clone();
         move |stopped| async move { sync.run_projector(stopped).await }
     });
+    let purge = spawn_until(&stop_rx, {
+        let (db, every, window) = (
+            db.clone(),
+            Duration::from_secs(settings.purge_interval_secs),
+            Duration::from_secs(settings.login_window_secs),
+        );
+        move |stopped| run_purge(db, every, window, stopped)
+    });
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         tokio::spawn(push::run_worker(db, sender, interval, stop_rx))
@@ -305,9 +318,13 @@ pub async fn run(
             tracing::debug!(error = %e, "setting TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // The peer's address is what login limits count by (see atiende_mobile_api::client).
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     sync.shutdown(Duration::from_secs(10)).await;
     let _ = stop_tx.send(true);
     if let Err(e) = janitor.await {
@@ -318,6 +335,9 @@ pub async fn run(
     }
     if let Err(e) = projector.await {
         tracing::error!(error = %e, "sync projector ended abnormally");
+    }
+    if let Err(e) = purge.await {
+        tracing::error!(error = %e, "purge job ended abnormally");
     }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "deadline scheduler ended abnormally");
@@ -368,6 +388,41 @@ async fn run_scheduler(
             break;
         }
     }
+}
+
+/// Deletes ended sessions, expired sync tickets and login counters whose window passed, every
+/// `every`, until `stopped` completes. Every process may run it: deleting twice is harmless.
+async fn run_purge(
+    db: PgPool,
+    every: Duration,
+    login_window: Duration,
+    stopped: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    loop {
+        match purge_once(&db, login_window).await {
+            Ok((0, 0)) => {}
+            Ok((sessions, counters)) => {
+                tracing::info!(
+                    sessions,
+                    counters,
+                    "purged ended sessions and login counters"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "purging sessions and login counters"),
+        }
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// One round of [`run_purge`]: how many sessions and login counters went.
+pub async fn purge_once(db: &PgPool, login_window: Duration) -> atiende_core::Result<(u64, u64)> {
+    let sessions = atiende_core::auth::purge_sessions(db).await?;
+    let counters = atiende_core::login_limits::purge(db, login_window).await?;
+    Ok((sessions, counters))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -75,6 +75,12 @@ enum UserCommand {
         #[arg(long, default_value = "es")]
         language: String,
     },
+    /// Deactivate a user: they can no longer log in, their sessions end and their sync
+    /// connections close on every server.
+    Deactivate {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,14 +224,14 @@ async fn serve(settings: Settings, load_demo: bool) -> Result<(), AnyError> {
         })?;
     let db = Database::open(&settings).await?;
     if load_demo {
-        match demo::load(&db.pool).await {
-            Ok(loaded) => {
-                if !loaded {
-                    println!("The demo organisation was already loaded.");
-                }
+        match demo::load(&db.pool, &settings.hashing()).await {
+            Ok(passwords) => {
                 print!(
                     "{}",
-                    demo::instructions(&format!("http://{}", settings.listen))
+                    demo::instructions(
+                        &format!("http://{}", settings.listen),
+                        passwords.as_deref()
+                    )
                 );
             }
             Err(e) => {
@@ -267,6 +273,7 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
             let password = Password::parse(read_password()?)?;
             let user = admin::add_user(
                 pool,
+                &atiende_core::auth::Hashing::default(),
                 admin::UserAdd {
                     email,
                     name,
@@ -278,6 +285,13 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
             )
             .await?;
             println!("created {} {} ({})", user.role, user.email, user.id);
+        }
+        Command::User(UserCommand::Deactivate { email }) => {
+            let user = admin::deactivate_user(pool, &email).await?;
+            println!(
+                "deactivated {} {} ({}): sessions revoked",
+                user.role, user.email, user.id
+            );
         }
         Command::Process(ProcessCommand::Add { code, name, leader }) => {
             let p = admin::add_process(pool, &code, &name, leader.as_deref()).await?;

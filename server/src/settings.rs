@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atiende_core::auth::Hashing;
+use atiende_core::login_limits::LoginLimits;
 use atiende_core::push_endpoint::Reach;
+use atiende_mobile_api::client::Cidr;
 use serde::Deserialize;
 
 /// A value that must never reach a log or a response.
@@ -74,6 +77,30 @@ pub struct Settings {
     pub sync_write_bytes_per_minute: u64,
     /// A user's sync write burst, in bytes (`ATIENDE_SYNC_WRITE_BURST_BYTES`).
     pub sync_write_burst_bytes: u64,
+    /// Failed logins let through per window for one e-mail from one client address
+    /// (`ATIENDE_LOGIN_LIMIT_PER_EMAIL_AND_ADDRESS`).
+    pub login_limit_per_email_and_address: u32,
+    /// Failed logins let through per window from one client address, any e-mail
+    /// (`ATIENDE_LOGIN_LIMIT_PER_ADDRESS`).
+    pub login_limit_per_address: u32,
+    /// Failed logins let through per window for one e-mail from all addresses
+    /// (`ATIENDE_LOGIN_LIMIT_PER_EMAIL`).
+    pub login_limit_per_email: u32,
+    /// The login limits' window, in seconds (`ATIENDE_LOGIN_WINDOW_SECS`).
+    pub login_window_secs: u64,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client
+    /// (`ATIENDE_TRUSTED_PROXIES`, comma-separated). None by default.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Password hashes computed at once; 0 means one per core (`ATIENDE_HASH_CONCURRENCY`).
+    pub hash_concurrency: usize,
+    /// How long a login or registration waits for a hashing slot before a 503, in milliseconds
+    /// (`ATIENDE_HASH_WAIT_MS`).
+    pub hash_wait_ms: u64,
+    /// How long a sync ticket opens sockets, in seconds (`ATIENDE_SYNC_TICKET_TTL_SECS`).
+    pub sync_ticket_ttl_secs: u64,
+    /// How often ended sessions, expired tickets and old login counters are deleted, in seconds
+    /// (`ATIENDE_PURGE_INTERVAL_SECS`).
+    pub purge_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -98,6 +125,15 @@ impl Default for Settings {
             sync_max_document_bytes: sync.max_document_bytes,
             sync_write_bytes_per_minute: sync.write_bytes_per_minute,
             sync_write_burst_bytes: sync.write_burst_bytes,
+            login_limit_per_email_and_address: 5,
+            login_limit_per_address: 20,
+            login_limit_per_email: 100,
+            login_window_secs: 15 * 60,
+            trusted_proxies: Vec::new(),
+            hash_concurrency: 0,
+            hash_wait_ms: 2000,
+            sync_ticket_ttl_secs: 5 * 60,
+            purge_interval_secs: 3600,
         }
     }
 }
@@ -223,36 +259,83 @@ impl Settings {
                         message: "expected a positive whole number of bytes".into(),
                     })?;
         }
-        sync_limit(
+        positive_number(
             &env,
             "ATIENDE_SYNC_MAX_QUEUED_BYTES",
             &mut settings.sync_max_queued_bytes,
         )?;
-        sync_limit(
+        positive_number(
             &env,
             "ATIENDE_SYNC_MAX_EPHEMERAL_BYTES",
             &mut settings.sync_max_ephemeral_bytes,
         )?;
-        sync_limit(
+        positive_number(
             &env,
             "ATIENDE_SYNC_MAX_CONNECTIONS_PER_USER",
             &mut settings.sync_max_connections_per_user,
         )?;
-        sync_limit(
+        positive_number(
             &env,
             "ATIENDE_SYNC_MAX_DOCUMENT_BYTES",
             &mut settings.sync_max_document_bytes,
         )?;
-        sync_limit(
+        positive_number(
             &env,
             "ATIENDE_SYNC_WRITE_BYTES_PER_MINUTE",
             &mut settings.sync_write_bytes_per_minute,
         )?;
-        sync_limit(
+        positive_number(
             &env,
             "ATIENDE_SYNC_WRITE_BURST_BYTES",
             &mut settings.sync_write_burst_bytes,
         )?;
+        positive_number(
+            &env,
+            "ATIENDE_LOGIN_LIMIT_PER_EMAIL_AND_ADDRESS",
+            &mut settings.login_limit_per_email_and_address,
+        )?;
+        positive_number(
+            &env,
+            "ATIENDE_LOGIN_LIMIT_PER_ADDRESS",
+            &mut settings.login_limit_per_address,
+        )?;
+        positive_number(
+            &env,
+            "ATIENDE_LOGIN_LIMIT_PER_EMAIL",
+            &mut settings.login_limit_per_email,
+        )?;
+        for (name, field) in [
+            ("ATIENDE_LOGIN_WINDOW_SECS", &mut settings.login_window_secs),
+            ("ATIENDE_HASH_WAIT_MS", &mut settings.hash_wait_ms),
+            (
+                "ATIENDE_SYNC_TICKET_TTL_SECS",
+                &mut settings.sync_ticket_ttl_secs,
+            ),
+            (
+                "ATIENDE_PURGE_INTERVAL_SECS",
+                &mut settings.purge_interval_secs,
+            ),
+        ] {
+            positive_number(&env, name, field)?;
+        }
+        if let Some(v) = env("ATIENDE_HASH_CONCURRENCY") {
+            // 0 means one per core.
+            settings.hash_concurrency = v.parse().map_err(|_| SettingsError::Env {
+                name: "ATIENDE_HASH_CONCURRENCY",
+                message: "expected a whole number".into(),
+            })?;
+        }
+        if let Some(v) = env("ATIENDE_TRUSTED_PROXIES") {
+            settings.trusted_proxies = v
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|message| SettingsError::Env {
+                    name: "ATIENDE_TRUSTED_PROXIES",
+                    message,
+                })?;
+        }
         if let Some(v) = env("ATIENDE_LOG").or_else(|| env("RUST_LOG")) {
             settings.log = v;
         }
@@ -271,6 +354,23 @@ impl Settings {
         Duration::from_secs(self.session_ttl_hours.saturating_mul(3600))
     }
 
+    pub fn login_limits(&self) -> LoginLimits {
+        LoginLimits {
+            per_email_and_address: self.login_limit_per_email_and_address,
+            per_address: self.login_limit_per_address,
+            per_email: self.login_limit_per_email,
+            window: Duration::from_secs(self.login_window_secs),
+        }
+    }
+
+    /// The password-hashing bound; build it once per process, as its permits are shared.
+    pub fn hashing(&self) -> Hashing {
+        let concurrent = match self.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        };
+        Hashing::new(concurrent, Duration::from_millis(self.hash_wait_ms))
+    }
     /// The sync server's settings: its defaults with the limits set here.
     pub fn sync(&self) -> atiende_sync::SyncSettings {
         atiende_sync::SyncSettings {
@@ -286,7 +386,7 @@ impl Settings {
 }
 
 /// A positive whole number from the environment into `target`, if the variable is set.
-fn sync_limit<T: std::str::FromStr + PartialOrd + Default>(
+fn positive_number<T: std::str::FromStr + PartialOrd + Default>(
     env: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     target: &mut T,
@@ -321,12 +421,31 @@ mod tests {
         let s = Settings::load_from(None, env).expect("valid settings");
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.push_reach(), Reach::PublicAndLoopback);
+        assert!(
+            s.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         let printed = format!("{s:?}");
         assert!(
             !printed.contains("hunter2") && !printed.contains("vapid-secret-value"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn login_limits_and_proxies_come_from_the_environment() {
+        let env = |k: &str| match k {
+            "ATIENDE_LOGIN_LIMIT_PER_ADDRESS" => Some("1000".to_owned()),
+            "ATIENDE_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_from(None, env).expect("valid settings");
+        assert_eq!(s.login_limits().per_address, 1000);
+        assert_eq!(s.trusted_proxies.len(), 2);
+        let bad = |k: &str| (k == "ATIENDE_TRUSTED_PROXIES").then(|| "proxy.local".to_owned());
+        let err = Settings::load_from(None, bad).expect_err("must fail");
+        assert!(err.to_string().contains("ATIENDE_TRUSTED_PROXIES"), "{err}");
     }
 
     #[test]

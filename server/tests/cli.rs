@@ -172,6 +172,61 @@ async fn user_and_process_commands(pool: PgPool) {
     assert_eq!(users, 1);
 }
 
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn user_deactivate_ends_sessions_and_logins(pool: PgPool) {
+    let args = [
+        "user",
+        "add",
+        "--email",
+        "tecnico@empresa.co",
+        "--name",
+        "Carlos",
+        "--role",
+        "technician",
+    ];
+    let out = atiende(&pool, &args, Some("una clave bastante larga\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let user: uuid::Uuid = sqlx::query_scalar("select id from users")
+        .fetch_one(&pool)
+        .await
+        .expect("user");
+    let token = atiende_core::auth::start_session(&pool, user, Duration::from_secs(3600))
+        .await
+        .expect("session")
+        .token;
+
+    let out = atiende(
+        &pool,
+        &["user", "deactivate", "--email", "Tecnico@Empresa.co"],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("deactivated technician tecnico@empresa.co"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        atiende_core::auth::authenticate(&pool, &token)
+            .await
+            .is_err(),
+        "the session ended"
+    );
+    let active: bool = sqlx::query_scalar("select active from users")
+        .fetch_one(&pool)
+        .await
+        .expect("user");
+    assert!(!active);
+
+    let out = atiende(
+        &pool,
+        &["user", "deactivate", "--email", "nadie@empresa.co"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
 #[test]
 fn vapid_keys_prints_a_usable_pair() {
     let out = Command::new(env!("CARGO_BIN_EXE_atiende"))
@@ -215,7 +270,8 @@ fn listening_addr(log: &PathBuf, deadline: Instant) -> String {
     }
 }
 
-fn serve_once(data_dir: &PathBuf, log: &PathBuf, demo: bool) -> (Server, String) {
+/// Starts `atiende serve`; what it prints goes to `out`.
+fn serve_once(data_dir: &PathBuf, log: &PathBuf, out: &PathBuf, demo: bool) -> (Server, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atiende"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
@@ -226,7 +282,7 @@ fn serve_once(data_dir: &PathBuf, log: &PathBuf, demo: bool) -> (Server, String)
     let child = cmd
         .env_remove("DATABASE_URL")
         .env("ATIENDE_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(out).expect("output file"))
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
         .map(Server)
@@ -268,10 +324,30 @@ fn terminate(child: &mut std::process::Child) {
 async fn serve_runs_on_its_own_postgres_and_stops_cleanly() {
     let dir = std::env::temp_dir().join(format!("atiende-cli-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (data, log) = (dir.join("data"), dir.join("atiende.log"));
+    let (data, log, out) = (
+        dir.join("data"),
+        dir.join("atiende.log"),
+        dir.join("stdout.txt"),
+    );
     let client = reqwest::Client::new();
 
-    let (mut child, addr) = serve_once(&data, &log, true);
+    let (mut child, addr) = serve_once(&data, &log, &out, true);
+    // Each demo user gets a password of their own, printed once.
+    let printed = std::fs::read_to_string(&out).unwrap_or_default();
+    let password_of = |email: &str| {
+        printed
+            .lines()
+            .find(|l| l.trim_start().starts_with(email))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no password printed for {email}:\n{printed}"))
+    };
+    let customer_password = password_of("cliente@demo.atiende.co");
+    assert_ne!(
+        customer_password,
+        password_of("admin@demo.atiende.co"),
+        "demo users do not share a password"
+    );
     let ready = client
         .get(format!("http://{addr}/readyz"))
         .send()
@@ -280,7 +356,9 @@ async fn serve_runs_on_its_own_postgres_and_stops_cleanly() {
     assert_eq!(ready.status(), 200);
     let login = client
         .post(format!("http://{addr}/api/v1/auth/login"))
-        .json(&serde_json::json!({"email": "cliente@demo.atiende.co", "password": atiende_server::demo::DEMO_PASSWORD}))
+        .json(
+            &serde_json::json!({"email": "cliente@demo.atiende.co", "password": customer_password}),
+        )
         .send()
         .await
         .expect("login");
@@ -312,7 +390,12 @@ async fn serve_runs_on_its_own_postgres_and_stops_cleanly() {
         "PostgreSQL was left running:\n{text}"
     );
 
-    let (mut child, addr) = serve_once(&data, &log, true);
+    let (mut child, addr) = serve_once(&data, &log, &out, true);
+    let printed = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        !printed.contains(&customer_password),
+        "a password is printed only when it is made:\n{printed}"
+    );
     let cases = client
         .get(format!("http://{addr}/api/v1/cases"))
         .bearer_auth(&token)

@@ -6,17 +6,13 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use atiende_core::auth::{self, NewUser, Password, User};
-use atiende_core::types::Role;
 use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode, encode, storage};
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ReadDoc};
-use common::database_url;
+use common::{Atiende, technician_with_ticket};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -31,90 +27,6 @@ const PEAK_GROWTH: u64 = 48 << 20;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// `atiende serve` on the test's database; killed when dropped.
-struct Atiende {
-    child: Child,
-    addr: String,
-}
-
-impl Atiende {
-    fn start(pool: &PgPool, log: &Path) -> Atiende {
-        let child = Command::new(env!("CARGO_BIN_EXE_atiende"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", database_url(pool))
-            .env("ATIENDE_DB_MAX_CONNECTIONS", "4")
-            .env("ATIENDE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("log file"))
-            .spawn()
-            .expect("start atiende serve");
-        let mut server = Atiende {
-            child,
-            addr: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .find(|l| l.contains("listening"))
-                .and_then(|l| l.split("addr=").nth(1))
-            {
-                server.addr = addr.trim().to_owned();
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("atiende exited with {status}:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Peak resident memory so far, in bytes.
-    fn peak_memory(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc status");
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
-        kb * 1024
-    }
-}
-
-impl Drop for Atiende {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn user(pool: &PgPool, email: &str) -> (User, String) {
-    let user = auth::create_user(
-        pool,
-        NewUser {
-            email: email.to_owned(),
-            name: "Técnico".to_owned(),
-            role: Role::Technician,
-            password: Password::parse("correct horse battery".to_owned()).expect("password"),
-            customer_id: None,
-            language: "es".to_owned(),
-        },
-    )
-    .await
-    .expect("user");
-    let token = auth::start_session(pool, user.id, Duration::from_secs(3600))
-        .await
-        .expect("session")
-        .token;
-    (user, token)
-}
-
 /// One joined peer with its copy of the document.
 struct Device {
     socket: Socket,
@@ -127,7 +39,7 @@ struct Device {
 
 impl Device {
     async fn open(addr: &str, token: &str, id: DocumentId) -> Device {
-        let url = format!("ws://{addr}/api/v1/sync?token={token}");
+        let url = format!("ws://{addr}/api/v1/sync?ticket={token}");
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("connect");
@@ -255,8 +167,8 @@ fn leb(out: &mut Vec<u8>, mut n: usize) {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_deflate_bomb_is_refused_and_memory_does_not_move(pool: PgPool) {
-    let (writer, writer_token) = user(&pool, "ana@example.com").await;
-    let (reader, reader_token) = user(&pool, "luis@example.com").await;
+    let (writer, writer_token) = technician_with_ticket(&pool, "ana@example.com").await;
+    let (reader, reader_token) = technician_with_ticket(&pool, "luis@example.com").await;
     let id = storage::create_document(
         &pool,
         DocumentKind::FieldReport,

@@ -5,18 +5,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use atiende_core::auth::{self, NewUser, Password};
-use atiende_core::types::Role;
 use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode, encode, storage};
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ReadDoc};
-use common::database_url;
+use common::Atiende;
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -30,79 +27,6 @@ const KILL_AFTER: usize = 200;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// `atiende serve` on the test's database; killed with SIGKILL when dropped.
-struct Atiende {
-    child: Child,
-    addr: String,
-}
-
-impl Atiende {
-    fn start(pool: &PgPool, log: &Path) -> Atiende {
-        let child = Command::new(env!("CARGO_BIN_EXE_atiende"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", database_url(pool))
-            .env("ATIENDE_DB_MAX_CONNECTIONS", "4")
-            .env("ATIENDE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("log file"))
-            .spawn()
-            .expect("start atiende serve");
-        let mut server = Atiende {
-            child,
-            addr: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .find(|l| l.contains("listening"))
-                .and_then(|l| l.split("addr=").nth(1))
-            {
-                server.addr = addr.trim().to_owned();
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("atiende exited with {status}:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `kill -9`: no shutdown, no flush, connections cut mid-transaction.
-    fn kill_9(&mut self) {
-        // `Child::kill` sends SIGKILL on Unix.
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("wait");
-    }
-
-    /// SIGTERM, as an operator stops it: drains and exits cleanly.
-    fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        let signalled = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(signalled.expect("kill").success());
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "atiende exited with {status}");
-    }
-
-    fn sync_url(&self, token: &str) -> String {
-        format!("ws://{}/api/v1/sync?token={token}", self.addr)
-    }
-}
-
-impl Drop for Atiende {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A device with its own copy of one document, talking the automerge-repo protocol.
 struct Device {
@@ -220,23 +144,7 @@ fn key(n: usize) -> String {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
-    let user = auth::create_user(
-        &pool,
-        NewUser {
-            email: "tecnico@example.com".to_owned(),
-            name: "Técnico".to_owned(),
-            role: Role::Technician,
-            password: Password::parse("correct horse battery".to_owned()).expect("password"),
-            customer_id: None,
-            language: "es".to_owned(),
-        },
-    )
-    .await
-    .expect("user");
-    let token = auth::start_session(&pool, user.id, Duration::from_secs(3600))
-        .await
-        .expect("session")
-        .token;
+    let (user, token) = common::technician_with_ticket(&pool, "tecnico@example.com").await;
     let id = storage::create_document(
         &pool,
         DocumentKind::FieldReport,

@@ -16,14 +16,14 @@ import { env, goOffline, goOnline, repoFor, waitFor, withTimeout } from "./suppo
 
 test("two technicians edit one report and see each other's changes", async () => {
   const docUrl = env("ATIENDE_DOC_URL")
-  const a = await withTimeout(repoFor("ATIENDE_TOKEN_A").find(docUrl), "technician A finds the report")
+  const a = await withTimeout((await repoFor("ATIENDE_TOKEN_A")).find(docUrl), "technician A finds the report")
   // The server writes plain strings, which Automerge 3 hands to JavaScript as ImmutableString.
   assert.equal(String(a.doc().status), "scheduled")
   a.change(doc => {
     doc.observations = "termites in the kitchen (A)"
   })
 
-  const b = await withTimeout(repoFor("ATIENDE_TOKEN_B").find(docUrl), "technician B finds the report")
+  const b = await withTimeout((await repoFor("ATIENDE_TOKEN_B")).find(docUrl), "technician B finds the report")
   await waitFor(b, doc => doc.observations === "termites in the kitchen (A)", "B to see A's change")
   b.change(doc => {
     doc.recommendations = "seal the cracks (B)"
@@ -48,7 +48,7 @@ test("two technicians edit one report and see each other's changes", async () =>
 
 test("edits made while both phones are offline merge when they reconnect", async () => {
   const docUrl = env("ATIENDE_DOC_URL")
-  const [repoA, repoB] = ["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(repoFor)
+  const [repoA, repoB] = await Promise.all(["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(repoFor))
   const [a, b] = await Promise.all(
     [repoA, repoB].map(repo => withTimeout(repo.find(docUrl), "both technicians find the report")),
   )
@@ -97,7 +97,7 @@ test("a long offline session reaches the server as one compressed document and s
 
 test("a reader receives the report but its changes go nowhere", async () => {
   const docUrl = env("ATIENDE_DOC_URL")
-  const reader = await withTimeout(repoFor("ATIENDE_TOKEN_READER").find(docUrl), "the reader finds the report")
+  const reader = await withTimeout((await repoFor("ATIENDE_TOKEN_READER")).find(docUrl), "the reader finds the report")
   await waitFor(reader, doc => doc.departure === "09:40", "the reader to be up to date")
   reader.change(doc => {
     doc.status = "changed by a reader"
@@ -108,7 +108,7 @@ test("a reader receives the report but its changes go nowhere", async () => {
 })
 
 test("a document the user may not see, and one that does not exist, are unavailable", async () => {
-  const outsider = repoFor("ATIENDE_TOKEN_OUTSIDER")
+  const outsider = await repoFor("ATIENDE_TOKEN_OUTSIDER")
   await assert.rejects(
     withTimeout(outsider.find(env("ATIENDE_DOC_URL")), "the forbidden report to be unavailable"),
     /unavailable/,

@@ -20,9 +20,21 @@ after(async () => {
   await Promise.all(repos.map(repo => repo.shutdown()))
 })
 
-// A phone logged in with the token in the environment variable `tokenVar`.
-export function repoFor(tokenVar) {
-  const url = `${env("ATIENDE_SYNC_URL")}?token=${encodeURIComponent(env(tokenVar))}`
+// A sync ticket for the session of the token in `tokenVar`, as an app asks for one before it
+// opens the socket: POST /api/v1/sync/ticket answers {ticket, expires_at, url}.
+export async function syncTicket(tokenVar) {
+  const response = await fetch(`${env("ATIENDE_BASE_URL")}/api/v1/sync/ticket`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${env(tokenVar)}` },
+  })
+  if (response.status !== 201) throw new Error(`sync ticket: ${response.status} ${await response.text()}`)
+  return response.json()
+}
+
+// A phone logged in with the token in the environment variable `tokenVar`. The stock adapter
+// reconnects with the same URL after every close: the ticket is reusable while it lasts.
+export async function repoFor(tokenVar) {
+  const { url } = await syncTicket(tokenVar)
   const adapter = new WebSocketClientAdapter(url, 1000)
   const repo = new Repo({ network: [adapter] })
   repos.push(repo)

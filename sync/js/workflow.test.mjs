@@ -41,8 +41,8 @@ test("two technicians edit one report offline, converge, and staff read the merg
   const listed = await api("GET", "/api/v1/technician/work-orders", "ATIENDE_TOKEN_TECH_B")
   assert.deepEqual(listed.body.work_orders.map(o => o.report_url), [order.report_url])
 
-  const repoA = repoFor("ATIENDE_TOKEN_TECH_A")
-  const repoB = repoFor("ATIENDE_TOKEN_TECH_B")
+  const repoA = await repoFor("ATIENDE_TOKEN_TECH_A")
+  const repoB = await repoFor("ATIENDE_TOKEN_TECH_B")
   const [a, b] = await Promise.all(
     [repoA, repoB].map(repo => withTimeout(repo.find(order.report_url), "a technician finds the report")),
   )
@@ -98,7 +98,7 @@ test("two technicians edit one report offline, converge, and staff read the merg
 test("an offline PQRS draft is filed once, however often it syncs and even when also posted", async () => {
   const me = await api("GET", "/api/v1/me", "ATIENDE_TOKEN_CUSTOMER")
   assert.equal(me.status, 200)
-  const phone = repoFor("ATIENDE_TOKEN_CUSTOMER")
+  const phone = await repoFor("ATIENDE_TOKEN_CUSTOMER")
   const outbox = await withTimeout(phone.find(me.body.outbox_url), "the customer finds the outbox")
   const inbox = await withTimeout(phone.find(me.body.inbox_url), "the customer finds the inbox")
 
@@ -140,7 +140,7 @@ test("an offline PQRS draft is filed once, however often it syncs and even when 
 
 test("another customer's inbox is unavailable", async () => {
   const me = await api("GET", "/api/v1/me", "ATIENDE_TOKEN_CUSTOMER")
-  const stranger = repoFor("ATIENDE_TOKEN_OTHER_CUSTOMER")
+  const stranger = await repoFor("ATIENDE_TOKEN_OTHER_CUSTOMER")
   await assert.rejects(
     withTimeout(stranger.find(me.body.inbox_url), "another customer's inbox to be unavailable"),
     /unavailable/,
@@ -149,14 +149,14 @@ test("another customer's inbox is unavailable", async () => {
 
 test("a customer's edits to their read-only inbox are not stored", async () => {
   const me = await api("GET", "/api/v1/me", "ATIENDE_TOKEN_CUSTOMER")
-  const phone = repoFor("ATIENDE_TOKEN_CUSTOMER")
+  const phone = await repoFor("ATIENDE_TOKEN_CUSTOMER")
   const inbox = await withTimeout(phone.find(me.body.inbox_url), "the customer finds the inbox")
   inbox.change(doc => {
     doc.forged = "the customer wrote this"
   })
   await new Promise(resolve => setTimeout(resolve, 500))
   // A fresh device (a new peer) gets only what the server stored.
-  const fresh = await withTimeout(repoFor("ATIENDE_TOKEN_CUSTOMER").find(me.body.inbox_url), "a new device finds the inbox")
+  const fresh = await withTimeout((await repoFor("ATIENDE_TOKEN_CUSTOMER")).find(me.body.inbox_url), "a new device finds the inbox")
   await waitFor(fresh, doc => doc.cases !== undefined, "the new device to load the inbox")
   assert.equal(fresh.doc().forged, undefined)
 })

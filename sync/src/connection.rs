@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use atiende_core::auth::User;
+use atiende_core::auth::{SessionInfo, User};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
 use tokio::sync::mpsc;
@@ -28,6 +28,9 @@ const MAX_PEER_ID: usize = 256;
 const MAX_DOCUMENT_ID: usize = 64;
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// The close code when the session behind a connection ended (an application code, after HTTP's
+/// 401): reconnecting needs a new login and a new ticket.
+pub const SESSION_ENDED: u16 = 4401;
 
 /// How a connection ends.
 enum End {
@@ -55,10 +58,17 @@ impl Drop for Counted {
     }
 }
 
-pub(crate) async fn serve(state: SyncState, user: User, mut socket: WebSocket) {
+pub(crate) async fn serve(
+    state: SyncState,
+    user: User,
+    session: SessionInfo,
+    mut socket: WebSocket,
+) {
     state.inner.connections.send_modify(|n| *n += 1);
     let _counted = Counted(state.clone());
     let conn = state.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+    let control = Arc::new(Control::default());
+    let _live = state.track_session(conn, user.id, session, control.clone());
     let span = tracing::info_span!(
         "sync_connection",
         conn,
@@ -79,7 +89,7 @@ pub(crate) async fn serve(state: SyncState, user: User, mut socket: WebSocket) {
             user_id: user.id,
             tx,
             queued: Arc::new(AtomicUsize::new(0)),
-            control: Arc::new(Control::default()),
+            control,
             peer_id: None,
             open: HashSet::new(),
         };
@@ -171,6 +181,10 @@ impl Connection {
                     CloseReason::DocumentFailed => End::Error(
                         "the server could not store a document; reconnect".to_owned(),
                         close_code::ERROR,
+                    ),
+                    CloseReason::SessionEnded => End::Close(
+                        SESSION_ENDED,
+                        "session ended: log in again",
                     ),
                 },
                 () = async { let _ = shutdown.wait_for(|down| *down).await; } => {

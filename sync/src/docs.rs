@@ -28,6 +28,8 @@ pub(crate) enum CloseReason {
     TooSlow,
     /// A document the peer had open could not be stored and was dropped from memory.
     DocumentFailed,
+    /// The session the connection was opened with ended: logout, expiry or deactivation.
+    SessionEnded,
 }
 
 /// Lets anyone holding a peer's link ask its connection task to close.

@@ -4,7 +4,7 @@
 //! - [`protocol`] and [`doc_id`]: the wire codec and document ids.
 //! - [`storage`]: documents, access and durable content in PostgreSQL; [`create_document`],
 //!   [`grant`] and [`revoke`] for the rest of the system.
-//! - [`SyncState`] and [`router`]: the WebSocket endpoint `GET /api/v1/sync?token=…`, which
+//! - [`SyncState`] and [`router`]: the WebSocket endpoint `GET /api/v1/sync?ticket=…`, which
 //!   commits every change before any peer hears of it.
 //! - [`SyncState::run_listener`]: several processes on one database, through PostgreSQL
 //!   `LISTEN/NOTIFY`.
@@ -18,6 +18,7 @@ mod listen;
 mod projector;
 pub mod protocol;
 mod server;
+mod sessions;
 pub mod storage;
 
 pub use doc_id::{DocumentId, DocumentIdError};

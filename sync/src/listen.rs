@@ -2,7 +2,8 @@
 //! [`SYNC_CHANNEL`] naming the document and the server that stored it (batched, right after
 //! storing), and every access change with one naming the document and the user; each server
 //! listens, so a change made through one process reaches the peers connected to another, and a
-//! revocation stops them, at once.
+//! revocation stops them, at once. Ended sessions and deactivated users are announced there too,
+//! and close their connections on every server.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -28,10 +29,16 @@ const BATCH: usize = 256;
 /// Documents announced in one statement.
 const ANNOUNCE_BATCH: usize = 1_000;
 
-/// `{"doc": …, "origin": …}` (changes stored) or `{"doc": …, "access": …}` (access changed).
+/// `{"doc": …, "origin": …}` (changes stored), `{"doc": …, "access": …}` (access changed),
+/// `{"session_ended": …}` or `{"user_deactivated": …}`.
 #[derive(Deserialize)]
 struct Payload {
-    doc: String,
+    #[serde(default)]
+    doc: Option<String>,
+    #[serde(default)]
+    session_ended: Option<String>,
+    #[serde(default)]
+    user_deactivated: Option<Uuid>,
     #[serde(default)]
     origin: Option<String>,
     #[serde(default)]
@@ -39,6 +46,8 @@ struct Payload {
 }
 
 enum Event {
+    SessionEnded(Vec<u8>),
+    UserDeactivated(Uuid),
     Stored(DocumentId),
     Access(DocumentId, Uuid),
     /// The connection was lost and re-established: whatever was sent meanwhile went unheard.
@@ -130,7 +139,10 @@ impl SyncState {
         }
         *delay = RETRY_MIN;
         tracing::debug!("sync listener connected");
-        // Anything stored before LISTEN took effect was not heard.
+        // Anything stored, and any session ended, before LISTEN took effect was not heard.
+        if let Err(e) = self.recheck_sessions().await {
+            tracing::error!(error = %e, "checking the sessions of open sync connections");
+        }
         self.refresh_all().await;
 
         // Reading and handling run side by side, so a document that is slow to lock does not
@@ -177,7 +189,19 @@ impl SyncState {
                 return None;
             }
         };
-        let Ok(id) = DocumentId::parse(&parsed.doc) else {
+        if let Some(user) = parsed.user_deactivated {
+            return Some(Event::UserDeactivated(user));
+        }
+        if let Some(hex) = parsed.session_ended {
+            return match decode_hex(&hex) {
+                Some(digest) => Some(Event::SessionEnded(digest)),
+                None => {
+                    tracing::warn!(%payload, "ignoring a session notification without a digest");
+                    None
+                }
+            };
+        }
+        let Ok(id) = DocumentId::parse(parsed.doc.as_deref().unwrap_or_default()) else {
             tracing::warn!(%payload, "ignoring a sync notification for an unknown document id");
             return None;
         };
@@ -197,6 +221,12 @@ impl SyncState {
         let (mut stored, mut stored_seen) = (Vec::new(), HashSet::new());
         for event in batch {
             match event {
+                Event::SessionEnded(digest) => {
+                    self.end_session(&digest);
+                }
+                Event::UserDeactivated(user) => {
+                    self.end_user(user);
+                }
                 Event::Reconnected => everything = true,
                 Event::Access(id, user) => {
                     if access_seen.insert((id, user)) {
@@ -217,6 +247,9 @@ impl SyncState {
             }
         }
         if everything {
+            if let Err(e) = self.recheck_sessions().await {
+                tracing::error!(error = %e, "checking the sessions of open sync connections");
+            }
             self.refresh_all().await;
             return;
         }
@@ -226,4 +259,14 @@ impl SyncState {
             }
         }
     }
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }

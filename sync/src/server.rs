@@ -1,4 +1,4 @@
-//! The sync endpoint: `GET /api/v1/sync?token=…` upgrades to a WebSocket that speaks the
+//! The sync endpoint: `GET /api/v1/sync?ticket=…` upgrades to a WebSocket that speaks the
 //! automerge-repo network protocol, version "1", and the shared state behind it.
 
 use std::collections::{HashMap, HashSet};
@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use atiende_core::auth;
+use atiende_core::{auth, sync_tickets};
 use automerge::AutoCommit;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -143,6 +143,8 @@ pub(crate) struct Inner {
     /// listener's notifier sends them in batches (see `listen.rs`).
     pub unannounced: Mutex<HashSet<DocumentId>>,
     pub announce: Notify,
+    /// Every open connection and the session it belongs to (see `sessions.rs`).
+    pub live: Mutex<HashMap<u64, crate::sessions::Live>>,
     /// Each user's write budget, in bytes, shared by their connections.
     pub write_budgets: Mutex<HashMap<Uuid, WriteBudget>>,
 }
@@ -186,6 +188,7 @@ impl SyncState {
                 unannounced: Mutex::new(HashSet::new()),
                 announce: Notify::new(),
                 write_budgets: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -302,8 +305,8 @@ impl SyncState {
         self.unload_idle_older_than(self.inner.settings.idle_unload)
     }
 
-    /// Calls [`Self::unload_idle`] periodically until `shutdown` completes. The owner of the
-    /// process runs this.
+    /// Calls [`Self::unload_idle`] and [`Self::close_expired_sessions`] periodically until
+    /// `shutdown` completes. The owner of the process runs this.
     pub async fn run_janitor(&self, shutdown: impl Future<Output = ()>) {
         let period = (self.inner.settings.idle_unload / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(30));
@@ -317,6 +320,10 @@ impl SyncState {
                     let unloaded = self.unload_idle();
                     if unloaded > 0 {
                         tracing::debug!(unloaded, "unloaded idle sync documents");
+                    }
+                    let expired = self.close_expired_sessions();
+                    if expired > 0 {
+                        tracing::debug!(expired, "closed sync connections of expired sessions");
                     }
                 }
             }
@@ -352,23 +359,41 @@ pub fn router(state: SyncState) -> Router {
 
 #[derive(Deserialize)]
 struct SyncQuery {
-    token: Option<String>,
+    ticket: Option<String>,
 }
 
-/// Browsers' WebSocket API cannot send headers, so the bearer token comes in the query; it is
-/// checked before upgrading and the connection belongs to that user until it closes.
+/// Browsers' WebSocket API cannot send headers, so a short-lived ticket (`POST
+/// /api/v1/sync/ticket`) comes in the query; the session's bearer token is never accepted there,
+/// as URLs end up in logs. Other clients may send `Authorization: Bearer` instead. The credential
+/// is checked before upgrading, and the connection belongs to its user and session until it
+/// closes or the session ends.
 #[tracing::instrument(skip_all)]
 async fn upgrade(
     State(state): State<SyncState>,
+    headers: HeaderMap,
     query: Result<Query<SyncQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
-    if token.is_empty() {
-        return unauthenticated();
-    }
-    let user = match auth::authenticate(&state.inner.db, &token).await {
-        Ok(user) => user,
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let ticket = query
+        .ok()
+        .and_then(|Query(q)| q.ticket)
+        .filter(|t| !t.is_empty());
+    let authenticated = match (bearer, ticket) {
+        (Some(token), _) => auth::authenticate_session(&state.inner.db, token).await,
+        (None, Some(ticket)) => sync_tickets::redeem(&state.inner.db, &ticket).await,
+        (None, None) => Err(atiende_core::Error::Unauthenticated),
+    };
+    let (user, session) = match authenticated {
+        Ok(found) => found,
         Err(atiende_core::Error::Unauthenticated) => return unauthenticated(),
         Err(e) => {
             tracing::error!(error = %e, "authenticating a sync connection");
@@ -395,14 +420,14 @@ async fn upgrade(
     let ws_limit = state.inner.settings.max_frame.saturating_mul(2);
     ws.max_message_size(ws_limit)
         .max_frame_size(ws_limit)
-        .on_upgrade(move |socket| crate::connection::serve(state, user, socket))
+        .on_upgrade(move |socket| crate::connection::serve(state, user, session, socket))
 }
 
 fn unauthenticated() -> Response {
     problem(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
-        "a valid bearer token is required in the `token` query parameter",
+        "a valid sync ticket (POST /api/v1/sync/ticket) is required in the `ticket` query parameter",
     )
 }
 

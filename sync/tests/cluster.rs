@@ -290,3 +290,18 @@ async fn a_dropped_listener_connection_is_reestablished(pool: PgPool) {
     }
     cluster.stop().await;
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn logout_closes_a_socket_on_another_server(pool: PgPool) {
+    let cluster = Cluster::start(&pool, SyncSettings::default()).await;
+    let (ana, _) = technician(&pool, "ana@example.com").await;
+    let (token, ticket) = session_for(&pool, &ana).await;
+    let mut on_one = Client::connect(&cluster.one, &ticket).await;
+    let mut on_two = Client::connect(&cluster.two, &ticket).await;
+    atiende_core::auth::logout(&pool, &token)
+        .await
+        .expect("logout");
+    wait_for_session_close(&mut on_one).await;
+    wait_for_session_close(&mut on_two).await;
+    cluster.stop().await;
+}

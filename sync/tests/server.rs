@@ -127,38 +127,137 @@ async fn unsupported_versions_and_messages_before_join_are_refused(pool: PgPool)
     server.stop().await;
 }
 
+/// The upgrade is refused with a 401 problem document.
+async fn expect_401(url: &str, what: &str) {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401, "{what}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok()),
+                Some("application/problem+json")
+            );
+            let body = response.body().as_deref().unwrap_or_default();
+            let problem: serde_json::Value = serde_json::from_slice(body).expect("problem json");
+            assert_eq!(problem["code"], "unauthenticated");
+            assert_eq!(problem["status"], 401);
+        }
+        Err(e) => panic!("{what}: expected a 401, got {e}"),
+        Ok(_) => panic!("{what}: accepted"),
+    }
+}
+
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
-async fn bad_or_missing_token_gets_401_problem(pool: PgPool) {
+async fn bad_or_missing_ticket_gets_401_problem(pool: PgPool) {
     let server = Server::start(pool.clone()).await;
-    let (_, token) = technician(&pool, "ana@example.com").await;
+    let (ana, _) = technician(&pool, "ana@example.com").await;
+    let (token, ticket) = session_for(&pool, &ana).await;
+    expect_401(&server.url("ats_not-a-ticket"), "a made-up ticket").await;
+    expect_401(
+        &format!("ws://{}/api/v1/sync", server.addr),
+        "no credential",
+    )
+    .await;
+    // The 30-day bearer token does not belong in a URL.
+    expect_401(
+        &format!("ws://{}/api/v1/sync?token={token}", server.addr),
+        "the session token in the URL",
+    )
+    .await;
+    expect_401(&server.url(&token), "the session token as a ticket").await;
+
+    // A ticket is reusable until it expires (the stock client reconnects with the same URL).
+    for _ in 0..2 {
+        let client = Client::connect(&server, &ticket).await;
+        drop(client);
+    }
+    sqlx::query("update sync_tickets set expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .expect("expire the ticket");
+    expect_401(&server.url(&ticket), "an expired ticket").await;
+
+    // A live ticket of a session that was logged out.
+    let (token, ticket) = session_for(&pool, &ana).await;
     atiende_core::auth::logout(&pool, &token)
         .await
         .expect("logout");
-    for url in [
-        server.url("atd_not-a-token"),
-        server.url(&token),
-        format!("ws://{}/api/v1/sync", server.addr),
-    ] {
-        match tokio_tungstenite::connect_async(&url).await {
-            Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 401);
-                assert_eq!(
-                    response
-                        .headers()
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok()),
-                    Some("application/problem+json")
-                );
-                let body = response.body().as_deref().unwrap_or_default();
-                let problem: serde_json::Value =
-                    serde_json::from_slice(body).expect("problem json");
-                assert_eq!(problem["code"], "unauthenticated");
-                assert_eq!(problem["status"], 401);
-            }
-            Err(e) => panic!("expected a 401, got {e}"),
-            Ok(_) => panic!("a bad token was accepted"),
-        }
-    }
+    expect_401(&server.url(&ticket), "a ticket of a logged-out session").await;
+
+    // Non-browser clients may send the bearer token in a header instead.
+    let (token, _) = session_for(&pool, &ana).await;
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}/api/v1/sync",
+        server.addr
+    ))
+    .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("a bearer header opens the socket");
+    send(&mut socket, &join("phone-h")).await;
+    assert!(matches!(
+        receive(&mut socket, PATIENCE).await,
+        Received::Message(Message::Peer { .. })
+    ));
+    server.stop().await;
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn logout_and_deactivation_close_open_sockets(pool: PgPool) {
+    let server = Server::start(pool.clone()).await;
+    let listener = spawn_listener(&server.state);
+    let (ana, _) = technician(&pool, "ana@example.com").await;
+    let (token, ticket) = session_for(&pool, &ana).await;
+    let (_, other_ticket) = session_for(&pool, &ana).await;
+    let mut phone = Client::connect(&server, &ticket).await;
+    let mut tablet = Client::connect(&server, &other_ticket).await;
+
+    atiende_core::auth::logout(&pool, &token)
+        .await
+        .expect("logout");
+    wait_for_session_close(&mut phone).await;
+    // Another session of the same user stays open.
+    tablet.settle(QUIET).await;
+    assert!(tablet.closed.is_none(), "{:?}", tablet.closed);
+
+    atiende_core::auth::deactivate_user(&pool, "ana@example.com")
+        .await
+        .expect("deactivate");
+    wait_for_session_close(&mut tablet).await;
+    expect_401(&server.url(&other_ticket), "a ticket of a deactivated user").await;
+    listener.stop().await;
+    server.stop().await;
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn an_expired_session_closes_its_socket(pool: PgPool) {
+    let settings = SyncSettings {
+        idle_unload: Duration::from_millis(200),
+        ..SyncSettings::default()
+    };
+    let server = Server::start_with(pool.clone(), settings).await;
+    let janitor = spawn_janitor(&server.state);
+    let (ana, _) = technician(&pool, "ana@example.com").await;
+    let token = atiende_core::auth::start_session(&pool, ana.id, Duration::from_secs(2))
+        .await
+        .expect("session")
+        .token;
+    let ticket = atiende_core::sync_tickets::issue(&pool, &token, Duration::from_secs(300))
+        .await
+        .expect("ticket");
+    assert!(
+        ticket.expires_at <= chrono::Utc::now() + chrono::Duration::seconds(2),
+        "a ticket does not outlive its session"
+    );
+    let mut phone = Client::connect(&server, &ticket.ticket).await;
+    wait_for_session_close(&mut phone).await;
+    janitor.stop().await;
     server.stop().await;
 }
 

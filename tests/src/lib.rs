@@ -148,6 +148,7 @@ impl TestApp {
         };
         let user = admin::add_user(
             &self.pool,
+            &atiende_core::auth::Hashing::default(),
             req,
             Password::parse(PASSWORD.into()).expect("password"),
         )

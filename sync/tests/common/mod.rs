@@ -1,4 +1,4 @@
-//! A sync server started in-process on port 0, users with bearer tokens, and a protocol client
+//! A sync server started in-process on port 0, users with sync tickets, and a protocol client
 //! built from our own codec and the `automerge` crate, talking over tokio-tungstenite.
 
 #![allow(dead_code)]
@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use atiende_core::auth::{self, NewUser, Password, Registration, User};
+use atiende_core::auth::{self, Hashing, NewUser, Password, Registration, User};
 use atiende_core::types::{DocumentType, Role};
 use atiende_sync::{DocumentId, Message, PROTOCOL_V1, SyncSettings, SyncState, decode, encode};
 use automerge::sync::{self, SyncDoc};
@@ -45,8 +45,9 @@ impl Server {
         Server { addr, state, task }
     }
 
-    pub fn url(&self, token: &str) -> String {
-        format!("ws://{}/api/v1/sync?token={token}", self.addr)
+    /// The sync URL with a ticket, as `POST /api/v1/sync/ticket` gives it.
+    pub fn url(&self, ticket: &str) -> String {
+        format!("ws://{}/api/v1/sync?ticket={ticket}", self.addr)
     }
 
     /// Closes every connection, then stops accepting.
@@ -57,16 +58,28 @@ impl Server {
     }
 }
 
-pub async fn token_for(pool: &PgPool, user: &User) -> String {
-    auth::start_session(pool, user.id, Duration::from_secs(3600))
+/// A new session of the user: its bearer token and a sync ticket for it.
+pub async fn session_for(pool: &PgPool, user: &User) -> (String, String) {
+    let token = auth::start_session(pool, user.id, Duration::from_secs(3600))
         .await
         .expect("session")
-        .token
+        .token;
+    let ticket = atiende_core::sync_tickets::issue(pool, &token, Duration::from_secs(3600))
+        .await
+        .expect("sync ticket")
+        .ticket;
+    (token, ticket)
+}
+
+/// A sync ticket of a new session of the user: what opens a socket.
+pub async fn token_for(pool: &PgPool, user: &User) -> String {
+    session_for(pool, user).await.1
 }
 
 pub async fn staff(pool: &PgPool, email: &str, role: Role) -> (User, String) {
     let user = auth::create_user(
         pool,
+        &Hashing::default(),
         NewUser {
             email: email.to_owned(),
             name: email.split('@').next().unwrap_or("x").to_owned(),
@@ -89,6 +102,7 @@ pub async fn technician(pool: &PgPool, email: &str) -> (User, String) {
 pub async fn customer(pool: &PgPool, email: &str, document_number: &str) -> (User, String) {
     let user = auth::register_customer(
         pool,
+        &Hashing::default(),
         Registration {
             email: email.to_owned(),
             password: Password::parse("correct horse battery".to_owned()).expect("password"),
@@ -486,4 +500,24 @@ pub fn spawn_janitor(state: &SyncState) -> Job {
             })
             .await;
     })
+}
+
+/// The close code a client sees when its session ends.
+pub const SESSION_ENDED: u16 = 4401;
+
+pub fn closed_for_session(client: &Client) -> bool {
+    matches!(&client.closed, Some(Some(frame)) if u16::from(frame.code) == SESSION_ENDED)
+}
+
+/// Steps the client until the server closes it with 4401, or fails after the patience.
+pub async fn wait_for_session_close(client: &mut Client) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while client.closed.is_none() && tokio::time::Instant::now() < deadline {
+        client.step(Duration::from_millis(100)).await;
+    }
+    assert!(
+        closed_for_session(client),
+        "expected a 4401 close, got {:?}",
+        client.closed
+    );
 }

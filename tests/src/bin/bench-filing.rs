@@ -151,6 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..args.concurrency {
             let user = auth::register_customer(
                 &pool,
+                &auth::Hashing::default(),
                 Registration {
                     email: format!("direct-{run_id}-{i}@bench.invalid"),
                     password: Password::parse("benchmark password".into())?,

@@ -153,7 +153,7 @@ struct Running {
 impl Running {
     fn url(&self, token: &str) -> String {
         match self.side {
-            Side::Atiende => format!("{}?token={token}", self.base),
+            Side::Atiende => format!("{}?ticket={token}", self.base),
             Side::Reference => self.base.clone(),
         }
     }
@@ -1600,6 +1600,7 @@ async fn create_users(pool: &PgPool, n: usize) -> Result<Vec<(Uuid, String)>> {
             set.spawn(async move {
                 let user = auth::create_user(
                     &pool,
+                    &auth::Hashing::default(),
                     NewUser {
                         email: format!("bench-sync-{i:04}@bench.invalid"),
                         name: format!("Técnico {i}"),
@@ -1612,7 +1613,15 @@ async fn create_users(pool: &PgPool, n: usize) -> Result<Vec<(Uuid, String)>> {
                 .await?;
                 let session =
                     auth::start_session(&pool, user.id, Duration::from_secs(86_400)).await?;
-                Ok::<_, atiende_core::Error>((i, user.id, session.token))
+                // Devices open the socket with a sync ticket, as the apps do; one that lasts
+                // the whole run.
+                let ticket = atiende_core::sync_tickets::issue(
+                    &pool,
+                    &session.token,
+                    Duration::from_secs(86_400),
+                )
+                .await?;
+                Ok::<_, atiende_core::Error>((i, user.id, ticket.ticket))
             });
         }
         let mut got = Vec::new();

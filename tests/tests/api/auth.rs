@@ -215,3 +215,110 @@ async fn expired_tokens_are_refused(pool: PgPool) {
         (StatusCode::UNAUTHORIZED, "unauthenticated")
     );
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn registering_a_known_document_is_refused_without_saying_why(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    // A customer staff (or a phone call, or a bot) created, with no app user.
+    sqlx::query(
+        "insert into customers (id, kind, document_type, document_number, name, email)
+         values (gen_random_uuid(), 'person', 'CC', '7001', 'Rosa Díaz', 'rosa@empresa.co')",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("a customer record");
+    app.customer("ana@test.co", "7002").await;
+
+    let known = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            registration("intruso@test.co", "7001"),
+        )
+        .await;
+    let taken = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            registration("otro@test.co", "7002"),
+        )
+        .await;
+    assert_eq!(
+        (known.status, known.code()),
+        (StatusCode::CONFLICT, "customer_already_registered")
+    );
+    assert_eq!(
+        known.body, taken.body,
+        "a record without a user and one with a user get the same answer"
+    );
+    assert!(
+        known.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("contact the company")),
+        "{}",
+        known.body
+    );
+    let (users, email): (i64, String) = sqlx::query_as(
+        "select (select count(*) from users where customer_id = c.id), c.email
+         from customers c where document_number = '7001'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("the record");
+    assert_eq!(
+        (users, email.as_str()),
+        (0, "rosa@empresa.co"),
+        "the record is neither linked nor changed"
+    );
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn ended_sessions_and_old_login_counters_are_purged(pool: PgPool) {
+    let app = atiende_tests::spawn_app(pool.clone()).await;
+    let live = app.customer("ana@test.co", "52123456").await;
+    app.stop().await;
+    let user = sqlx::query_scalar::<_, uuid::Uuid>("select id from users")
+        .fetch_one(&pool)
+        .await
+        .expect("user");
+    for (digest, expires, revoked) in [
+        ("expired", "now() - interval '1 day'", "null"),
+        ("revoked", "now() + interval '1 day'", "now()"),
+    ] {
+        sqlx::query(&format!(
+            "insert into sessions (token_hash, user_id, expires_at, revoked_at)
+             values (convert_to($1, 'UTF8'), $2, {expires}, {revoked})"
+        ))
+        .bind(digest)
+        .bind(user)
+        .execute(&pool)
+        .await
+        .expect("an ended session");
+    }
+    sqlx::query(
+        "insert into login_throttle (key, window_started_at, attempts)
+         values ('a:192.0.2.1', now() - interval '1 hour', 5), ('a:192.0.2.2', now(), 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("login counters");
+
+    // The purge job runs when the server starts, then every interval.
+    let app = atiende_tests::spawn_app(pool.clone()).await;
+    crate::sync_support::eventually(|| async {
+        let left: (i64, i64) = sqlx::query_as(
+            "select (select count(*) from sessions), (select count(*) from login_throttle)",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        (left == (1, 1)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.get("/api/v1/me", Some(&live)).await.status,
+        StatusCode::OK,
+        "the live session stays"
+    );
+    app.stop().await;
+}

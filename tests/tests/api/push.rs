@@ -635,6 +635,45 @@ async fn another_accounts_endpoint_stays_theirs(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn an_endpoint_whose_session_expired_goes_to_the_next_user_of_the_browser(pool: PgPool) {
+    let app = push_app(pool).await;
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&push)
+        .await;
+    let (ana, browser) = customer_with_device(&app, &push, "shared").await;
+    // Ana's notice waits for the shared browser when her session runs out without a logout.
+    app.file(&ana, "queja").await;
+    sqlx::query("update sessions set expires_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .expect("expire");
+
+    // The browser makes new keys for the new subscription.
+    let beto = app.customer("beto@test.co", "222222").await;
+    let browser = Browser::new(browser.endpoint.clone());
+    let r = app
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&beto),
+            browser.subscription(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let beto_case = app.file(&beto, "reclamo").await;
+    assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 1);
+    let requests = push.received_requests().await.expect("requests");
+    assert_eq!(
+        requests.len(),
+        1,
+        "ana's waiting notice is not sent to beto"
+    );
+    let payload = browser.decrypt(&requests[0].body);
+    assert_eq!(payload["case_id"], beto_case["id"]);
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn logging_out_ends_that_sessions_subscriptions(pool: PgPool) {
     let app = push_app(pool).await;
     let push = MockServer::start().await;
