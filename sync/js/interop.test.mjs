@@ -75,7 +75,7 @@ test("edits made while both phones are offline merge when they reconnect", async
 
 test("a long offline session reaches the server as one compressed document and syncs", async () => {
   const docUrl = env("ATIENDE_DOC_URL")
-  const [repoA, repoB] = ["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(repoFor)
+  const [repoA, repoB] = await Promise.all(["ATIENDE_TOKEN_A", "ATIENDE_TOKEN_B"].map(repoFor))
   const [a, b] = await Promise.all(
     [repoA, repoB].map(repo => withTimeout(repo.find(docUrl), "both technicians find the report")),
   )

@@ -44,7 +44,16 @@ async fn prepare_node() {
                 .and_then(|m| m.parse().ok())
                 .unwrap_or(0);
             assert!(major >= 20, "the interop tests need Node 20 or later, found {version}");
-            if js_dir().join("node_modules").is_dir() {
+            // nextest runs each test in a process of its own: a file lock keeps two of them from
+            // running `npm ci` into the same folder at once, and npm's own record of a finished
+            // install (not the folder, which a failed install leaves behind) says it is done.
+            let lock = std::fs::File::create(js_dir().join(".npm-ci.lock"))
+                .expect("create sync/js/.npm-ci.lock");
+            let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+                .await
+                .expect("lock task")
+                .expect("lock sync/js/.npm-ci.lock");
+            if js_dir().join("node_modules/.package-lock.json").is_file() {
                 return;
             }
             let out = Command::new("npm")
@@ -60,6 +69,7 @@ async fn prepare_node() {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
+            drop(lock);
         })
         .await;
 }
