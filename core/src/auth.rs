@@ -482,6 +482,45 @@ pub struct SessionInfo {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A user with the session a token or ticket belongs to, as one query reads them.
+pub(crate) struct SessionRow {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub customer_id: Option<Uuid>,
+    pub language: String,
+    pub token_hash: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<SessionRow> for (User, SessionInfo) {
+    fn from(r: SessionRow) -> Self {
+        let user = User {
+            id: r.id,
+            email: r.email,
+            name: r.name,
+            role: r.role,
+            customer_id: r.customer_id,
+            language: r.language,
+        };
+        let session = SessionInfo {
+            digest: r.token_hash,
+            expires_at: r.expires_at,
+        };
+        (user, session)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header value, if it is one.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// The user behind a bearer token that is neither expired nor revoked.
 pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<User> {
     authenticate_session(db, token).await.map(|(user, _)| user)
@@ -492,7 +531,8 @@ pub async fn authenticate_session(
     db: impl PgExecutor<'_>,
     token: &str,
 ) -> Result<(User, SessionInfo)> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        SessionRow,
         r#"select u.id, u.email, u.name, u.role as "role: Role", u.customer_id, u.language,
                   s.token_hash, s.expires_at
            from sessions s join users u on u.id = s.user_id
@@ -502,20 +542,7 @@ pub async fn authenticate_session(
     .fetch_optional(db)
     .await?
     .ok_or(Error::Unauthenticated)?;
-    Ok((
-        User {
-            id: row.id,
-            email: row.email,
-            name: row.name,
-            role: row.role,
-            customer_id: row.customer_id,
-            language: row.language,
-        },
-        SessionInfo {
-            digest: row.token_hash,
-            expires_at: row.expires_at,
-        },
-    ))
+    Ok(row.into())
 }
 
 /// Revokes the session; once committed, every sync server closes its sockets (see

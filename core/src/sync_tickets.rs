@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
-use crate::auth::{SessionInfo, User, new_secret, token_digest};
+use crate::auth::{SessionInfo, SessionRow, User, new_secret, token_digest};
 use crate::error::{Error, Result};
 use crate::types::Role;
 
@@ -44,7 +44,8 @@ pub async fn issue(db: impl PgExecutor<'_>, session_token: &str, ttl: Duration) 
 
 /// The user and session behind an unexpired ticket whose session is still open.
 pub async fn redeem(db: impl PgExecutor<'_>, ticket: &str) -> Result<(User, SessionInfo)> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        SessionRow,
         r#"select u.id, u.email, u.name, u.role as "role: Role", u.customer_id, u.language,
                   s.token_hash, s.expires_at
            from sync_tickets t
@@ -57,18 +58,5 @@ pub async fn redeem(db: impl PgExecutor<'_>, ticket: &str) -> Result<(User, Sess
     .fetch_optional(db)
     .await?
     .ok_or(Error::Unauthenticated)?;
-    Ok((
-        User {
-            id: row.id,
-            email: row.email,
-            name: row.name,
-            role: row.role,
-            customer_id: row.customer_id,
-            language: row.language,
-        },
-        SessionInfo {
-            digest: row.token_hash,
-            expires_at: row.expires_at,
-        },
-    ))
+    Ok(row.into())
 }

@@ -94,12 +94,7 @@ impl FromRequestParts<ApiState> for Authenticated {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(auth::bearer_token)
             .ok_or(atiende_core::Error::Unauthenticated)?;
         let user = auth::authenticate(&state.db, token).await?;
         Ok(Authenticated {

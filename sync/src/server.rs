@@ -377,12 +377,7 @@ async fn upgrade(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+        .and_then(auth::bearer_token);
     let ticket = query
         .ok()
         .and_then(|Query(q)| q.ticket)

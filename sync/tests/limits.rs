@@ -9,32 +9,13 @@ use std::io::Write;
 use std::time::Duration;
 
 use atiende_sync::storage;
-use atiende_sync::{DocumentId, DocumentKind, Message, Mode, SyncSettings};
+use atiende_sync::{DocumentId, Message, Mode, SyncSettings};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ReadDoc, ScalarValue};
 use common::*;
 use sqlx::PgPool;
 
 const QUIET: Duration = Duration::from_millis(300);
-
-async fn report(server: &Server, access: &[(uuid::Uuid, Mode)]) -> DocumentId {
-    server
-        .state
-        .create_document(DocumentKind::FieldReport, access, |doc| {
-            doc.put(automerge::ROOT, "status", "scheduled")?;
-            Ok(())
-        })
-        .await
-        .expect("create document")
-}
-
-async fn stored_str(pool: &PgPool, id: DocumentId, key: &str) -> Option<String> {
-    let stored = storage::load(pool, id)
-        .await
-        .expect("load")
-        .expect("document exists");
-    get_str(&stored.doc, key)
-}
 
 /// Random bytes: nothing for Automerge's compression to shrink.
 fn noise(len: usize) -> Vec<u8> {

@@ -17,25 +17,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const QUIET: Duration = Duration::from_millis(300);
 
-async fn report(server: &Server, access: &[(uuid::Uuid, Mode)]) -> DocumentId {
-    server
-        .state
-        .create_document(DocumentKind::FieldReport, access, |doc| {
-            doc.put(automerge::ROOT, "status", "scheduled")?;
-            Ok(())
-        })
-        .await
-        .expect("create document")
-}
-
-async fn stored_str(pool: &PgPool, id: DocumentId, key: &str) -> Option<String> {
-    let stored = storage::load(pool, id)
-        .await
-        .expect("load")
-        .expect("document exists");
-    get_str(&stored.doc, key)
-}
-
 // ------------------------------------------------------------------------------- handshake
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]

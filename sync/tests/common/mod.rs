@@ -20,6 +20,27 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// A field report document created by the server with `status: scheduled`.
+pub async fn report(server: &Server, access: &[(uuid::Uuid, atiende_sync::Mode)]) -> DocumentId {
+    server
+        .state
+        .create_document(atiende_sync::DocumentKind::FieldReport, access, |doc| {
+            automerge::transaction::Transactable::put(doc, automerge::ROOT, "status", "scheduled")?;
+            Ok(())
+        })
+        .await
+        .expect("create document")
+}
+
+/// A text field of the document as stored in PostgreSQL.
+pub async fn stored_str(pool: &PgPool, id: DocumentId, key: &str) -> Option<String> {
+    let stored = atiende_sync::storage::load(pool, id)
+        .await
+        .expect("load")
+        .expect("document exists");
+    get_str(&stored.doc, key)
+}
+
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
