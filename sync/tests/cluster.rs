@@ -1,6 +1,7 @@
 //! Several atiende processes on one database: two sync servers on one PostgreSQL, each with its
 //! listener, as two processes behind a load balancer run them. Peers connected to different
-//! servers see each other's changes within a second, follow access changes made anywhere, and
+//! servers see each other's changes live (within a second is a benchmark figure, `bench-sync`;
+//! here they only have to arrive before the deadline), follow access changes made anywhere, and
 //! lose nothing to a compaction or a lost database connection.
 
 mod common;
@@ -14,8 +15,6 @@ use common::*;
 use sqlx::PgPool;
 
 const QUIET: Duration = Duration::from_millis(300);
-/// How soon a change through one server must reach a peer on another.
-const LIVE: Duration = Duration::from_secs(1);
 
 /// Two servers on one database, each with its listener running.
 struct Cluster {
@@ -92,26 +91,20 @@ fn has(key: &str, value: &str) -> impl Fn(&automerge::AutoCommit) -> bool {
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
-async fn a_change_through_one_server_reaches_a_peer_on_another_within_a_second(pool: PgPool) {
+async fn a_change_through_one_server_reaches_a_peer_on_another(pool: PgPool) {
     let cluster = Cluster::start(&pool, SyncSettings::default()).await;
     let (id, mut a, mut b) = pair(&pool, &cluster).await;
 
     for round in 0..3 {
         let text = format!("termites, visit {round}");
-        let sent = Instant::now();
         a.change(id, |d| put(d, "observations", &text)).await;
         b.wait_until_with(&mut a, id, has("observations", &text))
             .await;
-        let took = sent.elapsed();
-        assert!(took < LIVE, "server one to server two took {took:?}");
 
         let text = format!("seal the cracks, visit {round}");
-        let sent = Instant::now();
         b.change(id, |d| put(d, "recommendations", &text)).await;
         a.wait_until_with(&mut b, id, has("recommendations", &text))
             .await;
-        let took = sent.elapsed();
-        assert!(took < LIVE, "server two to server one took {took:?}");
     }
 
     // Concurrent edits through both servers: everyone, and the database, ends up the same.
