@@ -254,11 +254,7 @@ async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_crash_between_claim_and_send_loses_nothing(pool: PgPool) {
     let app = push_app(pool).await;
-    let push = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&push)
-        .await;
+    let push = accepting_push_service().await;
     let (token, _) = customer_with_device(&app, &push, "phone").await;
     app.file(&token, "queja").await;
 
@@ -381,11 +377,7 @@ async fn subscriptions_and_the_public_key(pool: PgPool) {
 async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
     let app = push_app(pool).await;
     let org = app.org().await;
-    let push = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&push)
-        .await;
+    let push = accepting_push_service().await;
     let (token, browser) = customer_with_device(&app, &push, "phone").await;
     let case = app.file(&token, "peticion").await;
     let id = case["id"].as_str().expect("id");
@@ -429,6 +421,16 @@ async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
                 && b.contains(&atiende_core::texts::long_date("es", new_due))),
         "{extension}"
     );
+}
+
+/// A push service that accepts every message.
+async fn accepting_push_service() -> MockServer {
+    let push = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&push)
+        .await;
+    push
 }
 
 async fn register(app: &TestApp, token: &str, endpoint: &str) -> atiende_tests::Reply {
@@ -591,11 +593,7 @@ async fn a_redirect_from_the_push_service_is_not_followed(pool: PgPool) {
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn another_accounts_endpoint_stays_theirs(pool: PgPool) {
     let app = push_app(pool).await;
-    let push = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&push)
-        .await;
+    let push = accepting_push_service().await;
     let (ana, browser) = customer_with_device(&app, &push, "phone").await;
     let first: Value = sqlx::query_scalar("select to_jsonb(id) from push_subscriptions")
         .fetch_one(&app.pool)
@@ -637,11 +635,7 @@ async fn another_accounts_endpoint_stays_theirs(pool: PgPool) {
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn an_endpoint_whose_session_expired_goes_to_the_next_user_of_the_browser(pool: PgPool) {
     let app = push_app(pool).await;
-    let push = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&push)
-        .await;
+    let push = accepting_push_service().await;
     let (ana, browser) = customer_with_device(&app, &push, "shared").await;
     // Ana's notice waits for the shared browser when her session runs out without a logout.
     app.file(&ana, "queja").await;
@@ -677,11 +671,7 @@ async fn an_endpoint_whose_session_expired_goes_to_the_next_user_of_the_browser(
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn logging_out_ends_that_sessions_subscriptions(pool: PgPool) {
     let app = push_app(pool).await;
-    let push = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&push)
-        .await;
+    let push = accepting_push_service().await;
     // The phone registered with the registration's session, the tablet with a login of its own.
     let (phone_session, _) = customer_with_device(&app, &push, "phone").await;
     let tablet_session = app.login("cliente@test.co").await;
