@@ -6,18 +6,16 @@
 mod common;
 
 use std::io::Write;
-use std::time::Duration;
 
 use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode, encode, storage};
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ReadDoc};
-use common::{Atiende, technician_with_ticket};
+use common::{Atiende, PATIENCE, technician_with_ticket};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-const PATIENCE: Duration = Duration::from_secs(10);
 /// What the bomb claims to inflate to.
 const BOMB: usize = 2 << 30;
 /// How much the server's peak memory may grow while refusing it: generous, and far below the

@@ -13,12 +13,11 @@ use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode,
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ReadDoc};
-use common::Atiende;
+use common::{Atiende, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-const PATIENCE: Duration = Duration::from_secs(10);
 /// Changes the device sends at most, one per message: below the server's burst allowance
 /// (2,000 frames), so the stream is never cut for flooding.
 const CHANGES: usize = 1_500;

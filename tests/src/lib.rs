@@ -313,3 +313,41 @@ impl TestApp {
         r.body
     }
 }
+
+/// The year and number of a radicado `PQRS-YYYY-NNNNNN`.
+pub fn radicado_parts(radicado: &str) -> (i32, u32) {
+    let mut parts = radicado.splitn(3, '-');
+    let (Some("PQRS"), Some(year), Some(number)) = (parts.next(), parts.next(), parts.next())
+    else {
+        panic!("not a radicado: {radicado}");
+    };
+    match (year.parse(), number.parse()) {
+        (Ok(y), Ok(n)) if year.len() == 4 && number.len() == 6 => (y, n),
+        _ => panic!("not a radicado: {radicado}"),
+    }
+}
+
+/// Whether `next` is the radicado filed right after `previous`. Numbers restart every year (in
+/// Bogotá), so a test running across New Year's midnight sees the count start again at 1.
+pub fn follows(previous: &str, next: &str) -> bool {
+    let (year, number) = radicado_parts(previous);
+    match radicado_parts(next) {
+        (y, n) if y == year => n == number + 1,
+        (y, n) => y == year + 1 && n == 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{follows, radicado_parts};
+
+    #[test]
+    fn radicado_numbers_restart_at_new_year() {
+        assert_eq!(radicado_parts("PQRS-2026-000042"), (2026, 42));
+        assert!(follows("PQRS-2026-000041", "PQRS-2026-000042"));
+        assert!(follows("PQRS-2026-000041", "PQRS-2027-000001"));
+        assert!(!follows("PQRS-2026-000041", "PQRS-2026-000043"));
+        assert!(!follows("PQRS-2026-000041", "PQRS-2027-000002"));
+        assert!(!follows("PQRS-2026-000041", "PQRS-2028-000001"));
+    }
+}

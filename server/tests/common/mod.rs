@@ -9,6 +9,10 @@ use atiende_core::auth::{self, NewUser, Password, User};
 use atiende_core::types::Role;
 use sqlx::PgPool;
 
+/// How long a test waits for a frame or a condition before it gives up: generous, because a busy
+/// CI machine can stall the binary for seconds; nothing asserts how fast anything happened.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
 /// The URL of the test's database, for the binary's `DATABASE_URL`.
 pub fn database_url(pool: &PgPool) -> String {
     let o = pool.connect_options();

@@ -1,8 +1,8 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use atiende_core::calendar::BusinessCalendar;
 use atiende_core::cases::local_date;
-use atiende_tests::spawn_app;
+use atiende_tests::{follows, radicado_parts, spawn_app};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -14,11 +14,12 @@ async fn filing_gives_a_radicado_and_the_legal_due_date(pool: PgPool) {
     let app = spawn_app(pool).await;
     let customer = app.customer("cliente@test.co", "1020304050").await;
     let calendar = BusinessCalendar::default();
-    for (case_type, days, n) in [
-        ("peticion", 15, 1),
-        ("solicitud_informacion", 10, 2),
-        ("consulta", 30, 3),
-        ("denuncia", 15, 4),
+    let mut previous: Option<String> = None;
+    for (case_type, days) in [
+        ("peticion", 15),
+        ("solicitud_informacion", 10),
+        ("consulta", 30),
+        ("denuncia", 15),
     ] {
         let c = app.file(&customer, case_type).await;
         // The case's own filing date, not the test's clock: a test running across midnight in
@@ -28,7 +29,13 @@ async fn filing_gives_a_radicado_and_the_legal_due_date(pool: PgPool) {
             .and_then(|d| d.parse().ok())
             .expect("an RFC 3339 created_at");
         let today = local_date(created_at);
-        assert_eq!(c["radicado"], format!("PQRS-{}-{n:06}", today.year()));
+        let radicado = c["radicado"].as_str().expect("radicado");
+        assert_eq!(radicado_parts(radicado).0, today.year(), "{radicado}");
+        match &previous {
+            None => assert_eq!(radicado_parts(radicado).1, 1, "{radicado}"),
+            Some(p) => assert!(follows(p, radicado), "{radicado} after {p}"),
+        }
+        previous = Some(radicado.to_owned());
         assert_eq!(c["type"], case_type);
         let due: NaiveDate = c["legal_due_date"]
             .as_str()
@@ -150,28 +157,31 @@ async fn two_hundred_concurrent_filings_get_gapless_radicados(pool: PgPool) {
                 .to_owned()
         });
     }
-    let mut numbers = BTreeSet::new();
+    // Numbers restart each year: a run across New Year's midnight splits them in two.
+    let mut numbers: BTreeMap<i32, BTreeSet<u32>> = BTreeMap::new();
     while let Some(r) = tasks.join_next().await {
         let radicado = r.expect("filing task");
-        let n: u32 = radicado
-            .rsplit('-')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("number");
-        assert!(numbers.insert(n), "duplicate radicado {radicado}");
+        let (year, n) = radicado_parts(&radicado);
+        assert!(
+            numbers.entry(year).or_default().insert(n),
+            "duplicate radicado {radicado}"
+        );
     }
-    assert_eq!(
-        numbers,
-        (1..=200).collect::<BTreeSet<_>>(),
-        "no gaps, no duplicates"
-    );
+    assert_eq!(numbers.values().map(BTreeSet::len).sum::<usize>(), 200);
+    for (year, numbers) in numbers {
+        assert_eq!(
+            numbers,
+            (1..=numbers.len() as u32).collect::<BTreeSet<_>>(),
+            "no gaps, no duplicates in {year}"
+        );
+    }
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_failed_filing_does_not_burn_a_number(pool: PgPool) {
     let app = spawn_app(pool).await;
     let customer = app.customer("cliente@test.co", "1020304050").await;
-    app.file(&customer, "queja").await;
+    let first = app.file(&customer, "queja").await;
     // Fails inside the filing transaction, after the counter was taken.
     sqlx::query(
         "alter table case_events add constraint reject_events check (kind <> 'filed') not valid",
@@ -198,12 +208,11 @@ async fn a_failed_filing_does_not_burn_a_number(pool: PgPool) {
         .await
         .expect("drop constraint");
     let next = app.file(&customer, "queja").await;
-    assert!(
-        next["radicado"]
-            .as_str()
-            .is_some_and(|r| r.ends_with("-000002")),
-        "{next}"
+    let (first, next) = (
+        first["radicado"].as_str().expect("radicado"),
+        next["radicado"].as_str().expect("radicado"),
     );
+    assert!(follows(first, next), "{next} after {first}");
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
