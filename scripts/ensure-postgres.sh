@@ -8,6 +8,7 @@
 # The tests use #[sqlx::test], which creates throwaway databases, so the role must be allowed to
 # create databases. In order of preference:
 #   1. DATABASE_URL already set: used as is.
+# (ATIENDE_TEST_PG_PRIVATE=1 skips 1 and 2 and goes straight to the private cluster of 3.)
 #   2. A server answering on 127.0.0.1:$ATIENDE_TEST_PG_PORT (default 5432) that lets role
 #      `postgres` in without a password: postgres://postgres@127.0.0.1:PORT/postgres
 #   3. Installed PostgreSQL server binaries (on PATH or /usr/lib/postgresql/*/bin, highest version
@@ -28,7 +29,8 @@ __atiende_ensure_postgres() (
         exit 1
     }
 
-    if [[ -n "${DATABASE_URL:-}" ]]; then
+    local private="${ATIENDE_TEST_PG_PRIVATE:-}"
+    if [[ -n "${DATABASE_URL:-}" && "$private" != 1 ]]; then
         say "using DATABASE_URL from the environment"
         printf '%s\n' "$DATABASE_URL"
         exit 0
@@ -87,7 +89,9 @@ __atiende_ensure_postgres() (
     local pg_isready psql
     pg_isready="$(client pg_isready)"
     psql="$(client psql)"
-    if [[ -n "$pg_isready" && -n "$psql" ]]; then
+    if [[ "$private" == 1 ]]; then
+        say "ATIENDE_TEST_PG_PRIVATE=1: using a private cluster"
+    elif [[ -n "$pg_isready" && -n "$psql" ]]; then
         if "$pg_isready" -q -h 127.0.0.1 -p "$port" -t 3; then
             local can_create
             can_create="$(PGCONNECT_TIMEOUT=5 "$psql" -X -w -q -tA "$url" \
