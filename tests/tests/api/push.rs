@@ -75,7 +75,7 @@ async fn customer_with_device(app: &TestApp, push: &MockServer, device: &str) ->
 }
 
 async fn delivery_state(app: &TestApp) -> (String, i32) {
-    sqlx::query_as("select state, attempts from push_deliveries")
+    sqlx::query_as("select state, attempts from deliveries")
         .fetch_one(&app.pool)
         .await
         .expect("one delivery")
@@ -227,7 +227,7 @@ async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
     assert_eq!(sender.deliver_due(&app.pool).await.expect("deliver"), 1);
     assert_eq!(delivery_state(&app).await, ("pending".to_owned(), 1));
     let wait: f64 = sqlx::query_scalar(
-        "select extract(epoch from next_attempt_at - now())::float8 from push_deliveries",
+        "select extract(epoch from next_attempt_at - now())::float8 from deliveries",
     )
     .fetch_one(&app.pool)
     .await
@@ -242,7 +242,7 @@ async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
         "not before its time"
     );
 
-    sqlx::query("update push_deliveries set next_attempt_at = now()")
+    sqlx::query("update deliveries set next_attempt_at = now()")
         .execute(&app.pool)
         .await
         .expect("time passes");
@@ -259,9 +259,14 @@ async fn a_crash_between_claim_and_send_loses_nothing(pool: PgPool) {
     app.file(&token, "queja").await;
 
     // A worker claims the delivery and dies before sending it.
-    let claimed = atiende_core::notifications::claim_due(&app.pool, 10, Duration::from_secs(60))
-        .await
-        .expect("claim");
+    let claimed = atiende_core::outbox::claim_due(
+        &app.pool,
+        atiende_core::outbox::Channel::Push,
+        10,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("claim");
     assert_eq!(claimed.len(), 1);
     let sender = sender();
     assert_eq!(
@@ -269,7 +274,7 @@ async fn a_crash_between_claim_and_send_loses_nothing(pool: PgPool) {
         0,
         "the claim holds while it lasts"
     );
-    sqlx::query("update push_deliveries set locked_until = now() - interval '1 second'")
+    sqlx::query("update deliveries set locked_until = now() - interval '1 second'")
         .execute(&app.pool)
         .await
         .expect("lease lapses");
@@ -579,7 +584,7 @@ async fn a_redirect_from_the_push_service_is_not_followed(pool: PgPool) {
     app.file(&token, "queja").await;
     assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 1);
     assert_eq!(delivery_state(&app).await, ("failed".to_owned(), 1));
-    let status: Option<i32> = sqlx::query_scalar("select last_status from push_deliveries")
+    let status: Option<i32> = sqlx::query_scalar("select last_status from deliveries")
         .fetch_one(&app.pool)
         .await
         .expect("status");
@@ -778,7 +783,7 @@ async fn failed_pushes_are_logged_without_the_endpoint(pool: PgPool) {
 
     assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 2);
     let errors: Vec<String> =
-        sqlx::query_scalar("select coalesce(last_error, '') from push_deliveries order by id")
+        sqlx::query_scalar("select coalesce(last_error, '') from deliveries order by id")
             .fetch_all(&app.pool)
             .await
             .expect("errors");
@@ -786,7 +791,7 @@ async fn failed_pushes_are_logged_without_the_endpoint(pool: PgPool) {
         errors.iter().any(|e| e.starts_with("network:")) && !errors.concat().contains(secret),
         "{errors:?}"
     );
-    sqlx::query("update push_deliveries set next_attempt_at = now() where state = 'pending'")
+    sqlx::query("update deliveries set next_attempt_at = now() where state = 'pending'")
         .execute(&app.pool)
         .await
         .expect("time passes");
