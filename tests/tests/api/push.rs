@@ -15,14 +15,14 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A browser's push subscription: its keys stay here so the test can decrypt what it receives.
-struct Browser {
+pub(crate) struct Browser {
     endpoint: String,
     keys: ece::EcKeyComponents,
     auth: [u8; 16],
 }
 
 impl Browser {
-    fn new(endpoint: String) -> Browser {
+    pub(crate) fn new(endpoint: String) -> Browser {
         let (pair, auth) = ece::generate_keypair_and_auth_secret().expect("browser keys");
         Browser {
             endpoint,
@@ -31,11 +31,11 @@ impl Browser {
         }
     }
 
-    fn subscription(&self) -> Value {
+    pub(crate) fn subscription(&self) -> Value {
         json!({"endpoint": self.endpoint, "keys": {"p256dh": URL_SAFE_NO_PAD.encode(self.keys.public_key()), "auth": URL_SAFE_NO_PAD.encode(self.auth)}})
     }
 
-    fn decrypt(&self, body: &[u8]) -> Value {
+    pub(crate) fn decrypt(&self, body: &[u8]) -> Value {
         let plain = ece::decrypt(&self.keys, &self.auth, body)
             .expect("the payload decrypts with the subscriber's key");
         serde_json::from_slice(&plain).expect("a JSON payload")
@@ -43,7 +43,7 @@ impl Browser {
 }
 
 /// wiremock listens on 127.0.0.1: these tests open loopback to push endpoints, as development does.
-async fn push_app(pool: PgPool) -> TestApp {
+pub(crate) async fn push_app(pool: PgPool) -> TestApp {
     let settings = Settings {
         push_allow_loopback: true,
         ..Settings::default()
@@ -51,7 +51,7 @@ async fn push_app(pool: PgPool) -> TestApp {
     spawn_app_with(pool, settings).await
 }
 
-fn sender() -> PushSender {
+pub(crate) fn sender() -> PushSender {
     sender_reaching(Reach::PublicAndLoopback)
 }
 
@@ -60,7 +60,11 @@ fn sender_reaching(reach: Reach) -> PushSender {
     PushSender::new(&private, "mailto:pqrs@atiende.test", reach).expect("sender")
 }
 
-async fn customer_with_device(app: &TestApp, push: &MockServer, device: &str) -> (String, Browser) {
+pub(crate) async fn customer_with_device(
+    app: &TestApp,
+    push: &MockServer,
+    device: &str,
+) -> (String, Browser) {
     let token = app.customer("cliente@test.co", "1020304050").await;
     let browser = Browser::new(format!("{}/push/{device}", push.uri()));
     let r = app
@@ -429,7 +433,7 @@ async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
 }
 
 /// A push service that accepts every message.
-async fn accepting_push_service() -> MockServer {
+pub(crate) async fn accepting_push_service() -> MockServer {
     let push = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(201))
