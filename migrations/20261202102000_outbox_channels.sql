@@ -59,7 +59,10 @@ alter table deliveries
 alter table deliveries alter column channel drop default;
 alter table deliveries rename constraint push_deliveries_notification_id_fkey to deliveries_notification_id_fkey;
 alter table deliveries rename constraint push_deliveries_subscription_id_fkey to deliveries_subscription_id_fkey;
-alter table deliveries rename constraint push_deliveries_state_check to deliveries_state_check;
+-- `cancelled`: no longer worth sending (a rating prompt for an answer already rated).
+alter table deliveries
+    drop constraint push_deliveries_state_check,
+    add constraint deliveries_state_check check (state in ('pending', 'sent', 'gone', 'failed', 'cancelled'));
 drop index push_deliveries_due_idx;
 create index deliveries_due_idx on deliveries (channel, next_attempt_at) where state = 'pending';
 create index notifications_customer_idx on notifications (customer_id) where customer_id is not null;

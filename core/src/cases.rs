@@ -1058,6 +1058,15 @@ pub async fn rate<'a>(
     )
     .execute(&mut *m.tx)
     .await?;
+    // Whoever rated before the prompt left is not asked again.
+    sqlx::query!(
+        "update deliveries d set state = 'cancelled', last_error = 'the answer was rated before the prompt left', locked_until = null
+         from notifications n
+         where n.id = d.notification_id and n.case_id = $1 and n.kind = 'rating_prompt' and d.state = 'pending'",
+        case_id
+    )
+    .execute(&mut *m.tx)
+    .await?;
     m.finish(actor, comment.as_deref()).await
 }
 

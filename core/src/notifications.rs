@@ -250,7 +250,8 @@ pub async fn unsubscribe(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> Re
 pub struct DeliveryView {
     /// `push`, `telegram`, `whatsapp` or `email`.
     pub channel: String,
-    /// `pending`, `sent`, `gone` (the target no longer exists) or `failed` (given up).
+    /// `pending`, `sent`, `gone` (the target no longer exists), `failed` (given up) or
+    /// `cancelled` (no longer worth sending).
     pub state: String,
     pub attempts: i32,
     pub last_status: Option<i32>,

@@ -622,6 +622,15 @@ async fn a_customer_without_an_app_user_is_told_writes_and_rates(pool: PgPool) {
         .await
         .expect("rate");
     assert_eq!(rated.rating_score, Some(4));
+    assert_eq!(
+        deliveries(&app, "rating_prompt").await,
+        [(
+            "whatsapp".to_owned(),
+            "+573005556677".to_owned(),
+            "cancelled".to_owned()
+        )],
+        "rated before the prompt left: it does not"
+    );
     let r = app
         .get(
             &format!("/api/v1/staff/cases/{id}/events"),
