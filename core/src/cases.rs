@@ -754,13 +754,14 @@ async fn append_event(
     Ok(())
 }
 
-fn require_role(actor: &User, role: Role, action: &str) -> Result<()> {
-    if actor.role == role {
+fn require_role<'a>(actor: impl Into<Actor<'a>>, role: Role, action: &str) -> Result<()> {
+    let actual = actor.into().role();
+    if actual == role {
         Ok(())
     } else {
         Err(Error::forbidden(
             "role_not_allowed",
-            format!("only a {role} may {action}; you are a {}", actor.role),
+            format!("only a {role} may {action}; you are a {actual}"),
         ))
     }
 }
@@ -1017,15 +1018,7 @@ pub async fn rate<'a>(
     comment: Option<&str>,
 ) -> Result<Case> {
     let actor = actor.into();
-    if actor.role() != Role::Customer {
-        return Err(Error::forbidden(
-            "role_not_allowed",
-            format!(
-                "only a customer may rate answers; you are a {}",
-                actor.role()
-            ),
-        ));
-    }
+    require_role(actor, Role::Customer, "rate answers")?;
     if !(1..=5).contains(&score) {
         return Err(Error::invalid(
             "invalid_score",
