@@ -12,12 +12,12 @@ use crate::blobs;
 use crate::deadlines::{self, Clock, Kind};
 use crate::error::{Error, Result, violates};
 use crate::holidays;
-use crate::notifications;
+use crate::notifications::{self, CustomerNotice};
 use crate::processes;
 use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
 
-/// How long a push service keeps a customer notice for a phone that is offline.
-const NOTICE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// The rating prompt follows the answer after the customer had a while to read it.
+pub const RATING_PROMPT_DELAY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Colombia keeps UTC−5 all year; filing dates and radicado years are local dates.
 pub fn local_offset() -> FixedOffset {
@@ -73,7 +73,9 @@ pub struct CaseEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
     pub id: Uuid,
-    pub author_id: Uuid,
+    /// The user who wrote it, or the customer when they have no app user.
+    pub author_id: Option<Uuid>,
+    pub author_customer_id: Option<Uuid>,
     pub from_staff: bool,
     pub body: String,
     pub created_at: DateTime<Utc>,
@@ -88,6 +90,8 @@ pub struct NewCase {
     pub subject: String,
     pub description: String,
     pub channel: Channel,
+    /// The customer's chat it came from, whose replies go back there.
+    pub chat_id: Option<Uuid>,
 }
 
 pub enum Filed {
@@ -123,6 +127,44 @@ fn request_hash(customer_id: Uuid, c: &NewCase) -> Vec<u8> {
         h.update(part);
     }
     h.finalize().to_vec()
+}
+
+/// Who acts on a case: a user of the apps (staff, or a customer's app user), or a customer who
+/// has no app user (writing from a chat or the web form).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    User(&'a User),
+    Customer(Uuid),
+}
+
+impl<'a> From<&'a User> for Actor<'a> {
+    fn from(user: &'a User) -> Self {
+        Actor::User(user)
+    }
+}
+
+impl Actor<'_> {
+    pub fn user_id(self) -> Option<Uuid> {
+        match self {
+            Actor::User(u) => Some(u.id),
+            Actor::Customer(_) => None,
+        }
+    }
+
+    pub fn role(self) -> Role {
+        match self {
+            Actor::User(u) => u.role,
+            Actor::Customer(_) => Role::Customer,
+        }
+    }
+
+    /// The customer acting, or the one an app user belongs to.
+    pub fn customer_id(self) -> Option<Uuid> {
+        match self {
+            Actor::User(u) => u.customer_id,
+            Actor::Customer(id) => Some(id),
+        }
+    }
 }
 
 /// Files a case: radicado, legal due date, priority and the `filed` event, in one transaction.
@@ -194,9 +236,10 @@ pub async fn file(
          ), c as (
              insert into cases (id, radicado, type, subject, description, channel, customer_id, filed_by,
                                 request_hash, status, impact, urgency, priority, legal_term_days,
-                                legal_due_date, created_at, updated_at, first_response_due_at, resolution_due_at)
+                                legal_due_date, created_at, updated_at, first_response_due_at, resolution_due_at,
+                                chat_id)
              select $1, 'PQRS-' || $2::int || '-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
-                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18
+                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23
              from n
              returning id, radicado
          ), e as (
@@ -207,14 +250,12 @@ pub async fn file(
              select c.id, k.clock, 'start', $15
              from c cross join (values ('legal'), ('first_response'), ('resolution')) as k (clock)
          ), a as (
-             insert into notifications (dedupe_key, case_id, user_id, kind, urgency, ttl_secs, data)
-             select 'acknowledgement:' || c.id, c.id, $8, 'acknowledgement', 'normal', $19,
+             -- The acknowledgement, in this one statement (the counter row is locked until commit);
+             -- the database fans it out as it does every notification.
+             insert into notifications (dedupe_key, case_id, customer_id, kind, urgency, ttl_secs, data)
+             select 'acknowledgement:' || c.id, c.id, $7, 'acknowledgement', 'normal', $19,
                     jsonb_build_object('radicado', c.radicado, 'type', $3::text, 'due_date', $14::date)
-             from c where $8::uuid is not null
-             returning id, user_id
-         ), d as (
-             insert into push_deliveries (notification_id, subscription_id, endpoint)
-             select a.id, s.id, s.endpoint from a join push_subscriptions s on s.user_id = a.user_id
+             from c
          ), al as (
              insert into deadline_alerts (case_id, clock, percent, due_at)
              select c.id, x.clock, x.percent, x.due_at
@@ -239,10 +280,11 @@ pub async fn file(
         actor_role,
         first_due,
         resolution_due,
-        NOTICE_TTL.as_secs() as i32,
+        notifications::NOTICE_TTL.as_secs() as i32,
         &alert_clocks,
         &alert_percents,
         &alert_instants,
+        new.chat_id,
     )
     .fetch_one(&mut *tx)
     .await;
@@ -391,7 +433,7 @@ pub async fn messages(
 ) -> Result<(Vec<Message>, Option<MessageCursor>)> {
     let rows = sqlx::query_as!(
         Message,
-        "select id, author_id, from_staff, body, created_at from case_messages
+        "select id, author_id, author_customer_id, from_staff, body, created_at from case_messages
          where case_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
          order by created_at desc, id desc
          limit $4",
@@ -692,15 +734,15 @@ struct NewEvent<'a> {
 async fn append_event(
     conn: &mut PgConnection,
     case_id: Uuid,
-    actor: &User,
+    actor: Actor<'_>,
     e: NewEvent<'_>,
 ) -> Result<()> {
     sqlx::query!(
         "insert into case_events (case_id, actor_id, actor_role, kind, from_status, to_status, comment, visible_to_customer)
          values ($1, $2, $3, $4, $5, $6, $7, $8)",
         case_id,
-        actor.id,
-        actor.role.as_str(),
+        actor.user_id(),
+        actor.role().as_str(),
         e.kind,
         e.from.map(CaseStatus::as_str),
         e.to.map(CaseStatus::as_str),
@@ -712,13 +754,14 @@ async fn append_event(
     Ok(())
 }
 
-fn require_role(actor: &User, role: Role, action: &str) -> Result<()> {
-    if actor.role == role {
+fn require_role<'a>(actor: impl Into<Actor<'a>>, role: Role, action: &str) -> Result<()> {
+    let actual = actor.into().role();
+    if actual == role {
         Ok(())
     } else {
         Err(Error::forbidden(
             "role_not_allowed",
-            format!("only a {role} may {action}; you are a {}", actor.role),
+            format!("only a {role} may {action}; you are a {actual}"),
         ))
     }
 }
@@ -760,7 +803,7 @@ impl Move {
     }
 
     /// Sets the new status and appends the event, then commits.
-    async fn finish(mut self, actor: &User, comment: Option<&str>) -> Result<Case> {
+    async fn finish(mut self, actor: Actor<'_>, comment: Option<&str>) -> Result<Case> {
         sqlx::query!(
             "update cases set status = $2, updated_at = now() where id = $1",
             self.case_id,
@@ -835,7 +878,7 @@ pub async fn assign(pool: &PgPool, actor: &User, case_id: Uuid, a: Assignment) -
         .execute(conn)
         .await?;
     }
-    m.finish(actor, Some(&comment)).await
+    m.finish(actor.into(), Some(&comment)).await
 }
 
 /// A collaborator of the assigned process (the assignee, when there is one) writes the answer.
@@ -860,7 +903,7 @@ pub async fn draft(pool: &PgPool, actor: &User, case_id: Uuid, answer: &str) -> 
         .execute(conn)
         .await?;
     }
-    m.finish(actor, None).await
+    m.finish(actor.into(), None).await
 }
 
 async fn review(
@@ -884,7 +927,7 @@ async fn review(
             format!("only the leader of process {process} may review this answer"),
         ));
     }
-    m.finish(actor, comment).await
+    m.finish(actor.into(), comment).await
 }
 
 pub async fn approve(
@@ -950,26 +993,31 @@ pub async fn close(pool: &PgPool, actor: &User, case_id: Uuid, c: Closing) -> Re
     }
     let case = get(&mut *m.tx, case_id).await?;
     let data = serde_json::json!({"radicado": case.radicado, "type": case.case_type.as_str()});
-    notifications::notify_customer(
-        &mut m.tx,
-        case_id,
-        notifications::Kind::Answer,
-        "normal",
-        NOTICE_TTL,
-        data,
-    )
-    .await?;
-    m.finish(actor, Some(comment)).await
+    for (kind, delay) in [
+        (notifications::Kind::Answer, std::time::Duration::ZERO),
+        (notifications::Kind::RatingPrompt, RATING_PROMPT_DELAY),
+    ] {
+        let notice = CustomerNotice {
+            kind,
+            cause: case_id,
+            data: data.clone(),
+            delay,
+        };
+        notifications::notify_customer(&mut m.tx, case_id, notice).await?;
+    }
+    m.finish(actor.into(), Some(comment)).await
 }
 
-/// The customer who filed rates the answer, once.
-pub async fn rate(
+/// The customer who filed rates the answer, once: through an app user, or as a customer with
+/// none (from a chat).
+pub async fn rate<'a>(
     pool: &PgPool,
-    actor: &User,
+    actor: impl Into<Actor<'a>>,
     case_id: Uuid,
     score: i64,
     comment: Option<&str>,
 ) -> Result<Case> {
+    let actor = actor.into();
     require_role(actor, Role::Customer, "rate answers")?;
     if !(1..=5).contains(&score) {
         return Err(Error::invalid(
@@ -984,7 +1032,7 @@ pub async fn rate(
     // Ownership is checked before the state, so someone else's case stays invisible.
     let mut tx = pool.begin().await?;
     let locked = lock(&mut tx, case_id).await?;
-    if Some(locked.customer_id) != actor.customer_id {
+    if Some(locked.customer_id) != actor.customer_id() {
         return Err(Error::not_found("case_not_found", "case"));
     }
     let to = next_status(Action::Rate, locked.status)?;
@@ -1003,21 +1051,35 @@ pub async fn rate(
     )
     .execute(&mut *m.tx)
     .await?;
+    // Whoever rated before the prompt left is not asked again.
+    sqlx::query!(
+        "update deliveries d set state = 'cancelled', last_error = 'the answer was rated before the prompt left', locked_until = null
+         from notifications n
+         where n.id = d.notification_id and n.case_id = $1 and n.kind = 'rating_prompt' and d.state = 'pending'",
+        case_id
+    )
+    .execute(&mut *m.tx)
+    .await?;
     m.finish(actor, comment.as_deref()).await
 }
 
-/// A message on a case: from its customer, or from staff (and then visible to the customer), with
-/// the blobs it attaches (see [`blobs::attach_to_case`]); a bad attachment writes nothing.
-pub async fn add_message(
+/// A message on a case: from its customer (an app user, or a customer with none), or from staff
+/// (and then visible to the customer, who is told), with the blobs it attaches (see
+/// [`blobs::attach_to_case`]); a bad attachment writes nothing.
+pub async fn add_message<'a>(
     pool: &PgPool,
-    actor: &User,
+    actor: impl Into<Actor<'a>>,
     case_id: Uuid,
     body: &str,
     attachments: &[String],
 ) -> Result<(Message, Vec<blobs::Attachment>)> {
+    let actor = actor.into();
     let body = text(body, "invalid_message", "the message", 5_000)?;
-    let from_staff = actor.role.is_staff();
-    if !from_staff && actor.role != Role::Customer {
+    let staff = match actor {
+        Actor::User(u) if u.role.is_staff() => Some(u),
+        _ => None,
+    };
+    if staff.is_none() && actor.role() != Role::Customer {
         return Err(Error::forbidden(
             "role_not_allowed",
             "only the customer and staff write on a case",
@@ -1025,21 +1087,46 @@ pub async fn add_message(
     }
     let mut tx = pool.begin().await?;
     let locked = lock(&mut tx, case_id).await?;
-    if from_staff {
-        processes::require_works_case(&mut *tx, actor.id, case_id).await?;
-    } else if Some(locked.customer_id) != actor.customer_id {
+    if let Some(user) = staff {
+        processes::require_works_case(&mut *tx, user.id, case_id).await?;
+    } else if Some(locked.customer_id) != actor.customer_id() {
         return Err(Error::not_found("case_not_found", "case"));
     }
     let message = insert_message(&mut tx, case_id, actor, &body).await?;
-    let attached =
-        blobs::attach_to_case(&mut tx, case_id, Some(message.id), attachments, actor).await?;
-    if from_staff {
-        first_response(&mut tx, case_id, actor).await?;
+    let attached = match actor {
+        Actor::User(user) => {
+            blobs::attach_to_case(&mut tx, case_id, Some(message.id), attachments, user).await?
+        }
+        // Blobs are uploaded by app users; a customer without one has none to attach yet.
+        Actor::Customer(_) => match attachments.first() {
+            Some(h) => {
+                return Err(Error::invalid(
+                    "unknown_attachment",
+                    format!("{h} is not a blob you uploaded or may see; upload it first"),
+                ));
+            }
+            None => Vec::new(),
+        },
+    };
+    if let Some(user) = staff {
+        first_response(&mut tx, case_id, user).await?;
+        let data = notice_data(&mut tx, case_id, ("message", &body)).await?;
+        notifications::notify_customer(
+            &mut tx,
+            case_id,
+            CustomerNotice {
+                kind: notifications::Kind::StaffMessage,
+                cause: message.id,
+                data,
+                delay: std::time::Duration::ZERO,
+            },
+        )
+        .await?;
     } else if let (CaseStatus::WaitingCustomer, Some(back)) = (locked.status, locked.resume_status)
     {
         // The customer's reply resumes the clocks exactly where they paused.
         for clock in [Clock::Resolution, Clock::Legal] {
-            deadlines::record(&mut tx, case_id, clock, Kind::Resume, Some(actor.id), None).await?;
+            deadlines::record(&mut tx, case_id, clock, Kind::Resume, actor.user_id(), None).await?;
         }
         sqlx::query!(
             "update cases set status = $2, resume_status = null where id = $1",
@@ -1065,17 +1152,23 @@ pub async fn add_message(
 async fn insert_message(
     conn: &mut PgConnection,
     case_id: Uuid,
-    actor: &User,
+    actor: Actor<'_>,
     body: &str,
 ) -> Result<Message> {
-    let from_staff = actor.role.is_staff();
+    let from_staff = actor.role().is_staff();
+    let (author_id, author_customer_id) = match actor {
+        Actor::User(u) => (Some(u.id), None),
+        Actor::Customer(id) => (None, Some(id)),
+    };
     let message = sqlx::query_as!(
         Message,
-        "insert into case_messages (id, case_id, author_id, from_staff, body) values ($1, $2, $3, $4, $5)
-         returning id, author_id, from_staff, body, created_at",
+        "insert into case_messages (id, case_id, author_id, author_customer_id, from_staff, body)
+         values ($1, $2, $3, $4, $5, $6)
+         returning id, author_id, author_customer_id, from_staff, body, created_at",
         Uuid::new_v4(),
         case_id,
-        actor.id,
+        author_id,
+        author_customer_id,
         from_staff,
         body
     )
@@ -1098,6 +1191,24 @@ async fn insert_message(
         .execute(&mut *conn)
         .await?;
     Ok(message)
+}
+
+/// What a notice about the case names it by (rendered in the recipient's language at delivery),
+/// with `what` the notice says.
+async fn notice_data(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    what: (&str, &str),
+) -> Result<serde_json::Value> {
+    let case = sqlx::query!(
+        r#"select radicado, type as "case_type: CaseType" from cases where id = $1"#,
+        case_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(
+        serde_json::json!({"radicado": case.radicado, "type": case.case_type.as_str(), what.0: what.1}),
+    )
 }
 
 /// The first word from staff that the customer can see meets the first-response clock.
@@ -1132,8 +1243,20 @@ pub async fn request_info(
     }
     let question = text(question, "invalid_question", "the question", 5_000)?;
     let mut m = Move::start(pool, actor, case_id, Action::RequestInfo).await?;
-    insert_message(&mut m.tx, case_id, actor, &question).await?;
+    let message = insert_message(&mut m.tx, case_id, actor.into(), &question).await?;
     first_response(&mut m.tx, case_id, actor).await?;
+    let data = notice_data(&mut m.tx, case_id, ("question", &question)).await?;
+    notifications::notify_customer(
+        &mut m.tx,
+        case_id,
+        CustomerNotice {
+            kind: notifications::Kind::InformationRequest,
+            cause: message.id,
+            data,
+            delay: std::time::Duration::ZERO,
+        },
+    )
+    .await?;
     for clock in [Clock::Resolution, Clock::Legal] {
         deadlines::record(&mut m.tx, case_id, clock, Kind::Pause, Some(actor.id), None).await?;
     }
@@ -1144,7 +1267,7 @@ pub async fn request_info(
     )
     .execute(&mut *m.tx)
     .await?;
-    m.finish(actor, None).await
+    m.finish(actor.into(), None).await
 }
 
 /// The quality director extends the legal term once, before it expires, to at most twice the
@@ -1211,7 +1334,7 @@ pub async fn extend_legal_term(
         Some(new_due),
     )
     .await?;
-    insert_message(&mut tx, case_id, actor, &reason).await?;
+    insert_message(&mut tx, case_id, actor.into(), &reason).await?;
     let event = NewEvent {
         kind: "legal_term_extended",
         from: None,
@@ -1219,17 +1342,19 @@ pub async fn extend_legal_term(
         comment: Some(&reason),
         visible: true,
     };
-    append_event(&mut tx, case_id, actor, event).await?;
+    append_event(&mut tx, case_id, actor.into(), event).await?;
     deadlines::refresh(&mut tx, case_id).await?;
     let case = get(&mut *tx, case_id).await?;
     let data = serde_json::json!({"radicado": case.radicado, "type": case.case_type.as_str(), "due_date": new_due, "reason": reason});
     notifications::notify_customer(
         &mut tx,
         case_id,
-        notifications::Kind::Extension,
-        "normal",
-        NOTICE_TTL,
-        data,
+        CustomerNotice {
+            kind: notifications::Kind::Extension,
+            cause: case_id,
+            data,
+            delay: std::time::Duration::ZERO,
+        },
     )
     .await?;
     tx.commit().await?;

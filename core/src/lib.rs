@@ -15,6 +15,7 @@ pub mod field_reports;
 pub mod holidays;
 pub mod login_limits;
 pub mod notifications;
+pub mod outbox;
 pub mod processes;
 pub mod push_endpoint;
 pub mod scheduler;
@@ -22,6 +23,7 @@ pub mod sync_tickets;
 pub mod texts;
 pub mod types;
 pub mod work_orders;
+pub mod worker;
 
 pub use error::{Error, Result};
 

@@ -1,6 +1,8 @@
-//! The notification outbox and Web Push subscriptions. A notification is written in the same
-//! transaction as the event that causes it, with one delivery per subscription of its recipient;
-//! a worker (in the server) claims due deliveries, sends them and records the outcome here.
+//! Notifications and Web Push subscriptions. A notification is written in the same transaction as
+//! the event that causes it, to one recipient: a user (staff, or a customer's app user) or a
+//! customer, with or without app users. Writing it fans it out, in the database, into one delivery
+//! per channel target (the `notifications_fan_out` trigger, the one place that decides who hears
+//! where); [`crate::outbox`] delivers them.
 
 use std::time::Duration;
 
@@ -14,9 +16,6 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::push_endpoint::{PushEndpoint, Reach};
 
-/// Deliveries are given up after this many attempts.
-pub const MAX_ATTEMPTS: i32 = 10;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Acknowledgement,
@@ -24,6 +23,12 @@ pub enum Kind {
     Answer,
     DeadlineWarning,
     DeadlineBreach,
+    /// Staff asked the customer for missing information; the case waits on the reply.
+    InformationRequest,
+    /// Staff wrote to the customer on the case.
+    StaffMessage,
+    /// The case was answered: how satisfied is the customer, 1 to 5?
+    RatingPrompt,
 }
 
 impl Kind {
@@ -34,81 +39,97 @@ impl Kind {
             Kind::Answer => "answer",
             Kind::DeadlineWarning => "deadline_warning",
             Kind::DeadlineBreach => "deadline_breach",
+            Kind::InformationRequest => "information_request",
+            Kind::StaffMessage => "staff_message",
+            Kind::RatingPrompt => "rating_prompt",
         }
     }
 }
 
-/// One notification to one user.
+/// Who a notification is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    /// A user: staff hear on their Web Push subscriptions.
+    User(Uuid),
+    /// A customer: on their app users' subscriptions and on their chats.
+    Customer(Uuid),
+}
+
+/// One notification to one recipient.
 pub struct NewNotification {
     /// Names the cause; the same key never notifies twice.
     pub dedupe_key: String,
     pub case_id: Option<Uuid>,
-    pub user_id: Uuid,
+    pub recipient: Recipient,
     pub kind: Kind,
     /// Web Push urgency: `very-low`, `low`, `normal` or `high`.
     pub urgency: &'static str,
     pub ttl: Duration,
     pub data: serde_json::Value,
+    /// How long its deliveries wait before they may leave.
+    pub delay: Duration,
 }
 
-/// Records the notification and one pending delivery per subscription of the recipient. Returns
-/// false when a notification with the same key exists already.
+/// Records the notification; the database fans it out into its deliveries. Returns false when a
+/// notification with the same key exists already.
 pub async fn notify(conn: &mut PgConnection, n: NewNotification) -> Result<bool> {
-    let id = sqlx::query_scalar!(
-        "insert into notifications (dedupe_key, case_id, user_id, kind, urgency, ttl_secs, data)
-         values ($1, $2, $3, $4, $5, $6, $7)
+    let (user_id, customer_id) = match n.recipient {
+        Recipient::User(id) => (Some(id), None),
+        Recipient::Customer(id) => (None, Some(id)),
+    };
+    let inserted = sqlx::query_scalar!(
+        "insert into notifications (dedupe_key, case_id, user_id, customer_id, kind, urgency, ttl_secs, data, not_before)
+         values ($1, $2, $3, $4, $5, $6, $7, $8,
+                 case when $9::bigint > 0 then now() + make_interval(secs => $9::bigint / 1000.0) end)
          on conflict (dedupe_key) do nothing
          returning id",
         n.dedupe_key,
         n.case_id,
-        n.user_id,
+        user_id,
+        customer_id,
         n.kind.as_str(),
         n.urgency,
         i32::try_from(n.ttl.as_secs()).unwrap_or(i32::MAX),
         n.data,
+        i64::try_from(n.delay.as_millis()).unwrap_or(i64::MAX),
     )
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
-    let Some(id) = id else { return Ok(false) };
-    sqlx::query!(
-        "insert into push_deliveries (notification_id, subscription_id, endpoint)
-         select $1, s.id, s.endpoint from push_subscriptions s where s.user_id = $2",
-        id,
-        n.user_id
-    )
-    .execute(conn)
-    .await?;
-    Ok(true)
+    Ok(inserted.is_some())
 }
 
-/// Notifies every active user of the customer who filed the case (the app they filed from).
+/// What a case tells its customer.
+pub struct CustomerNotice {
+    pub kind: Kind,
+    /// The case itself, or the message that caused the notice: the customer hears of it once.
+    pub cause: Uuid,
+    pub data: serde_json::Value,
+    pub delay: Duration,
+}
+
+/// How long a push service keeps a customer notice for a phone that is offline.
+pub const NOTICE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Notifies the customer of the case.
 pub async fn notify_customer(
     conn: &mut PgConnection,
     case_id: Uuid,
-    kind: Kind,
-    urgency: &'static str,
-    ttl: Duration,
-    data: serde_json::Value,
+    notice: CustomerNotice,
 ) -> Result<()> {
-    let users = sqlx::query_scalar!(
-        "select u.id from cases c join users u on u.customer_id = c.customer_id where c.id = $1 and u.active",
-        case_id
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for user_id in users {
-        let dedupe_key = format!("{}:{case_id}:{user_id}", kind.as_str());
-        let n = NewNotification {
-            dedupe_key,
-            case_id: Some(case_id),
-            user_id,
-            kind,
-            urgency,
-            ttl,
-            data: data.clone(),
-        };
-        notify(&mut *conn, n).await?;
-    }
+    let customer_id = sqlx::query_scalar!("select customer_id from cases where id = $1", case_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let n = NewNotification {
+        dedupe_key: format!("{}:{}", notice.kind.as_str(), notice.cause),
+        case_id: Some(case_id),
+        recipient: Recipient::Customer(customer_id),
+        kind: notice.kind,
+        urgency: "normal",
+        ttl: NOTICE_TTL,
+        data: notice.data,
+        delay: notice.delay,
+    };
+    notify(conn, n).await?;
     Ok(())
 }
 
@@ -224,145 +245,18 @@ pub async fn unsubscribe(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> Re
     Ok(())
 }
 
-/// A delivery a worker has claimed: everything needed to send it.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub id: i64,
-    pub endpoint: String,
-    pub p256dh: Option<String>,
-    pub auth: Option<String>,
-    pub attempts: i32,
-    pub kind: String,
-    pub urgency: String,
-    pub ttl_secs: i32,
-    pub data: serde_json::Value,
-    pub case_id: Option<Uuid>,
-    pub language: String,
-}
-
-/// Claims up to `limit` due deliveries for `lease`. Several workers (in several processes) never
-/// claim the same delivery; one whose worker died is claimed again when the lease lapses.
-pub async fn claim_due(
-    db: impl PgExecutor<'_>,
-    limit: i64,
-    lease: Duration,
-) -> Result<Vec<Claimed>> {
-    let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    Ok(sqlx::query_as!(
-        Claimed,
-        r#"with due as (
-               select id from push_deliveries
-               where state = 'pending' and next_attempt_at <= now() and (locked_until is null or locked_until < now())
-               order by next_attempt_at
-               limit $1
-               for update skip locked
-           ), claimed as (
-               update push_deliveries d set locked_until = now() + make_interval(secs => $2::bigint / 1000.0), attempts = d.attempts + 1
-               from due where d.id = due.id
-               returning d.id, d.notification_id, d.subscription_id, d.endpoint, d.attempts
-           )
-           select c.id, c.endpoint, s.p256dh as "p256dh?", s.auth as "auth?", c.attempts, n.kind, n.urgency, n.ttl_secs,
-                  n.data, n.case_id, u.language
-           from claimed c
-           join notifications n on n.id = c.notification_id
-           join users u on u.id = n.user_id
-           left join push_subscriptions s on s.id = c.subscription_id"#,
-        limit,
-        lease,
-    )
-    .fetch_all(db)
-    .await?)
-}
-
-/// What the push service answered, as the worker tells it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Sent {
-        status: u16,
-    },
-    /// 404/410: the subscription is gone; it is deleted.
-    Gone {
-        status: u16,
-    },
-    /// 429, 5xx or a network failure: try again after the wait.
-    Retry {
-        status: Option<u16>,
-        error: String,
-        after: Duration,
-    },
-    /// Any other refusal: retrying would not help.
-    Failed {
-        status: Option<u16>,
-        error: String,
-    },
-}
-
-pub async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome) -> Result<()> {
-    match outcome {
-        Outcome::Sent { status } => {
-            sqlx::query!(
-                "update push_deliveries set state = 'sent', sent_at = now(), last_status = $2, locked_until = null, last_error = null where id = $1",
-                id,
-                i32::from(*status)
-            )
-            .execute(&mut *conn)
-            .await?;
-        }
-        Outcome::Gone { status } => {
-            let sub = sqlx::query_scalar!(
-                "update push_deliveries set state = 'gone', last_status = $2, locked_until = null where id = $1 returning subscription_id",
-                id,
-                i32::from(*status)
-            )
-            .fetch_one(&mut *conn)
-            .await?;
-            if let Some(sub) = sub {
-                sqlx::query!("delete from push_subscriptions where id = $1", sub)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Outcome::Retry {
-            status,
-            error,
-            after,
-        } => {
-            let millis = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-            sqlx::query!(
-                "update push_deliveries
-                 set state = case when attempts >= $5 then 'failed' else 'pending' end,
-                     next_attempt_at = now() + make_interval(secs => $4::bigint / 1000.0),
-                     last_status = $2, last_error = $3, locked_until = null
-                 where id = $1",
-                id,
-                status.map(i32::from),
-                error,
-                millis,
-                MAX_ATTEMPTS,
-            )
-            .execute(&mut *conn)
-            .await?;
-        }
-        Outcome::Failed { status, error } => {
-            sqlx::query!(
-                "update push_deliveries set state = 'failed', last_status = $2, last_error = $3, locked_until = null where id = $1",
-                id,
-                status.map(i32::from),
-                error
-            )
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryView {
+    /// `push`, `telegram`, `whatsapp` or `email`.
+    pub channel: String,
+    /// `pending`, `sent`, `gone` (the target no longer exists), `failed` (given up) or
+    /// `cancelled` (no longer worth sending).
     pub state: String,
     pub attempts: i32,
     pub last_status: Option<i32>,
+    /// Why the last attempt did not succeed, as the channel said.
+    pub last_error: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
 }
@@ -372,7 +266,9 @@ pub struct DeliveryView {
 pub struct NotificationView {
     pub id: i64,
     pub kind: String,
-    pub user_id: Uuid,
+    /// The recipient: a user, or a customer (who may have no app user).
+    pub user_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
     pub urgency: String,
     pub created_at: DateTime<Utc>,
     pub deliveries: Vec<DeliveryView>,
@@ -388,7 +284,7 @@ pub async fn for_case(
     limit: u32,
 ) -> Result<(Vec<NotificationView>, Option<i64>)> {
     let mut notes = sqlx::query!(
-        "select id, kind, user_id, urgency, created_at from notifications
+        "select id, kind, user_id, customer_id, urgency, created_at from notifications
          where case_id = $1 and ($2::bigint is null or id < $2)
          order by id desc
          limit $3",
@@ -404,8 +300,9 @@ pub async fn for_case(
     let next = notes.first().filter(|_| older).map(|n| n.id);
     let ids: Vec<i64> = notes.iter().map(|n| n.id).collect();
     let deliveries = sqlx::query!(
-        "select d.notification_id, d.state, d.attempts, d.last_status, d.next_attempt_at, d.sent_at
-         from push_deliveries d where d.notification_id = any($1) order by d.id",
+        "select d.notification_id, d.channel, d.state, d.attempts, d.last_status, d.last_error,
+                d.next_attempt_at, d.sent_at
+         from deliveries d where d.notification_id = any($1) order by d.id",
         &ids
     )
     .fetch_all(&mut *conn)
@@ -417,9 +314,11 @@ pub async fn for_case(
                 .iter()
                 .filter(|d| d.notification_id == n.id)
                 .map(|d| DeliveryView {
+                    channel: d.channel.clone(),
                     state: d.state.clone(),
                     attempts: d.attempts,
                     last_status: d.last_status,
+                    last_error: d.last_error.clone(),
                     next_attempt_at: d.next_attempt_at,
                     sent_at: d.sent_at,
                 })
@@ -427,6 +326,7 @@ pub async fn for_case(
             id: n.id,
             kind: n.kind,
             user_id: n.user_id,
+            customer_id: n.customer_id,
             urgency: n.urgency,
             created_at: n.created_at,
         })

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::notifications::{self, Kind, NewNotification};
+use crate::notifications::{self, Kind, NewNotification, Recipient};
 
 const ALERT_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -83,7 +83,7 @@ async fn notify(conn: &mut PgConnection, alert: &Due) -> Result<()> {
                 alert.case_id, alert.clock, alert.percent
             ),
             case_id: Some(alert.case_id),
-            user_id,
+            recipient: Recipient::User(user_id),
             kind: if breach {
                 Kind::DeadlineBreach
             } else {
@@ -92,6 +92,7 @@ async fn notify(conn: &mut PgConnection, alert: &Due) -> Result<()> {
             urgency: if breach { "high" } else { "normal" },
             ttl: ALERT_TTL,
             data: serde_json::json!({"radicado": case.radicado, "clock": alert.clock, "percent": alert.percent, "due": due}),
+            delay: Duration::ZERO,
         };
         notifications::notify(&mut *conn, n).await?;
     }

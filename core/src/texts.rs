@@ -58,6 +58,17 @@ pub fn rating_prompt(language: &str, radicado: &str) -> String {
     .into_owned()
 }
 
+/// Characters of a staff text a push notification carries: push services take about 4 KB of
+/// payload; the whole text is on the case.
+const PUSH_EXCERPT: usize = 500;
+
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(PUSH_EXCERPT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Title and body of a push notification, rendered from what the outbox stored.
 pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, String) {
     let l = lang(language);
@@ -110,6 +121,30 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
             rust_i18n::t!("push.answer.title", locale = l, case_type = case_type).into_owned(),
             rust_i18n::t!("push.answer.body", locale = l, radicado = radicado).into_owned(),
         ),
+        "information_request" => (
+            rust_i18n::t!(
+                "push.information_request.title",
+                locale = l,
+                radicado = radicado
+            )
+            .into_owned(),
+            rust_i18n::t!(
+                "push.information_request.body",
+                locale = l,
+                case_type = case_type,
+                radicado = radicado,
+                question = excerpt(&field("question"))
+            )
+            .into_owned(),
+        ),
+        "staff_message" => (
+            rust_i18n::t!("push.staff_message.title", locale = l, radicado = radicado).into_owned(),
+            excerpt(&field("message")),
+        ),
+        "rating_prompt" => (
+            rust_i18n::t!("push.rating_prompt.title", locale = l, radicado = radicado).into_owned(),
+            rating_prompt(l, &radicado),
+        ),
         "deadline_warning" | "deadline_breach" => {
             let clock_key = format!("clock.{}", field("clock"));
             let clock = rust_i18n::t!(&clock_key, locale = l).into_owned();
@@ -156,6 +191,25 @@ mod tests {
                     long_date(l, d)
                 );
             }
+            let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00"});
+            for kind in [
+                "acknowledgement",
+                "extension",
+                "answer",
+                "deadline_warning",
+                "deadline_breach",
+                "information_request",
+                "staff_message",
+                "rating_prompt",
+            ] {
+                let (title, body) = push(l, kind, &data);
+                for text in [&title, &body] {
+                    assert!(
+                        !text.is_empty() && !text.contains("push.") && !text.contains("%{"),
+                        "{l} {kind}: {text}"
+                    );
+                }
+            }
             let ack = acknowledgement(l, CaseType::Queja, "PQRS-2026-000001", date);
             assert!(
                 ack.contains("PQRS-2026-000001") && !ack.contains("%{"),
@@ -177,6 +231,17 @@ mod tests {
             "Recibimos su solicitud de información con el radicado PQRS-2026-000009. Le daremos respuesta a más tardar el 7 de diciembre de 2026."
         );
         assert_eq!(long_date("en", date), "December 7, 2026");
+        let question = serde_json::json!({"radicado": "PQRS-2026-000009", "type": "reclamo", "question": "¿Cuál es el número del medidor?"});
+        assert_eq!(
+            push("en", "information_request", &question).1,
+            "To go on with your claim PQRS-2026-000009 we need: ¿Cuál es el número del medidor?"
+        );
+        let long = serde_json::json!({"message": "a".repeat(600)});
+        assert_eq!(
+            push("es", "staff_message", &long).1.chars().count(),
+            PUSH_EXCERPT + 1,
+            "a long message is cut for the push service"
+        );
         assert_eq!(
             long_date("fr", date),
             "7 de diciembre de 2026",

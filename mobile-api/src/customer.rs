@@ -33,6 +33,7 @@ pub async fn file_case(
         subject: req.subject,
         description: req.description,
         channel: Channel::App,
+        chat_id: None,
     };
     let (status, case) = match cases::file(&state.db, who.customer_id, Some(&who.user), new).await?
     {

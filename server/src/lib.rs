@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use atiende_core::worker::Round;
 use atiende_mobile_api::{ApiError, ApiState};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -276,11 +277,13 @@ pub async fn run(
         sync.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(run_scheduler(
-        db.clone(),
-        Duration::from_millis(settings.scheduler_interval_ms),
-        stop_rx.clone(),
-    ));
+    let scheduler = spawn_until(&stop_rx, {
+        let (db, every) = (
+            db.clone(),
+            Duration::from_millis(settings.scheduler_interval_ms),
+        );
+        move |stopped| run_scheduler(db, every, stopped)
+    });
     let janitor = spawn_until(&stop_rx, {
         let sync = sync.clone();
         move |stopped| async move { sync.run_janitor(stopped).await }
@@ -305,7 +308,9 @@ pub async fn run(
     });
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
-        tokio::spawn(push::run_worker(db, sender, interval, stop_rx))
+        spawn_until(&stop_rx, move |stopped| async move {
+            atiende_core::outbox::run(db, sender.as_ref(), interval, stopped).await;
+        })
     });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
@@ -365,29 +370,18 @@ where
     })))
 }
 
-/// Fires due deadline alerts until `stop` turns true. Every atiende process runs one; the
+/// Fires due deadline alerts until `stopped` completes. Every atiende process runs one; the
 /// database makes sure each alert fires once.
-async fn run_scheduler(
-    db: PgPool,
-    interval: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn run_scheduler(db: PgPool, interval: Duration, stopped: impl Future<Output = ()>) {
     const BATCH: i64 = 500;
-    loop {
-        match atiende_core::scheduler::tick(&db, BATCH).await {
-            Ok(n) if n as i64 >= BATCH => continue,
-            Ok(0) => {}
-            Ok(n) => tracing::info!(alerts = n, "deadline alerts fired"),
-            Err(e) => tracing::error!(error = %e, "deadline scheduler round failed"),
+    atiende_core::worker::run("deadline scheduler", interval, stopped, || async {
+        let fired = atiende_core::scheduler::tick(&db, BATCH).await?;
+        if fired > 0 {
+            tracing::info!(alerts = fired, "deadline alerts fired");
         }
-        tokio::select! {
-            _ = stop.changed() => break,
-            () = tokio::time::sleep(interval) => {}
-        }
-        if *stop.borrow() {
-            break;
-        }
-    }
+        Ok::<_, atiende_core::Error>(Round::after(fired, BATCH))
+    })
+    .await;
 }
 
 /// Deletes ended sessions, expired sync tickets and login counters whose window passed, every
@@ -398,24 +392,18 @@ async fn run_purge(
     login_window: Duration,
     stopped: impl Future<Output = ()>,
 ) {
-    tokio::pin!(stopped);
-    loop {
-        match purge_once(&db, login_window).await {
-            Ok((0, 0)) => {}
-            Ok((sessions, counters)) => {
-                tracing::info!(
-                    sessions,
-                    counters,
-                    "purged ended sessions and login counters"
-                );
-            }
-            Err(e) => tracing::error!(error = %e, "purging sessions and login counters"),
+    atiende_core::worker::run("purge", every, stopped, || async {
+        let (sessions, counters) = purge_once(&db, login_window).await?;
+        if sessions + counters > 0 {
+            tracing::info!(
+                sessions,
+                counters,
+                "purged ended sessions and login counters"
+            );
         }
-        tokio::select! {
-            () = &mut stopped => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
+        Ok::<_, atiende_core::Error>(Round::Idle)
+    })
+    .await;
 }
 
 /// One round of [`run_purge`]: how many sessions and login counters went.

@@ -1,6 +1,6 @@
-//! Web Push delivery: a worker claims due deliveries from the outbox in PostgreSQL, encrypts each
-//! payload for its subscription (aes128gcm), signs the request with the server's VAPID key and
-//! posts it to the push service, then records what the service answered.
+//! Web Push, the first channel of the outbox ([`atiende_core::outbox`], which claims, retries and
+//! records): encrypts each payload for its subscription (aes128gcm), signs the request with the
+//! server's VAPID key, posts it to the push service and says what the service answered.
 //!
 //! Endpoints come from users, so each send checks again where it goes: https to a public address
 //! only (unless loopback is allowed), names resolved here and refused if any address is not
@@ -10,21 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atiende_core::notifications::{self, Claimed, Outcome};
+use atiende_core::outbox::{self, Channel, Claimed, Outcome, backoff};
 use atiende_core::push_endpoint::{PushEndpoint, Reach, address_allowed};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sqlx::PgPool;
-use tokio::sync::watch;
 use web_push::{
     ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency,
     VapidSignatureBuilder, WebPushMessageBuilder,
 };
-
-/// How long a claimed delivery stays with its worker before another may take it.
-const LEASE: Duration = Duration::from_secs(60);
-/// Deliveries claimed per round.
-const BATCH: i64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -110,50 +104,21 @@ impl PushSender {
         &self.public_key
     }
 
-    /// Claims the due deliveries, sends them, records each outcome. Returns how many it handled.
+    /// Claims the due push deliveries, sends them, records each outcome. Returns how many it
+    /// handled.
     pub async fn deliver_due(&self, pool: &PgPool) -> Result<usize, atiende_core::Error> {
-        let claimed = notifications::claim_due(pool, BATCH, LEASE).await?;
-        for delivery in &claimed {
-            let outcome = self.send(delivery).await;
-            match &outcome {
-                Outcome::Sent { .. } => tracing::debug!(delivery = delivery.id, "push sent"),
-                Outcome::Gone { status } => tracing::info!(
-                    delivery = delivery.id,
-                    status,
-                    "push subscription gone; removed"
-                ),
-                Outcome::Retry {
-                    status,
-                    error,
-                    after,
-                } => {
-                    tracing::warn!(
-                        delivery = delivery.id,
-                        ?status,
-                        error,
-                        retry_in_secs = after.as_secs(),
-                        "push delivery will be retried"
-                    )
-                }
-                Outcome::Failed { status, error } => tracing::warn!(
-                    delivery = delivery.id,
-                    ?status,
-                    error,
-                    "push delivery failed"
-                ),
-            }
-            let mut conn = pool.acquire().await?;
-            notifications::record_outcome(&mut conn, delivery.id, &outcome).await?;
-        }
-        Ok(claimed.len())
+        outbox::deliver_due(pool, self).await
     }
 
-    async fn send(&self, d: &Claimed) -> Outcome {
+    async fn push(&self, d: &Claimed) -> Outcome {
         let (Some(p256dh), Some(auth)) = (&d.p256dh, &d.auth) else {
-            return Outcome::Gone { status: 0 };
+            return Outcome::Gone {
+                status: 0,
+                error: "the subscription was removed".into(),
+            };
         };
         // Rows older than the registration check, or a setting since narrowed, are checked again.
-        let Ok(endpoint) = PushEndpoint::parse(&d.endpoint, self.reach) else {
+        let Ok(endpoint) = PushEndpoint::parse(&d.target, self.reach) else {
             return Outcome::Failed {
                 status: None,
                 error: "the endpoint is not a public https push service".into(),
@@ -252,7 +217,10 @@ fn classify(status: u16, retry_after: Option<Duration>, attempts: i32) -> Outcom
     match status {
         200..=299 => Outcome::Sent { status },
         // Redirects are not followed: one is a refusal like any other.
-        404 | 410 => Outcome::Gone { status },
+        404 | 410 => Outcome::Gone {
+            status,
+            error: format!("the push service answered {status}: the subscription expired"),
+        },
         429 | 500..=599 => Outcome::Retry {
             status: Some(status),
             error: format!("push service answered {status}"),
@@ -263,12 +231,6 @@ fn classify(status: u16, retry_after: Option<Duration>, attempts: i32) -> Outcom
             error: format!("push service refused the message with {status}"),
         },
     }
-}
-
-/// Exponential from 2 s, at most an hour.
-fn backoff(attempts: i32) -> Duration {
-    let exp = u32::try_from(attempts.clamp(1, 12)).unwrap_or(1);
-    Duration::from_secs(2u64.pow(exp)).min(Duration::from_secs(3600))
 }
 
 /// `Retry-After` in seconds (the form push services use); an HTTP date is read as "later".
@@ -297,30 +259,14 @@ pub fn generate_keys() -> Result<(String, String), PushError> {
     ))
 }
 
-/// Delivers until `stop` turns true, waking every `interval`.
-pub async fn run_worker(
-    pool: PgPool,
-    sender: Arc<PushSender>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    tracing::info!("push delivery worker started");
-    loop {
-        match sender.deliver_due(&pool).await {
-            // A full batch: there may be more waiting.
-            Ok(n) if n as i64 >= BATCH => continue,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "push delivery round failed"),
-        }
-        tokio::select! {
-            _ = stop.changed() => break,
-            () = tokio::time::sleep(interval) => {}
-        }
-        if *stop.borrow() {
-            break;
-        }
+impl outbox::Sender for PushSender {
+    fn channel(&self) -> Channel {
+        Channel::Push
     }
-    tracing::info!("push delivery worker stopped");
+
+    async fn send(&self, delivery: &Claimed) -> Outcome {
+        self.push(delivery).await
+    }
 }
 
 #[cfg(test)]
@@ -330,7 +276,10 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(classify(201, None, 1), Outcome::Sent { status: 201 });
-        assert_eq!(classify(410, None, 1), Outcome::Gone { status: 410 });
+        assert!(matches!(
+            classify(410, None, 1),
+            Outcome::Gone { status: 410, .. }
+        ));
         assert!(
             matches!(classify(429, Some(Duration::from_secs(120)), 1), Outcome::Retry { after, .. } if after == Duration::from_secs(120))
         );

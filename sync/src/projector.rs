@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use atiende_core::customer_documents::{self, DraftOutcome, OutboxResult, RatingOutcome};
 use atiende_core::field_reports::{self, Projected};
+use atiende_core::worker::{self, Round};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 use chrono::{DateTime, Utc};
@@ -54,30 +55,20 @@ impl SyncState {
     /// Projects queued documents and writes queued cases into inboxes until `shutdown`
     /// completes. Every process runs one.
     pub async fn run_projector(&self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let mut busy = false;
-            match self.project_next().await {
-                Ok(done) => busy |= done,
-                Err(e) => tracing::error!(error = %e, "projecting a sync document"),
-            }
-            match self.write_next_inbox_entry().await {
-                Ok(done) => busy |= done,
-                Err(e) => tracing::error!(error = %e, "writing a customer inbox"),
-            }
-            if busy {
-                // Let shutdown in between items of a long queue.
-                tokio::select! {
-                    () = &mut shutdown => return,
-                    () = tokio::task::yield_now() => {}
+        worker::run("sync projector", POLL, shutdown, || async {
+            // One queue's failure does not hold the other up.
+            let projected = self.project_next().await;
+            let written = self.write_next_inbox_entry().await;
+            match (projected, written) {
+                (Ok(a), Ok(b)) => Ok(if a || b { Round::More } else { Round::Idle }),
+                (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+                (Err(e), Err(inbox)) => {
+                    tracing::error!(error = %inbox, "writing a customer inbox");
+                    Err(e)
                 }
-                continue;
             }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(POLL) => {}
-            }
-        }
+        })
+        .await;
     }
 
     /// Projects one queued document. Returns whether there was one.

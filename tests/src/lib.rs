@@ -314,6 +314,16 @@ impl TestApp {
     }
 }
 
+/// A case view's messages as (from_staff, body), oldest first.
+pub fn message_bodies(case: &Value) -> Vec<(Value, Value)> {
+    case["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| (m["from_staff"].clone(), m["body"].clone()))
+        .collect()
+}
+
 /// The year and number of a radicado `PQRS-YYYY-NNNNNN`.
 pub fn radicado_parts(radicado: &str) -> (i32, u32) {
     let mut parts = radicado.splitn(3, '-');

@@ -126,9 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pair.pub_as_raw()?,
     );
     let auth = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, auth);
-    sqlx::query("delete from push_deliveries")
-        .execute(&pool)
-        .await?;
+    sqlx::query("delete from deliveries").execute(&pool).await?;
     sqlx::query(
         "insert into push_subscriptions (id, user_id, endpoint, p256dh, auth)
          select md5('sub' || g)::uuid, '00000000-0000-0000-0000-0000000000d1', $1 || '/push/' || g, $2, $3 from generate_series(1, $4) g",
@@ -140,8 +138,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .execute(&pool)
     .await?;
     sqlx::query(
-        "insert into push_deliveries (notification_id, subscription_id, endpoint)
-         select (select min(id) from notifications), s.id, s.endpoint from push_subscriptions s",
+        "insert into deliveries (notification_id, channel, subscription_id, target)
+         select (select min(id) from notifications), 'push', s.id, s.endpoint from push_subscriptions s",
     )
     .execute(&pool)
     .await?;

@@ -184,6 +184,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     subject: format!("Benchmark {i}"),
                     description: "Filed by bench-filing.".into(),
                     channel: Channel::App,
+                    chat_id: None,
                 };
                 cases::file(&pool, customer_id, Some(&user), new)
                     .await

@@ -1,4 +1,4 @@
-use atiende_tests::{Org, TestApp, spawn_app};
+use atiende_tests::{Org, TestApp, message_bodies, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -469,14 +469,8 @@ async fn customer_and_staff_talk_on_the_case(pool: PgPool) {
     let r = app
         .get(&format!("/api/v1/cases/{id}"), Some(&customer))
         .await;
-    let bodies: Vec<_> = r.body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| (m["from_staff"].clone(), m["body"].clone()))
-        .collect();
     assert_eq!(
-        bodies,
+        message_bodies(&r.body),
         [
             (json!(true), json!("¿A qué dirección fue la visita?")),
             (json!(false), json!("Calle 10 # 20-30"))

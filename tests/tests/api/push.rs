@@ -15,14 +15,14 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A browser's push subscription: its keys stay here so the test can decrypt what it receives.
-struct Browser {
+pub(crate) struct Browser {
     endpoint: String,
     keys: ece::EcKeyComponents,
     auth: [u8; 16],
 }
 
 impl Browser {
-    fn new(endpoint: String) -> Browser {
+    pub(crate) fn new(endpoint: String) -> Browser {
         let (pair, auth) = ece::generate_keypair_and_auth_secret().expect("browser keys");
         Browser {
             endpoint,
@@ -31,11 +31,11 @@ impl Browser {
         }
     }
 
-    fn subscription(&self) -> Value {
+    pub(crate) fn subscription(&self) -> Value {
         json!({"endpoint": self.endpoint, "keys": {"p256dh": URL_SAFE_NO_PAD.encode(self.keys.public_key()), "auth": URL_SAFE_NO_PAD.encode(self.auth)}})
     }
 
-    fn decrypt(&self, body: &[u8]) -> Value {
+    pub(crate) fn decrypt(&self, body: &[u8]) -> Value {
         let plain = ece::decrypt(&self.keys, &self.auth, body)
             .expect("the payload decrypts with the subscriber's key");
         serde_json::from_slice(&plain).expect("a JSON payload")
@@ -43,7 +43,7 @@ impl Browser {
 }
 
 /// wiremock listens on 127.0.0.1: these tests open loopback to push endpoints, as development does.
-async fn push_app(pool: PgPool) -> TestApp {
+pub(crate) async fn push_app(pool: PgPool) -> TestApp {
     let settings = Settings {
         push_allow_loopback: true,
         ..Settings::default()
@@ -51,7 +51,7 @@ async fn push_app(pool: PgPool) -> TestApp {
     spawn_app_with(pool, settings).await
 }
 
-fn sender() -> PushSender {
+pub(crate) fn sender() -> PushSender {
     sender_reaching(Reach::PublicAndLoopback)
 }
 
@@ -60,7 +60,11 @@ fn sender_reaching(reach: Reach) -> PushSender {
     PushSender::new(&private, "mailto:pqrs@atiende.test", reach).expect("sender")
 }
 
-async fn customer_with_device(app: &TestApp, push: &MockServer, device: &str) -> (String, Browser) {
+pub(crate) async fn customer_with_device(
+    app: &TestApp,
+    push: &MockServer,
+    device: &str,
+) -> (String, Browser) {
     let token = app.customer("cliente@test.co", "1020304050").await;
     let browser = Browser::new(format!("{}/push/{device}", push.uri()));
     let r = app
@@ -75,7 +79,7 @@ async fn customer_with_device(app: &TestApp, push: &MockServer, device: &str) ->
 }
 
 async fn delivery_state(app: &TestApp) -> (String, i32) {
-    sqlx::query_as("select state, attempts from push_deliveries")
+    sqlx::query_as("select state, attempts from deliveries")
         .fetch_one(&app.pool)
         .await
         .expect("one delivery")
@@ -227,7 +231,7 @@ async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
     assert_eq!(sender.deliver_due(&app.pool).await.expect("deliver"), 1);
     assert_eq!(delivery_state(&app).await, ("pending".to_owned(), 1));
     let wait: f64 = sqlx::query_scalar(
-        "select extract(epoch from next_attempt_at - now())::float8 from push_deliveries",
+        "select extract(epoch from next_attempt_at - now())::float8 from deliveries",
     )
     .fetch_one(&app.pool)
     .await
@@ -242,7 +246,7 @@ async fn a_busy_push_service_is_retried_after_retry_after(pool: PgPool) {
         "not before its time"
     );
 
-    sqlx::query("update push_deliveries set next_attempt_at = now()")
+    sqlx::query("update deliveries set next_attempt_at = now()")
         .execute(&app.pool)
         .await
         .expect("time passes");
@@ -259,9 +263,14 @@ async fn a_crash_between_claim_and_send_loses_nothing(pool: PgPool) {
     app.file(&token, "queja").await;
 
     // A worker claims the delivery and dies before sending it.
-    let claimed = atiende_core::notifications::claim_due(&app.pool, 10, Duration::from_secs(60))
-        .await
-        .expect("claim");
+    let claimed = atiende_core::outbox::claim_due(
+        &app.pool,
+        atiende_core::outbox::Channel::Push,
+        10,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("claim");
     assert_eq!(claimed.len(), 1);
     let sender = sender();
     assert_eq!(
@@ -269,7 +278,7 @@ async fn a_crash_between_claim_and_send_loses_nothing(pool: PgPool) {
         0,
         "the claim holds while it lasts"
     );
-    sqlx::query("update push_deliveries set locked_until = now() - interval '1 second'")
+    sqlx::query("update deliveries set locked_until = now() - interval '1 second'")
         .execute(&app.pool)
         .await
         .expect("lease lapses");
@@ -424,7 +433,7 @@ async fn the_customer_is_told_of_the_extension_and_the_answer(pool: PgPool) {
 }
 
 /// A push service that accepts every message.
-async fn accepting_push_service() -> MockServer {
+pub(crate) async fn accepting_push_service() -> MockServer {
     let push = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(201))
@@ -579,7 +588,7 @@ async fn a_redirect_from_the_push_service_is_not_followed(pool: PgPool) {
     app.file(&token, "queja").await;
     assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 1);
     assert_eq!(delivery_state(&app).await, ("failed".to_owned(), 1));
-    let status: Option<i32> = sqlx::query_scalar("select last_status from push_deliveries")
+    let status: Option<i32> = sqlx::query_scalar("select last_status from deliveries")
         .fetch_one(&app.pool)
         .await
         .expect("status");
@@ -778,7 +787,7 @@ async fn failed_pushes_are_logged_without_the_endpoint(pool: PgPool) {
 
     assert_eq!(sender().deliver_due(&app.pool).await.expect("deliver"), 2);
     let errors: Vec<String> =
-        sqlx::query_scalar("select coalesce(last_error, '') from push_deliveries order by id")
+        sqlx::query_scalar("select coalesce(last_error, '') from deliveries order by id")
             .fetch_all(&app.pool)
             .await
             .expect("errors");
@@ -786,7 +795,7 @@ async fn failed_pushes_are_logged_without_the_endpoint(pool: PgPool) {
         errors.iter().any(|e| e.starts_with("network:")) && !errors.concat().contains(secret),
         "{errors:?}"
     );
-    sqlx::query("update push_deliveries set next_attempt_at = now() where state = 'pending'")
+    sqlx::query("update deliveries set next_attempt_at = now() where state = 'pending'")
         .execute(&app.pool)
         .await
         .expect("time passes");

@@ -1,0 +1,269 @@
+//! The delivery half of the notification outbox, the same for every channel. A notification fans
+//! out into deliveries, one per channel target (see [`crate::notifications`]); a worker per
+//! channel claims due deliveries with a lease, hands each to its [`Sender`], and records what the
+//! sender says happened: sent, try again later, the target is gone, or failed for good. Retries,
+//! leases, giving up and the staff-visible reason live here once; a channel only sends.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::worker::{self, Round};
+
+/// Deliveries are given up after this many attempts.
+pub const MAX_ATTEMPTS: i32 = 10;
+/// How long a claimed delivery stays with its worker before another may take it.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// Deliveries claimed per round.
+pub const BATCH: i64 = 64;
+
+/// Where a delivery goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Web Push to one subscription; the target is its endpoint.
+    Push,
+    /// A Telegram chat; the target is its chat id.
+    Telegram,
+    /// A WhatsApp number.
+    Whatsapp,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Push => "push",
+            Channel::Telegram => "telegram",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Email => "email",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A delivery a worker has claimed: everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    /// The endpoint, chat id or address the channel sends to.
+    pub target: String,
+    /// The push subscription's keys (push only; none when the subscription has gone).
+    pub p256dh: Option<String>,
+    pub auth: Option<String>,
+    /// The chat the delivery goes to (chat channels only).
+    pub chat_id: Option<Uuid>,
+    /// This one included.
+    pub attempts: i32,
+    pub kind: String,
+    pub urgency: String,
+    pub ttl_secs: i32,
+    pub data: serde_json::Value,
+    pub case_id: Option<Uuid>,
+    /// The language the recipient reads on this target.
+    pub language: String,
+}
+
+/// Claims up to `limit` due deliveries of `channel` for `lease`. Several workers (in several
+/// processes) never claim the same delivery; one whose worker died is claimed again when the
+/// lease lapses.
+pub async fn claim_due(
+    db: impl PgExecutor<'_>,
+    channel: Channel,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>> {
+    let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    Ok(sqlx::query_as!(
+        Claimed,
+        r#"with due as (
+               select id from deliveries
+               where channel = $1 and state = 'pending' and next_attempt_at <= now()
+                 and (locked_until is null or locked_until < now())
+               order by next_attempt_at
+               limit $2
+               for update skip locked
+           ), claimed as (
+               update deliveries d set locked_until = now() + make_interval(secs => $3::bigint / 1000.0), attempts = d.attempts + 1
+               from due where d.id = due.id
+               returning d.id, d.notification_id, d.subscription_id, d.chat_id, d.target, d.attempts
+           )
+           select c.id, c.target, s.p256dh as "p256dh?", s.auth as "auth?", c.chat_id, c.attempts,
+                  n.kind, n.urgency, n.ttl_secs, n.data, n.case_id,
+                  coalesce(su.language, ch.language, nu.language, 'es') as "language!"
+           from claimed c
+           join notifications n on n.id = c.notification_id
+           left join push_subscriptions s on s.id = c.subscription_id
+           left join users su on su.id = s.user_id
+           left join customer_chats ch on ch.id = c.chat_id
+           left join users nu on nu.id = n.user_id"#,
+        channel.as_str(),
+        limit,
+        lease,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// What became of one attempt, as the channel tells it. `status` is the platform's answer (an
+/// HTTP status) when there was one; `error` is the reason staff read on the case.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Sent {
+        status: u16,
+    },
+    /// The target no longer exists (an expired push subscription, a chat that blocked us); a
+    /// push subscription is deleted.
+    Gone {
+        status: u16,
+        error: String,
+    },
+    /// A busy or unreachable platform: try again after the wait, until [`MAX_ATTEMPTS`].
+    Retry {
+        status: Option<u16>,
+        error: String,
+        after: Duration,
+    },
+    /// Refused for a reason retrying would not change.
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+pub async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome) -> Result<()> {
+    match outcome {
+        Outcome::Sent { status } => {
+            sqlx::query!(
+                "update deliveries set state = 'sent', sent_at = now(), last_status = $2, locked_until = null, last_error = null where id = $1",
+                id,
+                i32::from(*status)
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Outcome::Gone { status, error } => {
+            let sub = sqlx::query_scalar!(
+                "update deliveries set state = 'gone', last_status = $2, last_error = $3, locked_until = null where id = $1 returning subscription_id",
+                id,
+                i32::from(*status),
+                error
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            if let Some(sub) = sub {
+                sqlx::query!("delete from push_subscriptions where id = $1", sub)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Outcome::Retry {
+            status,
+            error,
+            after,
+        } => {
+            let millis = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+            sqlx::query!(
+                "update deliveries
+                 set state = case when attempts >= $5 then 'failed' else 'pending' end,
+                     next_attempt_at = now() + make_interval(secs => $4::bigint / 1000.0),
+                     last_status = $2, last_error = $3, locked_until = null
+                 where id = $1",
+                id,
+                status.map(i32::from),
+                error,
+                millis,
+                MAX_ATTEMPTS,
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Outcome::Failed { status, error } => {
+            sqlx::query!(
+                "update deliveries set state = 'failed', last_status = $2, last_error = $3, locked_until = null where id = $1",
+                id,
+                status.map(i32::from),
+                error
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Exponential from 2 s, at most an hour: the wait before attempt `attempts + 1` when the
+/// platform named none.
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 12)).unwrap_or(1);
+    Duration::from_secs(2u64.pow(exp)).min(Duration::from_secs(3600))
+}
+
+/// A channel: sends one claimed delivery and says what happened. It never touches the outbox.
+pub trait Sender: Send + Sync {
+    fn channel(&self) -> Channel;
+    fn send(&self, delivery: &Claimed) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Claims `sender`'s due deliveries, sends them, records each outcome. Returns how many it
+/// handled.
+pub async fn deliver_due<S: Sender>(pool: &PgPool, sender: &S) -> Result<usize> {
+    let channel = sender.channel();
+    let claimed = claim_due(pool, channel, BATCH, LEASE).await?;
+    for delivery in &claimed {
+        let outcome = sender.send(delivery).await;
+        let id = delivery.id;
+        match &outcome {
+            Outcome::Sent { .. } => tracing::debug!(delivery = id, "{channel} delivery sent"),
+            Outcome::Gone { status, error } => {
+                tracing::info!(delivery = id, status, error, "{channel} target gone")
+            }
+            Outcome::Retry {
+                status,
+                error,
+                after,
+            } => tracing::warn!(
+                delivery = id,
+                ?status,
+                error,
+                retry_in_secs = after.as_secs(),
+                "{channel} delivery will be retried"
+            ),
+            Outcome::Failed { status, error } => {
+                tracing::warn!(delivery = id, ?status, error, "{channel} delivery failed")
+            }
+        }
+        let mut conn = pool.acquire().await?;
+        record_outcome(&mut conn, id, &outcome).await?;
+    }
+    Ok(claimed.len())
+}
+
+/// Delivers `sender`'s channel until `stop` completes, looking every `interval` when idle.
+pub async fn run<S: Sender>(
+    pool: PgPool,
+    sender: &S,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let name = match sender.channel() {
+        Channel::Push => "push deliveries",
+        Channel::Telegram => "telegram deliveries",
+        Channel::Whatsapp => "whatsapp deliveries",
+        Channel::Email => "email deliveries",
+    };
+    worker::run(name, interval, stop, || async {
+        deliver_due(&pool, sender)
+            .await
+            .map(|n| Round::after(n, BATCH))
+    })
+    .await;
+}
