@@ -6,6 +6,7 @@ mod bad_input;
 mod blobs;
 mod calendar;
 mod case_lists;
+mod contract;
 mod deadlines;
 mod filing;
 mod isolation;
