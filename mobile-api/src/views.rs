@@ -572,8 +572,18 @@ pub struct MessageRequest {
 pub struct HolidayView {
     pub date: NaiveDate,
     pub name: String,
-    /// `law` or `override`.
+    #[schema(schema_with = holiday_source)]
     pub source: String,
+}
+
+fn holiday_source() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["law", "override"]))
+        .description(Some(
+            "`law`: a national holiday by law; `override`: declared by the admin.",
+        ))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
