@@ -216,6 +216,21 @@ async fn run_as(app: &TestApp, email: &str) {
         out.status.success(),
         "Schemathesis found contract failures as {email}:\n{report}"
     );
+    // The run calls `POST /auth/logout` with its own token; the hook logs in again, so what came
+    // after was tested signed in, not only as a stranger.
+    let signed_in_again: bool = sqlx::query_scalar(
+        "select exists(select 1 from sessions s join users u on u.id = s.user_id
+                       where u.email = $1
+                         and s.created_at > (select min(revoked_at) from sessions r where r.user_id = u.id))",
+    )
+    .bind(email)
+    .fetch_one(&app.pool)
+    .await
+    .expect("sessions");
+    assert!(
+        signed_in_again,
+        "the run as {email} did not log out and log in again:\n{report}"
+    );
     // Every operation but the one serving the document Schemathesis loaded, which it leaves out.
     let expected = operations - 1;
     assert!(
