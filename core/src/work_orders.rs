@@ -69,13 +69,23 @@ pub struct WorkOrder {
     pub address: String,
     pub scheduled_at: DateTime<Utc>,
     pub service_type: String,
-    /// `scheduled` or `completed`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = status_schema))]
     pub status: String,
     /// The field report's Automerge URL (`automerge:<id>`), for the apps to sync.
     pub report_url: String,
     pub technicians: Vec<Uuid>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// The two states a work order is in (a check of the `work_orders` table).
+#[cfg(feature = "openapi")]
+fn status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["scheduled", "completed"]))
+        .description(Some("`scheduled`, or `completed` once the report says so"))
+        .build()
 }
 
 fn text(raw: &str, code: &'static str, what: &str, max: usize) -> Result<String> {
