@@ -24,12 +24,39 @@ pub const MAX_TECHNICIANS: usize = 10;
 #[serde(deny_unknown_fields)]
 pub struct NewWorkOrder {
     pub customer_id: Uuid,
-    /// Code of the process that runs the visit (its staff may read the report).
+    /// Code of the process that runs the visit (its staff may read the report): 2 to 32
+    /// letters, digits or `_`, starting with a letter; read trimmed and upper-cased.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^[\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*[A-Za-z][A-Za-z0-9_]{1,31}[\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$"
+        )
+    )]
     pub process: String,
+    /// Not blank; at most 500 characters once trimmed.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 500,
+            pattern = "[^\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+        )
+    )]
     pub address: String,
     pub scheduled_at: DateTime<Utc>,
+    /// Not blank; at most 100 characters once trimmed.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = "[^\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+        )
+    )]
     pub service_type: String,
-    /// Users with the technician role: they may edit the report.
+    /// 1 to 10 users with the technician role (a repeated id counts once): they may edit the
+    /// report.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub technicians: Vec<Uuid>,
 }
 
@@ -42,13 +69,23 @@ pub struct WorkOrder {
     pub address: String,
     pub scheduled_at: DateTime<Utc>,
     pub service_type: String,
-    /// `scheduled` or `completed`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = status_schema))]
     pub status: String,
     /// The field report's Automerge URL (`automerge:<id>`), for the apps to sync.
     pub report_url: String,
     pub technicians: Vec<Uuid>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// The two states a work order is in (a check of the `work_orders` table).
+#[cfg(feature = "openapi")]
+fn status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["scheduled", "completed"]))
+        .description(Some("`scheduled`, or `completed` once the report says so"))
+        .build()
 }
 
 fn text(raw: &str, code: &'static str, what: &str, max: usize) -> Result<String> {

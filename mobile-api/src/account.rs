@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 
 use crate::ApiState;
 use crate::client::{ClientAddr, host};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Problem};
 use crate::extract::{Authenticated, Json};
 use crate::views::{LoginRequest, Me, RegisterRequest, SyncTicket, TokenResponse};
 
@@ -52,7 +52,10 @@ async fn token_response(
 
 /// Customer self-registration with data-processing consent; returns a session like login.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = TokenResponse), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+    responses((status = 201, body = TokenResponse),
+        (status = 409, body = Problem, description = "`email_taken`, `customer_already_registered`"),
+        (status = 422, body = Problem, description = "`consent_required`, `invalid_email`, `invalid_name`, `invalid_phone`, `invalid_document_number`, `weak_password`, `invalid_password`, `invalid_language`"),
+        (status = 503, body = Problem, description = "`server_busy`: too many passwords are being hashed; try again after `Retry-After`")))]
 #[tracing::instrument(skip_all)]
 pub async fn register(
     state: axum::extract::State<ApiState>,
@@ -83,7 +86,10 @@ pub async fn register(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem), (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "`invalid_credentials`"),
+        (status = 429, body = Problem, description = "`too_many_attempts`: too many failed logins; try again after `Retry-After`"),
+        (status = 503, body = Problem, description = "`server_busy`: too many passwords are being hashed; try again after `Retry-After`")))]
 #[tracing::instrument(skip_all)]
 pub async fn login(
     state: axum::extract::State<ApiState>,
@@ -105,7 +111,7 @@ pub async fn login(
 
 /// Revokes the token used for this request.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = crate::error::Problem)))]
+    responses((status = 204, description = "The session is over")))]
 #[tracing::instrument(skip_all)]
 pub async fn logout(
     state: axum::extract::State<ApiState>,
@@ -116,7 +122,7 @@ pub async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = Me), (status = 401, body = crate::error::Problem)))]
+    responses((status = 200, body = Me)))]
 #[tracing::instrument(skip_all)]
 pub async fn me(
     state: axum::extract::State<ApiState>,
@@ -128,7 +134,7 @@ pub async fn me(
 /// A short-lived ticket that opens the sync WebSocket (`GET /api/v1/sync?ticket=…`) for this
 /// session: reusable until it expires, dead with the session.
 #[utoipa::path(post, path = "/api/v1/sync/ticket", tag = "sync", security(("bearer" = [])),
-    responses((status = 201, body = SyncTicket), (status = 401, body = crate::error::Problem)))]
+    responses((status = 201, body = SyncTicket)))]
 #[tracing::instrument(skip_all)]
 pub async fn sync_ticket(
     state: axum::extract::State<ApiState>,

@@ -87,7 +87,7 @@ async fn read_limited(headers: &HeaderMap, mut body: Body, limit: usize) -> ApiR
 /// HEIC/HEIF or PDF, checked against the bytes), the path the SHA-256 of the bytes. Any
 /// authenticated user; the same bytes again are stored once and answer 200.
 #[utoipa::path(put, path = "/api/v1/blobs/{sha256}", tag = "blobs", security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "SHA-256 of the body, 64 lower-case hex digits")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "SHA-256 of the body, 64 lower-case hex digits")),
     request_body(description = "the raw bytes", content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/heic"), ("image/heif"), ("application/pdf"))),
     responses((status = 201, body = BlobView), (status = 200, body = BlobView, description = "you had already uploaded these bytes"),
               (status = 400, body = crate::error::Problem, description = "`invalid_blob_id`"),
@@ -131,7 +131,7 @@ pub async fn put_blob(
 /// Downloads a blob: for whoever uploaded it, may see a case it is attached to, or may open a sync
 /// document that refers to it. Anyone else gets the same 404 as for a blob that does not exist.
 #[utoipa::path(get, path = "/api/v1/blobs/{sha256}", tag = "blobs", security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "SHA-256 of the bytes, 64 lower-case hex digits")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "SHA-256 of the bytes, 64 lower-case hex digits")),
     responses((status = 200, description = "the bytes, with their Content-Type; ETag is the hash",
                content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/heic"), ("image/heif"), ("application/pdf"))),
               (status = 304, description = "If-None-Match named this blob"),

@@ -7,19 +7,22 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Query;
 use crate::views::{HolidayView, HolidaysResponse};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HolidayParams {
-    /// 1984–2200; defaults to the current year.
+    /// 1984–2200; defaults to the current year (in Bogotá).
+    #[param(minimum = 1984, maximum = 2200)]
     pub year: Option<i32>,
 }
 
 /// Colombian national holidays of a year, with the admin's overrides applied.
 #[utoipa::path(get, path = "/api/v1/calendar/holidays", tag = "calendar", params(HolidayParams),
-    responses((status = 200, body = HolidaysResponse), (status = 400, body = crate::error::Problem)))]
+    responses((status = 200, body = HolidaysResponse),
+        (status = 400, body = Problem, description = "`invalid_year`: not 1984–2200")))]
 #[tracing::instrument(skip_all)]
 pub async fn holidays(
     State(state): State<ApiState>,

@@ -11,19 +11,38 @@ use sqlx::PgPool;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Customer, Path, Query, Staff};
 use crate::views::{
     AttachmentView, EventView, MessageView, Page, StaffEventView, with_attachments,
 };
 use crate::{ApiState, page_limit};
 
+/// A page of events or notifications.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CaseListParams {
-    /// `events_before` / `messages_before` of the case view, or `next_cursor` of a page: the
-    /// page holds what came just before it. Without it, the latest.
+    /// `events_before` of the case view, or `next_cursor` of a page: the page holds what came
+    /// just before it. Without it, the latest.
+    #[param(pattern = "^[+]?0*[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+}
+
+/// A page of messages.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageListParams {
+    /// `messages_before` of the case view, or `next_cursor` of a page: the page holds what came
+    /// just before it. Without it, the latest.
+    #[param(
+        pattern = "^[+]?[0-9]{1,18}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    pub cursor: Option<String>,
+    /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -49,6 +68,7 @@ fn decode_message_cursor(raw: &str) -> ApiResult<MessageCursor> {
     let created_at = micros
         .parse()
         .ok()
+        .filter(|m: &i64| *m >= 0)
         .and_then(chrono::DateTime::from_timestamp_micros)
         .ok_or_else(bad_cursor)?;
     Ok(MessageCursor {
@@ -74,7 +94,7 @@ pub(crate) async fn message_page(
 async fn messages(
     state: &ApiState,
     case_id: Uuid,
-    q: CaseListParams,
+    q: MessageListParams,
 ) -> ApiResult<axum::Json<Page<MessageView>>> {
     let before = q.cursor.as_deref().map(decode_message_cursor).transpose()?;
     let (items, _, next_cursor) =
@@ -84,15 +104,16 @@ async fn messages(
 
 /// Older messages of one of the caller's cases (the case view has the latest).
 #[utoipa::path(get, path = "/api/v1/cases/{id}/messages", tag = "customer", security(("bearer" = [])),
-    params(("id" = Uuid, Path), CaseListParams),
-    responses((status = 200, body = Page<MessageView>), (status = 400, body = crate::error::Problem, description = "`invalid_cursor`, `invalid_limit`"),
-              (status = 404, body = crate::error::Problem, description = "`case_not_found`")))]
+    params(("id" = Uuid, Path), MessageListParams),
+    responses((status = 200, body = Page<MessageView>),
+        (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case of yours")))]
 #[tracing::instrument(skip_all)]
 pub async fn customer_messages(
     State(state): State<ApiState>,
     who: Customer,
     Path(id): Path<Uuid>,
-    Query(q): Query<CaseListParams>,
+    Query(q): Query<MessageListParams>,
 ) -> ApiResult<axum::Json<Page<MessageView>>> {
     cases::get_for_customer(&state.db, id, who.customer_id).await?;
     messages(&state, id, q).await
@@ -101,8 +122,9 @@ pub async fn customer_messages(
 /// Older events of one of the caller's cases, those the customer sees.
 #[utoipa::path(get, path = "/api/v1/cases/{id}/events", tag = "customer", security(("bearer" = [])),
     params(("id" = Uuid, Path), CaseListParams),
-    responses((status = 200, body = Page<EventView>), (status = 400, body = crate::error::Problem, description = "`invalid_cursor`, `invalid_limit`"),
-              (status = 404, body = crate::error::Problem, description = "`case_not_found`")))]
+    responses((status = 200, body = Page<EventView>),
+        (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case of yours")))]
 #[tracing::instrument(skip_all)]
 pub async fn customer_events(
     State(state): State<ApiState>,
@@ -126,15 +148,16 @@ async fn require_works_case(state: &ApiState, staff: &Staff, id: Uuid) -> ApiRes
 
 /// Older messages of a case the caller works (the case view has the latest).
 #[utoipa::path(get, path = "/api/v1/staff/cases/{id}/messages", tag = "staff", security(("bearer" = [])),
-    params(("id" = Uuid, Path), CaseListParams),
-    responses((status = 200, body = Page<MessageView>), (status = 400, body = crate::error::Problem, description = "`invalid_cursor`, `invalid_limit`"),
-              (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work")))]
+    params(("id" = Uuid, Path), MessageListParams),
+    responses((status = 200, body = Page<MessageView>),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work")))]
 #[tracing::instrument(skip_all)]
 pub async fn staff_messages(
     State(state): State<ApiState>,
     staff: Staff,
     Path(id): Path<Uuid>,
-    Query(q): Query<CaseListParams>,
+    Query(q): Query<MessageListParams>,
 ) -> ApiResult<axum::Json<Page<MessageView>>> {
     require_works_case(&state, &staff, id).await?;
     messages(&state, id, q).await
@@ -143,8 +166,9 @@ pub async fn staff_messages(
 /// Older events of a case the caller works: the full ISO 10002 trail.
 #[utoipa::path(get, path = "/api/v1/staff/cases/{id}/events", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path), CaseListParams),
-    responses((status = 200, body = Page<StaffEventView>), (status = 400, body = crate::error::Problem, description = "`invalid_cursor`, `invalid_limit`"),
-              (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work")))]
+    responses((status = 200, body = Page<StaffEventView>),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work")))]
 #[tracing::instrument(skip_all)]
 pub async fn staff_events(
     State(state): State<ApiState>,
@@ -165,8 +189,9 @@ pub async fn staff_events(
 /// page, each page oldest first.
 #[utoipa::path(get, path = "/api/v1/staff/cases/{id}/notifications", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path), CaseListParams),
-    responses((status = 200, body = Page<NotificationView>), (status = 400, body = crate::error::Problem, description = "`invalid_cursor`, `invalid_limit`"),
-              (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work")))]
+    responses((status = 200, body = Page<NotificationView>),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work")))]
 #[tracing::instrument(skip_all)]
 pub async fn case_notifications(
     State(state): State<ApiState>,

@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::case_lists::message_page;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Customer, Json, Path, Query};
 use crate::views::{
     CustomerCase, FileCaseRequest, MessageRequest, MessageView, Page, RatingRequest,
@@ -19,8 +19,11 @@ use crate::{ApiState, page_limit};
 /// Files a PQRS. The app's `id` makes it idempotent: the same id and body again answers 200 with
 /// the case already filed; the same id with another body is a 409.
 #[utoipa::path(post, path = "/api/v1/cases", tag = "customer", security(("bearer" = [])), request_body = FileCaseRequest,
-    responses((status = 201, body = CustomerCase), (status = 200, body = CustomerCase, description = "already filed with this id"),
-              (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = CustomerCase),
+        (status = 200, body = CustomerCase, description = "already filed with this id"),
+        (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
+        (status = 409, body = Problem, description = "`idempotency_conflict`: this id was filed with another body"),
+        (status = 422, body = Problem, description = "`invalid_subject`, `invalid_description`")))]
 #[tracing::instrument(skip_all)]
 pub async fn file_case(
     State(state): State<ApiState>,
@@ -47,11 +50,16 @@ pub async fn file_case(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     pub status: Option<CaseStatus>,
     /// From `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[+]?[0-9]{1,18}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -70,6 +78,7 @@ fn decode_customer_cursor(raw: &str) -> ApiResult<CustomerCursor> {
     let created_at = micros
         .parse()
         .ok()
+        .filter(|m: &i64| *m >= 0)
         .and_then(chrono::DateTime::from_timestamp_micros)
         .ok_or_else(bad)?;
     Ok(CustomerCursor {
@@ -80,7 +89,8 @@ fn decode_customer_cursor(raw: &str) -> ApiResult<CustomerCursor> {
 
 /// The caller's own cases, newest first.
 #[utoipa::path(get, path = "/api/v1/cases", tag = "customer", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, body = Page<CustomerCase>), (status = 400, body = crate::error::Problem)))]
+    responses((status = 200, body = Page<CustomerCase>),
+        (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer")))]
 #[tracing::instrument(skip_all)]
 pub async fn list_cases(
     State(state): State<ApiState>,
@@ -113,7 +123,9 @@ pub async fn list_cases(
 /// paged with `GET /api/v1/cases/{id}/events` and `/messages`). Another customer's case is a 404,
 /// exactly like one that does not exist.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = CustomerCase), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = CustomerCase),
+        (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case of yours")))]
 #[tracing::instrument(skip_all)]
 pub async fn get_case(
     State(state): State<ApiState>,
@@ -135,8 +147,11 @@ pub async fn get_case(
 
 /// A message to staff on one of the caller's cases, optionally with blobs they uploaded or may see.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/messages", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem),
-              (status = 422, body = crate::error::Problem, description = "`unknown_attachment`, `too_many_attachments`, `invalid_message`")))]
+    request_body = MessageRequest, responses((status = 201, body = MessageView),
+        (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case of yours"),
+        (status = 409, body = Problem, description = "the case does not take messages in its state"),
+        (status = 422, body = Problem, description = "`invalid_message`, `unknown_attachment`, `too_many_attachments`")))]
 #[tracing::instrument(skip_all)]
 pub async fn post_message(
     State(state): State<ApiState>,
@@ -154,7 +169,11 @@ pub async fn post_message(
 
 /// Rates the answer, 1–5, once, after the case is answered.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/rating", tag = "customer", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = RatingRequest, responses((status = 200, body = CustomerCase), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    request_body = RatingRequest, responses((status = 200, body = CustomerCase),
+        (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case of yours"),
+        (status = 409, body = Problem, description = "`case_not_answered`, `case_already_rated`, `waiting_on_customer`"),
+        (status = 422, body = Problem, description = "`invalid_score`, `invalid_comment`")))]
 #[tracing::instrument(skip_all)]
 pub async fn rate(
     State(state): State<ApiState>,

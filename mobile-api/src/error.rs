@@ -3,10 +3,108 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+/// Every `code` the API answers with: part of the contract, listed in the document. A code is
+/// added here when it is added to `atiende_core` or this crate, and never renamed.
+pub const PROBLEM_CODES: &[&str] = &[
+    "answer_already_approved",
+    "answer_in_progress",
+    "answer_not_approved",
+    "assignee_not_in_process",
+    "blob_hash_mismatch",
+    "blob_not_found",
+    "body_too_large",
+    "case_already_closed",
+    "case_already_rated",
+    "case_not_answered",
+    "case_not_assigned",
+    "case_not_found",
+    "case_past_assignment",
+    "comment_required",
+    "consent_required",
+    "customer_already_registered",
+    "customer_not_found",
+    "customers_only",
+    "draft_pending_approval",
+    "email_taken",
+    "endpoint_has_credentials",
+    "endpoint_not_https",
+    "endpoint_not_public",
+    "extension_already_used",
+    "extension_not_later",
+    "extension_too_long",
+    "idempotency_conflict",
+    "internal_error",
+    "invalid_address",
+    "invalid_answer",
+    "invalid_auth",
+    "invalid_blob_id",
+    "invalid_body",
+    "invalid_comment",
+    "invalid_credentials",
+    "invalid_cursor",
+    "invalid_description",
+    "invalid_document_number",
+    "invalid_email",
+    "invalid_endpoint",
+    "invalid_id",
+    "invalid_language",
+    "invalid_limit",
+    "invalid_message",
+    "invalid_name",
+    "invalid_outcome",
+    "invalid_p256dh",
+    "invalid_password",
+    "invalid_phone",
+    "invalid_process_code",
+    "invalid_query",
+    "invalid_question",
+    "invalid_reason",
+    "invalid_score",
+    "invalid_service_type",
+    "invalid_subject",
+    "invalid_technicians",
+    "invalid_type",
+    "invalid_warning_percents",
+    "invalid_working_hours",
+    "invalid_year",
+    "legal_term_expired",
+    "malformed_json",
+    "method_not_allowed",
+    "no_draft_to_review",
+    "not_assignee",
+    "not_found",
+    "not_process_leader",
+    "not_process_member",
+    "process_exists",
+    "process_not_found",
+    "push_endpoint_taken",
+    "push_not_configured",
+    "reason_required",
+    "role_not_allowed",
+    "server_busy",
+    "staff_only",
+    "subscription_not_found",
+    "technicians_only",
+    "too_many_attachments",
+    "too_many_attempts",
+    "unauthenticated",
+    "unknown_attachment",
+    "unknown_customer",
+    "unknown_process",
+    "unreadable_body",
+    "unsupported_blob_type",
+    "unsupported_media_type",
+    "user_not_found",
+    "waiting_on_customer",
+    "weak_password",
+    "work_order_not_found",
+];
 
 /// An RFC 9457 problem document. `code` is what apps switch on; `detail` is for people.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub problem_type: String,
@@ -17,6 +115,48 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
 }
+
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> RefOr<Schema> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .description(Some(
+                "An RFC 9457 problem document. `code` is what apps switch on; `detail` is for people.",
+            ))
+            .property(
+                "type",
+                text().description(Some("`urn:atiende:problem:` and the code")),
+            )
+            .required("type")
+            .property(
+                "title",
+                text().description(Some("The reason phrase of the status")),
+            )
+            .required("title")
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(400))
+                    .maximum(Some(599)),
+            )
+            .required("status")
+            .property("code", text().enum_values(Some(PROBLEM_CODES.iter().copied())))
+            .required("code")
+            .property("detail", text())
+            .required("detail")
+            .property(
+                "retry_after_seconds",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .description(Some("With 429 and 503 `server_busy`: how long to wait")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Problem {}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -125,3 +265,120 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::PROBLEM_CODES;
+
+    /// Snake-case string literals inside the calls that make an error, in one source file.
+    fn codes_in(source: &str) -> Vec<String> {
+        const MAKERS: &[&str] = &[
+            "invalid(",
+            "forbidden(",
+            "conflict(",
+            "not_found(",
+            "bad_request(",
+            "ApiError::new(",
+            "text(",
+            "decode_key(",
+            "refuse(",
+        ];
+        let mut codes = Vec::new();
+        for maker in MAKERS {
+            for (at, _) in source.match_indices(maker) {
+                // `text(` but not `opt_text(`.
+                let joined =
+                    source[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                if !joined {
+                    codes.extend(literals_of_call(&source[at + maker.len()..]));
+                }
+            }
+        }
+        for (at, _) in source.match_indices("code: \"") {
+            let rest = &source[at + "code: \"".len()..];
+            codes.extend(rest.split('"').next().map(str::to_owned));
+        }
+        codes.retain(|c| {
+            c.contains('_')
+                && !c.ends_with('_')
+                && c.starts_with(|ch: char| ch.is_ascii_lowercase())
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        });
+        codes
+    }
+
+    /// The string literals up to the parenthesis that closes the call.
+    fn literals_of_call(args: &str) -> Vec<String> {
+        let mut depth = 1;
+        let mut literals = Vec::new();
+        let mut chars = args.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                '"' => {
+                    let mut literal = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => {
+                                chars.next();
+                            }
+                            '"' => break,
+                            c => literal.push(c),
+                        }
+                    }
+                    literals.push(literal);
+                }
+                _ => {}
+            }
+        }
+        literals
+    }
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir)
+            .expect("read a source folder")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// An error code added to the domain or the API without being listed would be served
+    /// against the document.
+    #[test]
+    fn every_code_in_the_sources_is_documented() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        sources(&root.join("../core/src"), &mut files);
+        let mut missing = std::collections::BTreeSet::new();
+        for file in files {
+            let source = std::fs::read_to_string(&file).expect("read a source file");
+            for code in codes_in(&source) {
+                if !PROBLEM_CODES.contains(&code.as_str()) {
+                    missing.insert(format!("{code} ({})", file.display()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "codes not in PROBLEM_CODES: {missing:#?}"
+        );
+        let mut sorted = PROBLEM_CODES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), PROBLEM_CODES.len(), "a code is listed twice");
+    }
+}

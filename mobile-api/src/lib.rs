@@ -1,16 +1,17 @@
 //! The REST API that Atiende's customer, technician and staff apps speak, under `/api/v1`.
 //! Handlers are thin: they extract, call `atiende_core`, and shape the answer.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
-use axum::routing::{MethodFilter, on};
 use sqlx::PgPool;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub mod account;
 pub mod blobs;
@@ -18,6 +19,7 @@ pub mod calendar;
 pub mod case_lists;
 pub mod client;
 pub mod customer;
+mod doc;
 pub mod error;
 pub mod extract;
 pub mod push;
@@ -76,155 +78,81 @@ pub(crate) fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
     }
 }
 
-/// Registers each route on the router and remembers it, so the OpenAPI test can compare what is
-/// served with what is documented.
-struct Routes {
-    router: Router<ApiState>,
-    served: Vec<(Method, &'static str)>,
-}
-
-impl Routes {
-    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
-    where
-        H: Handler<T, ApiState>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
-        self.router = self.router.route(path, on(filter, handler));
-        self.served.push((method, path));
-        self
-    }
-}
-
-fn routes() -> Routes {
-    let r = Routes {
-        router: Router::new(),
-        served: Vec::new(),
-    };
-    r.add(Method::POST, "/api/v1/auth/register", account::register)
-        .add(Method::POST, "/api/v1/auth/login", account::login)
-        .add(Method::POST, "/api/v1/auth/logout", account::logout)
-        .add(Method::GET, "/api/v1/me", account::me)
-        .add(Method::POST, "/api/v1/sync/ticket", account::sync_ticket)
-        .add(Method::POST, "/api/v1/cases", customer::file_case)
-        .add(Method::GET, "/api/v1/cases", customer::list_cases)
-        .add(Method::GET, "/api/v1/cases/{id}", customer::get_case)
-        .add(
-            Method::POST,
-            "/api/v1/cases/{id}/messages",
+/// Every route of the API with its document entry: `routes!` takes both from the handler's
+/// `#[utoipa::path]`, so what is served and what is documented cannot drift apart.
+fn api() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(account::register))
+        .routes(routes!(account::login))
+        .routes(routes!(account::logout))
+        .routes(routes!(account::me))
+        .routes(routes!(account::sync_ticket))
+        .routes(routes!(customer::file_case, customer::list_cases))
+        .routes(routes!(customer::get_case))
+        .routes(routes!(
             customer::post_message,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/cases/{id}/messages",
-            case_lists::customer_messages,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/cases/{id}/events",
-            case_lists::customer_events,
-        )
-        .add(Method::POST, "/api/v1/cases/{id}/rating", customer::rate)
-        .add(Method::GET, "/api/v1/staff/cases", staff::queue)
-        .add(Method::GET, "/api/v1/staff/cases/{id}", staff::get_case)
-        .add(
-            Method::POST,
-            "/api/v1/staff/cases/{id}/assign",
-            staff::assign,
-        )
-        .add(Method::POST, "/api/v1/staff/cases/{id}/draft", staff::draft)
-        .add(
-            Method::POST,
-            "/api/v1/staff/cases/{id}/approve",
-            staff::approve,
-        )
-        .add(
-            Method::POST,
-            "/api/v1/staff/cases/{id}/return",
-            staff::return_draft,
-        )
-        .add(Method::POST, "/api/v1/staff/cases/{id}/close", staff::close)
-        .add(
-            Method::POST,
-            "/api/v1/staff/cases/{id}/messages",
-            staff::post_message,
-        )
-        .add(
-            Method::POST,
-            "/api/v1/staff/cases/{id}/request-info",
-            staff::request_info,
-        )
-        .add(
-            Method::POST,
-            "/api/v1/staff/cases/{id}/extend",
-            staff::extend,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/staff/cases/{id}/notifications",
-            case_lists::case_notifications,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/staff/cases/{id}/messages",
-            case_lists::staff_messages,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/staff/cases/{id}/events",
-            case_lists::staff_events,
-        )
-        .add(Method::POST, "/api/v1/push/subscriptions", push::subscribe)
-        .add(
-            Method::DELETE,
-            "/api/v1/push/subscriptions/{id}",
-            push::unsubscribe,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/push/vapid-public-key",
-            push::vapid_public_key,
-        )
+            case_lists::customer_messages
+        ))
+        .routes(routes!(case_lists::customer_events))
+        .routes(routes!(customer::rate))
+        .routes(routes!(staff::queue))
+        .routes(routes!(staff::get_case))
+        .routes(routes!(staff::assign))
+        .routes(routes!(staff::draft))
+        .routes(routes!(staff::approve))
+        .routes(routes!(staff::return_draft))
+        .routes(routes!(staff::close))
+        .routes(routes!(staff::post_message, case_lists::staff_messages))
+        .routes(routes!(staff::request_info))
+        .routes(routes!(staff::extend))
+        .routes(routes!(case_lists::case_notifications))
+        .routes(routes!(case_lists::staff_events))
+        .routes(routes!(push::subscribe))
+        .routes(routes!(push::unsubscribe))
+        .routes(routes!(push::vapid_public_key))
         // The router-wide JSON limit is not a blob's: put_blob enforces ApiState::blob_limit (a
         // setting) as it reads.
-        .add(
-            Method::PUT,
-            "/api/v1/blobs/{sha256}",
-            blobs::put_blob.layer(DefaultBodyLimit::disable()),
-        )
-        .add(Method::GET, "/api/v1/blobs/{sha256}", blobs::get_blob)
-        .add(Method::GET, "/api/v1/calendar/holidays", calendar::holidays)
-        .add(
-            Method::POST,
-            "/api/v1/staff/work-orders",
-            work_orders::create,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/staff/work-orders/{id}",
-            work_orders::get,
-        )
-        .add(
-            Method::PUT,
-            "/api/v1/staff/work-orders/{id}/technicians",
-            work_orders::set_technicians,
-        )
-        .add(
-            Method::GET,
-            "/api/v1/technician/work-orders",
-            work_orders::mine,
-        )
-        .add(Method::GET, "/api/v1/openapi.json", openapi_json)
+        .routes(routes!(blobs::put_blob).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(blobs::get_blob))
+        .routes(routes!(calendar::holidays))
+        .routes(routes!(work_orders::create))
+        .routes(routes!(work_orders::get))
+        .routes(routes!(work_orders::set_technicians))
+        .routes(routes!(work_orders::mine))
+        .routes(routes!(openapi_json))
 }
 
-/// Every (method, path) the router serves.
-pub fn served_routes() -> Vec<(Method, &'static str)> {
-    routes().served
+/// The OpenAPI document of the routes, with what every route shares filled in (see [`doc`]).
+pub fn openapi() -> &'static serde_json::Value {
+    static DOCUMENT: LazyLock<serde_json::Value> =
+        LazyLock::new(|| doc::finish(api().into_openapi()));
+    &DOCUMENT
+}
+
+/// Every (method, path) the document describes, which is every route the router serves.
+pub fn served_routes() -> Vec<(Method, String)> {
+    let mut routes = Vec::new();
+    if let Some(paths) = openapi()["paths"].as_object() {
+        for (path, item) in paths {
+            for key in item.as_object().into_iter().flat_map(|m| m.keys()) {
+                // A path item also has keys that are not methods (`parameters`, `summary`).
+                const METHODS: &[&str] = &[
+                    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                ];
+                if METHODS.contains(&key.as_str())
+                    && let Ok(method) = key.to_uppercase().parse()
+                {
+                    routes.push((method, path.clone()));
+                }
+            }
+        }
+    }
+    routes
 }
 
 pub fn router(state: ApiState) -> Router {
-    routes()
-        .router
+    let (router, _) = api().split_for_parts();
+    router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -239,21 +167,13 @@ pub fn router(state: ApiState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Atiende API", description = "PQRS filing, follow-up and handling for customers and staff (ISO 9001, Ley 1755 de 2015)."),
-    paths(
-        account::register, account::login, account::logout, account::me, account::sync_ticket,
-        customer::file_case, customer::list_cases, customer::get_case, customer::post_message, customer::rate,
-        staff::queue, staff::get_case, staff::assign, staff::draft, staff::approve, staff::return_draft, staff::close, staff::post_message, staff::request_info, staff::extend,
-        case_lists::customer_messages, case_lists::customer_events, case_lists::staff_messages, case_lists::staff_events,
-        case_lists::case_notifications, push::subscribe, push::unsubscribe, push::vapid_public_key,
-        blobs::put_blob, blobs::get_blob,
-        calendar::holidays, openapi_json,
-        work_orders::create, work_orders::get, work_orders::set_technicians, work_orders::mine,
-    ),
+    info(title = "Atiende API", description = "PQRS filing, follow-up and handling for customers and staff (ISO 9001, Ley 1755 de 2015). \
+Every error is `application/problem+json` with a stable `code`. The sync WebSocket (`GET /api/v1/sync?ticket=…`, see `POST /api/v1/sync/ticket`) speaks the automerge-repo protocol and is not described here."),
+    components(schemas(Problem)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "work orders"), (name = "meta"))
+    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "blobs"), (name = "work orders"), (name = "meta"))
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
 struct BearerAuth;
 
@@ -268,7 +188,7 @@ impl Modify for BearerAuth {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
+    axum::Json(openapi())
 }

@@ -5,23 +5,46 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use uuid::Uuid;
 
 use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Authenticated, Json, Path};
+use crate::views::trimmed;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionKeys {
-    /// The browser's P-256 public key, base64url.
+    #[schema(schema_with = p256dh)]
     pub p256dh: String,
-    /// The 16-byte authentication secret, base64url.
+    #[schema(schema_with = auth_secret)]
     pub auth: String,
+}
+
+fn p256dh() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(trimmed("B[A-P][A-Za-z0-9_-]{84}[AEIMQUYcgkosw048]=*")))
+        .description(Some(
+            "The browser's P-256 public key: an uncompressed point (65 bytes, the first 4), base64url.",
+        ))
+        .build()
+}
+
+fn auth_secret() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(trimmed("[A-Za-z0-9_-]{21}[AQgw]=*")))
+        .description(Some("The 16-byte authentication secret, base64url."))
+        .build()
 }
 
 /// The browser's `PushSubscription.toJSON()`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionRequest {
+    /// The push service's URL: https, no user name or password, and a host on the public
+    /// internet (else `endpoint_not_public`); at most 2048 bytes.
+    #[schema(max_length = 2048, pattern = "^https://[^\\s]+$")]
     pub endpoint: String,
     pub keys: SubscriptionKeys,
 }
@@ -41,7 +64,10 @@ pub struct VapidKey {
 /// Registers this device for push notifications, until this session logs out. The same endpoint
 /// again is a 200 and updates it; one registered by another account is a 409.
 #[utoipa::path(post, path = "/api/v1/push/subscriptions", tag = "push", security(("bearer" = [])), request_body = SubscriptionRequest,
-    responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = SubscriptionView),
+        (status = 200, body = SubscriptionView, description = "this device was already registered; updated"),
+        (status = 409, body = Problem, description = "`push_endpoint_taken`: another account registered this endpoint"),
+        (status = 422, body = Problem, description = "`invalid_endpoint`, `endpoint_not_https`, `endpoint_not_public`, `endpoint_has_credentials`, `invalid_p256dh`, `invalid_auth`")))]
 #[tracing::instrument(skip_all)]
 pub async fn subscribe(
     State(state): State<ApiState>,
@@ -79,7 +105,8 @@ pub async fn subscribe(
 
 /// Stops push notifications to this device.
 #[utoipa::path(delete, path = "/api/v1/push/subscriptions/{id}", tag = "push", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204, description = "Push to this device stopped"),
+        (status = 404, body = Problem, description = "`subscription_not_found`: no such subscription of yours")))]
 #[tracing::instrument(skip_all)]
 pub async fn unsubscribe(
     State(state): State<ApiState>,
@@ -91,7 +118,8 @@ pub async fn unsubscribe(
 }
 
 #[utoipa::path(get, path = "/api/v1/push/vapid-public-key", tag = "push",
-    responses((status = 200, body = VapidKey), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = VapidKey),
+        (status = 503, body = Problem, description = "`push_not_configured`: this server sends no push notifications")))]
 pub async fn vapid_public_key(State(state): State<ApiState>) -> ApiResult<axum::Json<VapidKey>> {
     match &state.vapid_public_key {
         Some(key) => Ok(axum::Json(VapidKey {

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::case_lists::message_page;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, Path, Query, Staff};
 use crate::views::{
     ApproveRequest, AssignRequest, CloseRequest, DraftRequest, ExtendRequest, MessageRequest,
@@ -26,9 +26,10 @@ pub enum QueueOrderParam {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QueueParams {
     pub status: Option<CaseStatus>,
-    /// Process code.
+    /// Process code (compared trimmed and upper-cased).
     pub process: Option<String>,
     pub assignee: Option<Uuid>,
     /// Only cases whose legal due date is before this date (`YYYY-MM-DD`).
@@ -36,9 +37,16 @@ pub struct QueueParams {
     /// `true`: only cases past their legal date or a running SLA clock's due time.
     pub overdue: Option<bool>,
     /// `legal_due` (default): soonest legal due date first; `sla_due`: soonest SLA due time first.
+    #[param(inline)]
     pub order: Option<QueueOrderParam>,
+    /// From `next_cursor` of the previous page in the same `order`: a cursor of the other order
+    /// is `invalid_cursor`.
+    #[param(
+        pattern = "^(L[0-9]{4}-[0-9]{2}-[0-9]{2}|S[+]?[0-9]{1,18})_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -62,6 +70,7 @@ fn decode_queue_cursor(raw: &str, order: QueueOrder) -> ApiResult<QueueCursor> {
             let due = micros
                 .parse()
                 .ok()
+                .filter(|m: &i64| *m >= 0)
                 .and_then(chrono::DateTime::from_timestamp_micros)
                 .ok_or_else(bad)?;
             Ok(QueueCursor::Sla { due, id })
@@ -80,7 +89,8 @@ fn encode_queue_cursor(c: QueueCursor) -> String {
 /// The cases the caller works (the quality director: all; collaborators and leaders: their
 /// processes' and those assigned to them; admins: none), soonest legal due date first.
 #[utoipa::path(get, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])), params(QueueParams),
-    responses((status = 200, body = Page<StaffCase>), (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, body = Page<StaffCase>),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff")))]
 #[tracing::instrument(skip_all)]
 pub async fn queue(
     State(state): State<ApiState>,
@@ -142,7 +152,9 @@ async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> 
 /// The case with its latest events (the ISO 10002 trail) and messages; older ones are paged with
 /// `GET /api/v1/staff/cases/{id}/events` and `/messages`.
 #[utoipa::path(get, path = "/api/v1/staff/cases/{id}", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work")))]
+    responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work")))]
 #[tracing::instrument(skip_all)]
 pub async fn get_case(
     State(state): State<ApiState>,
@@ -161,7 +173,11 @@ pub async fn get_case(
 
 /// Quality director: send the case to a process (and optionally a collaborator) with its priority.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/assign", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = AssignRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = AssignRequest, responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`: only the quality director assigns"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "`case_past_assignment`, `waiting_on_customer`"),
+        (status = 422, body = Problem, description = "`invalid_process_code`, `unknown_process`, `assignee_not_in_process`")))]
 #[tracing::instrument(skip_all)]
 pub async fn assign(
     State(state): State<ApiState>,
@@ -181,7 +197,11 @@ pub async fn assign(
 
 /// Collaborator of the assigned process: write the answer and send it for approval.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/draft", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = DraftRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = DraftRequest, responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`, `not_assignee`"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "`case_not_assigned`, `draft_pending_approval`, `answer_already_approved`, `waiting_on_customer`"),
+        (status = 422, body = Problem, description = "`invalid_answer`")))]
 #[tracing::instrument(skip_all)]
 pub async fn draft(
     State(state): State<ApiState>,
@@ -195,7 +215,11 @@ pub async fn draft(
 
 /// Leader of the case's process: approve the draft. The body may be `{}`.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/approve", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = ApproveRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = ApproveRequest, responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`, `not_process_leader`"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "`no_draft_to_review`, `waiting_on_customer`"),
+        (status = 422, body = Problem, description = "`invalid_comment`")))]
 #[tracing::instrument(skip_all)]
 pub async fn approve(
     State(state): State<ApiState>,
@@ -209,7 +233,11 @@ pub async fn approve(
 
 /// Leader of the case's process: send the draft back with a comment saying what to change.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/return", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = ReturnRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = ReturnRequest, responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`, `not_process_leader`"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "`no_draft_to_review`, `waiting_on_customer`"),
+        (status = 422, body = Problem, description = "`comment_required`")))]
 #[tracing::instrument(skip_all)]
 pub async fn return_draft(
     State(state): State<ApiState>,
@@ -223,7 +251,11 @@ pub async fn return_draft(
 
 /// Quality director: close the case and send the approved answer, recording the outcome.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/close", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = CloseRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    request_body = CloseRequest, responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`: only the quality director closes"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "`answer_not_approved`, `case_already_closed`, `waiting_on_customer`"),
+        (status = 422, body = Problem, description = "`invalid_outcome`")))]
 #[tracing::instrument(skip_all)]
 pub async fn close(
     State(state): State<ApiState>,
@@ -241,8 +273,11 @@ pub async fn close(
 
 /// A message to the customer on the case, optionally with blobs the caller uploaded or may see.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/messages", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = MessageRequest, responses((status = 201, body = MessageView), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"),
-              (status = 422, body = crate::error::Problem, description = "`unknown_attachment`, `too_many_attachments`, `invalid_message`")))]
+    request_body = MessageRequest, responses((status = 201, body = MessageView),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "the case does not take messages in its state"),
+        (status = 422, body = Problem, description = "`invalid_message`, `unknown_attachment`, `too_many_attachments`")))]
 #[tracing::instrument(skip_all)]
 pub async fn post_message(
     State(state): State<ApiState>,
@@ -261,7 +296,11 @@ pub async fn post_message(
 /// Staff: ask the customer for missing information. The case waits on the customer and its
 /// resolution and legal clocks pause until the customer replies with a message.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/request-info", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = RequestInfoRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 409, body = crate::error::Problem)))]
+    request_body = RequestInfoRequest, responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "`answer_in_progress`, `waiting_on_customer`"),
+        (status = 422, body = Problem, description = "`invalid_question`")))]
 #[tracing::instrument(skip_all)]
 pub async fn request_info(
     State(state): State<ApiState>,
@@ -276,7 +315,11 @@ pub async fn request_info(
 /// Quality director: extend the legal term once, before it expires, to at most twice its length.
 /// The reason is sent to the customer.
 #[utoipa::path(post, path = "/api/v1/staff/cases/{id}/extend", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    request_body = ExtendRequest, responses((status = 200, body = StaffCase), (status = 404, body = crate::error::Problem, description = "`case_not_found`: no such case, or one you do not work"), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    request_body = ExtendRequest, responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`: only the quality director extends"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work"),
+        (status = 409, body = Problem, description = "`extension_already_used`, `legal_term_expired`, `case_already_closed`"),
+        (status = 422, body = Problem, description = "`reason_required`, `extension_not_later`, `extension_too_long`")))]
 #[tracing::instrument(skip_all)]
 pub async fn extend(
     State(state): State<ApiState>,

@@ -8,20 +8,160 @@ use atiende_core::types::{CaseStatus, CaseType, Channel, DocumentType, Level, Pr
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
 use uuid::Uuid;
+
+/// The characters Rust's `trim` and `char::is_whitespace` take (Unicode White_Space), spelled out
+/// for a regex character class, because `\\s` means another set in each regex dialect.
+const WHITESPACE: &str =
+    "\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000";
+
+/// A pattern for a text the server trims before it checks it against `inner`.
+pub(crate) fn trimmed(inner: &str) -> String {
+    format!("^[{WHITESPACE}]*{inner}[{WHITESPACE}]*$")
+}
+
+/// At least one character that `trim` keeps.
+fn not_blank() -> String {
+    format!("[^{WHITESPACE}]")
+}
+
+/// A text the server trims and refuses when blank or longer than `MAX` characters.
+pub(crate) fn text<const MAX: usize>() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX))
+        .pattern(Some(not_blank()))
+        .description(Some(format!(
+            "Not blank; at most {MAX} characters once surrounding whitespace is trimmed."
+        )))
+        .build()
+}
+
+/// Absent, null, or a text as [`text`] says.
+pub(crate) fn optional_text<const MAX: usize>() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .min_length(Some(1))
+        .max_length(Some(MAX))
+        .pattern(Some(not_blank()))
+        .description(Some(format!(
+            "Null, or not blank and at most {MAX} characters once surrounding whitespace is trimmed."
+        )))
+        .build()
+}
+
+/// A blob id: the SHA-256 of its bytes in lower-case hex.
+pub(crate) const BLOB_ID: &str = "^[0-9a-f]{64}$";
+
+pub(crate) fn blob_id() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(BLOB_ID))
+        .description(Some(
+            "SHA-256 of the blob's bytes, 64 lower-case hex digits",
+        ))
+        .build()
+}
+
+fn attachments() -> Array {
+    ArrayBuilder::new()
+        .items(blob_id())
+        .max_items(Some(atiende_core::blobs::MAX_ATTACHMENTS))
+        .description(Some(
+            "SHA-256 ids of blobs the caller uploaded with `PUT /api/v1/blobs/{sha256}` or may see; from staff, blobs the case's customer may be shown. An id that names no such blob is `unknown_attachment`.",
+        ))
+        .build()
+}
+
+/// A process code as `atiende_core::processes::parse_code` reads it: trimmed and upper-cased.
+pub(crate) fn process_code() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(trimmed("[A-Za-z][A-Za-z0-9_]{1,31}")))
+        .description(Some(
+            "A process code, e.g. `OPERATIVO`: 2 to 32 letters, digits or `_`, starting with a letter; read trimmed and upper-cased.",
+        ))
+        .build()
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    #[schema(schema_with = email)]
     pub email: String,
+    /// At least 8 characters and at most 1024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
+    #[schema(schema_with = text::<200>)]
     pub name: String,
+    #[schema(schema_with = phone)]
     pub phone: Option<String>,
     pub document_type: DocumentType,
+    #[schema(schema_with = document_number)]
     pub document_number: String,
     /// Must be true: the customer accepts the data-processing policy (Ley 1581 de 2012).
+    #[schema(schema_with = must_be_true)]
     pub accept_data_policy: bool,
     /// `es` (default) or `en`.
+    #[schema(schema_with = language)]
     pub language: Option<String>,
+}
+
+/// As `atiende_core::auth::parse_email` reads it.
+fn email() -> Object {
+    let w = WHITESPACE;
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(254))
+        .pattern(Some(trimmed(&format!(
+            "[^{w}@]+@[^{w}@.][^{w}@]*\\.[^{w}@]*[^{w}@.]"
+        ))))
+        .description(Some(
+            "An e-mail address, read trimmed and lower-cased; at most 254 bytes.",
+        ))
+        .build()
+}
+
+/// As `atiende_core::auth::parse_phone` reads it.
+fn phone() -> Object {
+    let w = WHITESPACE;
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(format!("^[{w}-]*\\+?([{w}-]*[0-9]){{7,15}}[{w}-]*$")))
+        .description(Some(
+            "7 to 15 digits, optionally after a `+`; spaces and dashes are ignored.",
+        ))
+        .build()
+}
+
+/// As `atiende_core::auth::parse_document_number` reads it.
+fn document_number() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(trimmed("[A-Za-z0-9-]{3,20}")))
+        .description(Some(
+            "3 to 20 letters, digits or dashes; read trimmed and upper-cased.",
+        ))
+        .build()
+}
+
+fn must_be_true() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]))
+        .description(Some(
+            "Must be true: the customer accepts the data-processing policy (Ley 1581 de 2012).",
+        ))
+        .build()
+}
+
+fn language() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([Some("es"), Some("en"), None]))
+        .description(Some("`es` (the default) or `en`."))
+        .build()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -71,7 +211,9 @@ pub struct FileCaseRequest {
     pub id: Uuid,
     #[serde(rename = "type")]
     pub case_type: CaseType,
+    #[schema(schema_with = text::<200>)]
     pub subject: String,
+    #[schema(schema_with = text::<10000>)]
     pub description: String,
 }
 
@@ -357,7 +499,7 @@ pub struct Page<T> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AssignRequest {
-    /// Process code, e.g. `OPERATIVO`.
+    #[schema(schema_with = process_code)]
     pub process: String,
     /// A collaborator of that process; optional.
     pub assignee: Option<Uuid>,
@@ -367,37 +509,62 @@ pub struct AssignRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DraftRequest {
+    #[schema(schema_with = text::<20000>)]
     pub answer: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ApproveRequest {
+    #[schema(schema_with = optional_text::<2000>)]
     pub comment: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReturnRequest {
+    /// What to change.
+    #[schema(schema_with = text::<2000>)]
     pub comment: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CloseRequest {
     pub in_favor_of_customer: bool,
+    #[schema(schema_with = optional_text::<2000>)]
     pub outcome: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RatingRequest {
     /// 1 (bad) to 5 (excellent).
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 5)]
     pub score: i64,
+    /// At most 2000 characters once trimmed; a blank comment is no comment.
+    #[schema(nullable, max_length = 2000)]
     pub comment: Option<String>,
+}
+
+/// JSON Schema's `integer` includes `2.0`, which serde's `i64` refuses: read both.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every whole f64 below is exact
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < EXACT)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| serde::de::Error::custom("expected a whole number"))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageRequest {
+    #[schema(schema_with = text::<5000>)]
     pub body: String,
-    /// SHA-256 ids of blobs uploaded with `PUT /api/v1/blobs/{sha256}`, at most 10.
+    /// SHA-256 ids of blobs the caller uploaded with `PUT /api/v1/blobs/{sha256}` or may see, at
+    /// most 10; from staff, blobs the case's customer may be shown.
     #[serde(default)]
+    #[schema(schema_with = attachments)]
     pub attachments: Vec<String>,
 }
 
@@ -405,8 +572,18 @@ pub struct MessageRequest {
 pub struct HolidayView {
     pub date: NaiveDate,
     pub name: String,
-    /// `law` or `override`.
+    #[schema(schema_with = holiday_source)]
     pub source: String,
+}
+
+fn holiday_source() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["law", "override"]))
+        .description(Some(
+            "`law`: a national holiday by law; `override`: declared by the admin.",
+        ))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -418,6 +595,7 @@ pub struct HolidaysResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestInfoRequest {
     /// What the customer must send; they see it as a message.
+    #[schema(schema_with = text::<5000>)]
     pub question: String,
 }
 
@@ -426,5 +604,6 @@ pub struct ExtendRequest {
     /// The new legal due date, `YYYY-MM-DD`.
     pub new_due_date: NaiveDate,
     /// Why, sent to the customer.
+    #[schema(schema_with = text::<2000>)]
     pub reason: String,
 }

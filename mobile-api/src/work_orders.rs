@@ -10,12 +10,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::ApiState;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Problem};
 use crate::extract::{Authenticated, Json, Path, Staff};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TechniciansRequest {
+    /// 1 to 10 users with the technician role (a repeated id counts once).
+    #[schema(min_items = 1)]
     pub technicians: Vec<Uuid>,
 }
 
@@ -34,7 +36,9 @@ pub struct WorkOrderList {
 
 #[utoipa::path(post, path = "/api/v1/staff/work-orders", tag = "work orders", security(("bearer" = [])),
     request_body = NewWorkOrder,
-    responses((status = 201, body = WorkOrder), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = WorkOrder),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `not_process_member`: you are not on the staff of that process"),
+        (status = 422, body = Problem, description = "`invalid_process_code`, `unknown_process`, `unknown_customer`, `invalid_technicians`, `invalid_address`, `invalid_service_type`")))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<ApiState>,
@@ -49,7 +53,9 @@ pub async fn create(
 /// content was not projected, if it was not.
 #[utoipa::path(get, path = "/api/v1/staff/work-orders/{id}", tag = "work orders", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = StaffWorkOrder), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = StaffWorkOrder),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`work_order_not_found`: no such work order, or one of a process you are not on the staff of")))]
 #[tracing::instrument(skip_all)]
 pub async fn get(
     State(state): State<ApiState>,
@@ -69,9 +75,10 @@ pub async fn get(
 /// Replaces the technicians; those removed stop receiving the report at once.
 #[utoipa::path(put, path = "/api/v1/staff/work-orders/{id}/technicians", tag = "work orders", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = TechniciansRequest,
-    responses((status = 200, body = WorkOrder), (status = 403, body = crate::error::Problem, description = "`staff_only`"),
-              (status = 404, body = crate::error::Problem, description = "`work_order_not_found`: no such work order, or one of a process you are not on the staff of"),
-              (status = 422, body = crate::error::Problem)))]
+    responses((status = 200, body = WorkOrder),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`work_order_not_found`: no such work order, or one of a process you are not on the staff of"),
+        (status = 422, body = Problem, description = "`invalid_technicians`")))]
 #[tracing::instrument(skip_all)]
 pub async fn set_technicians(
     State(state): State<ApiState>,
@@ -86,7 +93,8 @@ pub async fn set_technicians(
 
 /// The calling technician's work orders, soonest first, each with its report's Automerge URL.
 #[utoipa::path(get, path = "/api/v1/technician/work-orders", tag = "work orders", security(("bearer" = [])),
-    responses((status = 200, body = WorkOrderList), (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, body = WorkOrderList),
+        (status = 403, body = Problem, description = "`technicians_only`")))]
 #[tracing::instrument(skip_all)]
 pub async fn mine(
     State(state): State<ApiState>,

@@ -7,6 +7,7 @@ mod blobs;
 mod calendar;
 mod case_lists;
 mod channels;
+mod contract;
 mod deadlines;
 mod filing;
 mod isolation;

@@ -135,7 +135,7 @@ async fn the_openapi_document_matches_the_router(pool: PgPool) {
     }
     let served: BTreeSet<_> = atiende_mobile_api::served_routes()
         .into_iter()
-        .map(|(m, p)| (m.to_string(), p.to_owned()))
+        .map(|(m, p)| (m.to_string(), p))
         .collect();
     assert_eq!(documented, served, "documented vs served");
 
