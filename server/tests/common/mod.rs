@@ -16,16 +16,17 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// The URL of the test's database, for the binary's `DATABASE_URL`.
 pub fn database_url(pool: &PgPool) -> String {
     let o = pool.connect_options();
-    let host = o.get_host();
     let user = o.get_username();
     let db = o.get_database().unwrap_or("postgres");
-    if host.starts_with('/') {
-        format!(
-            "postgres:///{db}?host={host}&user={user}&port={}",
+    // A Unix socket (the private cluster of scripts/ensure-postgres.sh) is not the host: sqlx
+    // keeps it apart and leaves the host at its default.
+    match o.get_socket() {
+        Some(dir) => format!(
+            "postgres:///{db}?host={}&user={user}&port={}",
+            dir.display(),
             o.get_port()
-        )
-    } else {
-        format!("postgres://{user}@{host}:{}/{db}", o.get_port())
+        ),
+        None => format!("postgres://{user}@{}:{}/{db}", o.get_host(), o.get_port()),
     }
 }
 
