@@ -104,11 +104,15 @@ async fn a_compressed_bomb_is_refused_before_it_is_inflated(pool: PgPool) {
         assert!(c.closed.is_none(), "{:?}", c.closed);
     }
     assert_eq!(
-        stored_str(&pool, id, "status").await.as_deref(),
+        stored_once(&pool, id, "status", "scheduled")
+            .await
+            .as_deref(),
         Some("scheduled")
     );
     assert_eq!(
-        stored_str(&pool, id, "observations").await.as_deref(),
+        stored_once(&pool, id, "observations", "after the bomb")
+            .await
+            .as_deref(),
         Some("after the bomb"),
         "the writer's next change is stored; the reader's is not"
     );
@@ -134,7 +138,11 @@ async fn a_document_over_its_size_quota_takes_no_more_changes(pool: PgPool) {
     c.settle(QUIET).await;
     c.change(id, |d| put_noise(d, "photo", 8 * 1024)).await;
     c.settle(QUIET).await;
-    assert_eq!(change_rows(&pool, id).await, 1, "under the quota: stored");
+    assert_eq!(
+        rows_once_stored(&pool, id, 1).await,
+        1,
+        "under the quota: stored"
+    );
 
     c.change(id, |d| put_noise(d, "photo2", 12 * 1024)).await;
     expect_error(&mut c, "size quota").await;
@@ -175,7 +183,11 @@ async fn a_user_past_the_write_budget_is_refused(pool: PgPool) {
     c.settle(QUIET).await;
     c.change(id, |d| put_noise(d, "photo", 10 * 1024)).await;
     c.settle(QUIET).await;
-    assert_eq!(change_rows(&pool, id).await, 1, "within the budget: stored");
+    assert_eq!(
+        rows_once_stored(&pool, id, 1).await,
+        1,
+        "within the budget: stored"
+    );
 
     c.change(id, |d| put(d, "observations", "more")).await;
     expect_error(&mut c, "write budget").await;
@@ -326,7 +338,7 @@ async fn a_peer_that_lets_bytes_pile_up_is_dropped(pool: PgPool) {
     }
     assert!(saw_error, "the slow peer is told why");
     assert_eq!(
-        change_rows(&pool, id).await,
+        rows_once_stored(&pool, id, CHANGES as i64).await,
         CHANGES as i64,
         "every change is stored"
     );

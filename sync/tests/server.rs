@@ -384,11 +384,15 @@ async fn two_technicians_converge_and_every_change_is_stored(pool: PgPool) {
     assert_eq!(status, get_str(b.doc(id), "status"));
 
     assert_eq!(
-        stored_str(&pool, id, "observations").await.as_deref(),
+        stored_once(&pool, id, "observations", "termites in the kitchen")
+            .await
+            .as_deref(),
         Some("termites in the kitchen")
     );
     assert_eq!(
-        stored_str(&pool, id, "recommendations").await.as_deref(),
+        stored_once(&pool, id, "recommendations", "seal the cracks")
+            .await
+            .as_deref(),
         Some("seal the cracks")
     );
     assert_eq!(stored_str(&pool, id, "status").await, status);
@@ -422,7 +426,9 @@ async fn read_only_changes_are_neither_applied_nor_stored(pool: PgPool) {
     assert!(message.contains("read-only"), "{message}");
     assert_eq!(change_rows(&pool, id).await, 0);
     assert_eq!(
-        stored_str(&pool, id, "status").await.as_deref(),
+        stored_once(&pool, id, "status", "scheduled")
+            .await
+            .as_deref(),
         Some("scheduled")
     );
     assert_eq!(server.state.stats().read_only_rejections, 1);
@@ -439,7 +445,7 @@ async fn read_only_changes_are_neither_applied_nor_stored(pool: PgPool) {
     .await;
     a.settle(QUIET).await;
     assert_eq!(get_str(a.doc(id), "status").as_deref(), Some("scheduled"));
-    assert_eq!(change_rows(&pool, id).await, 1);
+    assert_eq!(rows_once_stored(&pool, id, 1).await, 1);
 
     // A writer demoted to reader is refused from then on.
     server
@@ -453,7 +459,9 @@ async fn read_only_changes_are_neither_applied_nor_stored(pool: PgPool) {
     let message = a.next_error().await;
     assert!(message.contains("read-only"), "{message}");
     assert_eq!(
-        stored_str(&pool, id, "observations").await.as_deref(),
+        stored_once(&pool, id, "observations", "all clear")
+            .await
+            .as_deref(),
         Some("all clear")
     );
     server.stop().await;
@@ -507,7 +515,10 @@ async fn a_change_that_cannot_be_stored_reaches_nobody(pool: PgPool) {
     assert_eq!(get_str(b.doc(id), "lost"), None);
     b.change(id, |d| put(d, "kept", "yes")).await;
     b.settle(QUIET).await;
-    assert_eq!(stored_str(&pool, id, "kept").await.as_deref(), Some("yes"));
+    assert_eq!(
+        stored_once(&pool, id, "kept", "yes").await.as_deref(),
+        Some("yes")
+    );
     server.stop().await;
 }
 
@@ -578,7 +589,9 @@ async fn server_changes_reach_open_peers(pool: PgPool) {
     })
     .await;
     assert_eq!(
-        stored_str(&pool, inbox, "radicado").await.as_deref(),
+        stored_once(&pool, inbox, "radicado", "PQRS-2026-000001")
+            .await
+            .as_deref(),
         Some("PQRS-2026-000001")
     );
     server.stop().await;
@@ -772,7 +785,7 @@ async fn bad_frames_get_an_error_and_a_close_and_others_are_served(pool: PgPool)
     bystander.settle(QUIET).await;
     assert!(bystander.closed.is_none());
     assert_eq!(
-        stored_str(&pool, id, "still").await.as_deref(),
+        stored_once(&pool, id, "still", "fine").await.as_deref(),
         Some("fine")
     );
     let mut fresh = Client::connect(&server, &ta).await;

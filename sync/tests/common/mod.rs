@@ -499,6 +499,37 @@ pub async fn joined(server: &Server, token: &str, peer_id: &str) -> (Socket, Str
     }
 }
 
+/// The stored document's text at `key` once it reads `expected` (or what it reads after
+/// [`PATIENCE`]).
+pub async fn stored_once(
+    pool: &PgPool,
+    id: DocumentId,
+    key: &str,
+    expected: &str,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let value = stored_str(pool, id, key).await;
+        if value.as_deref() == Some(expected) || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The document's change rows once there are at least `expected` (or what there is after
+/// [`PATIENCE`]): the server stores a change on its own time, which a busy machine stretches.
+pub async fn rows_once_stored(pool: &PgPool, id: DocumentId, expected: i64) -> i64 {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let rows = change_rows(pool, id).await;
+        if rows >= expected || tokio::time::Instant::now() >= deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn change_rows(pool: &PgPool, id: DocumentId) -> i64 {
     sqlx::query_scalar!(
         r#"select count(*) as "n!" from sync_changes where document_id = $1"#,
