@@ -499,35 +499,39 @@ pub async fn joined(server: &Server, token: &str, peer_id: &str) -> (Socket, Str
     }
 }
 
-/// The stored document's text at `key` once it reads `expected` (or what it reads after
-/// [`PATIENCE`]).
-pub async fn stored_once(
-    pool: &PgPool,
-    id: DocumentId,
-    key: &str,
-    expected: &str,
-) -> Option<String> {
+/// What `read` gives once `done` holds for it (or what it gives after [`PATIENCE`]): the server
+/// stores a change on its own time, which a busy machine stretches.
+async fn once<T, F: std::future::Future<Output = T>>(
+    mut read: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let value = stored_str(pool, id, key).await;
-        if value.as_deref() == Some(expected) || tokio::time::Instant::now() >= deadline {
+        let value = read().await;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
             return value;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// The document's change rows once there are at least `expected` (or what there is after
-/// [`PATIENCE`]): the server stores a change on its own time, which a busy machine stretches.
+/// The stored document's text at `key` once it reads `expected`.
+pub async fn stored_once(
+    pool: &PgPool,
+    id: DocumentId,
+    key: &str,
+    expected: &str,
+) -> Option<String> {
+    once(
+        || stored_str(pool, id, key),
+        |v| v.as_deref() == Some(expected),
+    )
+    .await
+}
+
+/// The document's change rows once there are at least `expected`.
 pub async fn rows_once_stored(pool: &PgPool, id: DocumentId, expected: i64) -> i64 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let rows = change_rows(pool, id).await;
-        if rows >= expected || tokio::time::Instant::now() >= deadline {
-            return rows;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    once(|| change_rows(pool, id), |&rows| rows >= expected).await
 }
 
 pub async fn change_rows(pool: &PgPool, id: DocumentId) -> i64 {
