@@ -339,7 +339,7 @@ pub async fn register_customer(
     let customer_id = sqlx::query_scalar!(
         "insert into customers (id, kind, document_type, document_number, name, email, phone)
          values ($1, $2, $3, $4, $5, $6, $7)
-         on conflict (document_type, document_number) do nothing
+         on conflict (document_type, document_number) where verified do nothing
          returning id",
         Uuid::new_v4(),
         reg.document_type.customer_kind() as _,

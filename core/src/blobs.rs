@@ -181,30 +181,9 @@ pub struct Blob {
 /// Stores a verified blob for `user`. Returns it and whether this user had not uploaded it before
 /// (per user, so the answer says nothing about what others uploaded). The bytes are kept once.
 pub async fn store(pool: &PgPool, user: &User, blob: Verified<'_>) -> Result<(BlobInfo, bool)> {
-    let size = i64::try_from(blob.bytes.len())
-        .map_err(|_| Error::Internal("blob size does not fit in i64".into()))?;
     let id = blob.id.as_str();
     let mut tx = pool.begin().await?;
-    let exists = sqlx::query_scalar!(
-        r#"select exists (select 1 from blobs where sha256 = $1) as "exists!""#,
-        id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if !exists {
-        // A concurrent upload of the same bytes makes this a no-op; the bytes are the same.
-        sqlx::query!(
-            "insert into blobs (sha256, content_type, size, data, uploaded_by) values ($1, $2, $3, $4, $5)
-             on conflict (sha256) do nothing",
-            id,
-            blob.content_type,
-            size,
-            blob.bytes,
-            user.id
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
+    keep_bytes(&mut tx, &blob, Some(user.id)).await?;
     lock(&mut tx, id).await?;
     let created = sqlx::query!(
         "insert into blob_uploads (sha256, user_id) values ($1, $2) on conflict do nothing",
@@ -246,15 +225,128 @@ pub async fn store(pool: &PgPool, user: &User, blob: Verified<'_>) -> Result<(Bl
         .execute(&mut *tx)
         .await?;
     }
-    let info = sqlx::query_as!(
+    let info = info(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok((info, created))
+}
+
+/// Keeps a blob's bytes once: a blob stored before (or by a concurrent upload) stays as it is;
+/// the bytes are the same. `uploaded_by` is the app user who sent them first, if one did.
+async fn keep_bytes(
+    conn: &mut PgConnection,
+    blob: &Verified<'_>,
+    uploaded_by: Option<Uuid>,
+) -> Result<()> {
+    let id = blob.id.as_str();
+    let exists = sqlx::query_scalar!(
+        r#"select exists (select 1 from blobs where sha256 = $1) as "exists!""#,
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !exists {
+        let size = i64::try_from(blob.bytes.len())
+            .map_err(|_| Error::Internal("blob size does not fit in i64".into()))?;
+        sqlx::query!(
+            "insert into blobs (sha256, content_type, size, data, uploaded_by) values ($1, $2, $3, $4, $5)
+             on conflict (sha256) do nothing",
+            id,
+            blob.content_type,
+            size,
+            blob.bytes,
+            uploaded_by
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn info(conn: &mut PgConnection, id: &str) -> Result<BlobInfo> {
+    Ok(sqlx::query_as!(
         BlobInfo,
         "select sha256, content_type, size, created_at from blobs where sha256 = $1",
         id
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Stores a verified blob a customer without an app user sent from a chat. It is theirs to
+/// attach to their cases ([`attach_customer_blobs`]); the bytes are kept once.
+pub async fn store_for_customer(
+    pool: &PgPool,
+    customer_id: Uuid,
+    blob: Verified<'_>,
+) -> Result<BlobInfo> {
+    let id = blob.id.as_str();
+    let mut tx = pool.begin().await?;
+    keep_bytes(&mut tx, &blob, None).await?;
+    sqlx::query!(
+        "insert into blob_customer_uploads (sha256, customer_id) values ($1, $2) on conflict do nothing",
+        id,
+        customer_id
+    )
+    .execute(&mut *tx)
     .await?;
+    let info = info(&mut tx, id).await?;
     tx.commit().await?;
-    Ok((info, created))
+    Ok(info)
+}
+
+/// Attaches blobs a customer without an app user sent ([`store_for_customer`]) to one of their
+/// cases, inside the caller's transaction; any other hash is `unknown_attachment` and nothing is
+/// attached.
+pub async fn attach_customer_blobs(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    message_id: Option<Uuid>,
+    hashes: &[String],
+    customer_id: Uuid,
+) -> Result<Vec<Attachment>> {
+    if hashes.len() > MAX_ATTACHMENTS {
+        return Err(Error::invalid(
+            "too_many_attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    let mut ids: Vec<String> = Vec::with_capacity(hashes.len());
+    for h in hashes {
+        if !ids.contains(h) {
+            ids.push(h.clone());
+        }
+    }
+    let found = sqlx::query_as!(
+        Attachment,
+        "select $3::uuid as message_id, b.sha256, b.content_type, b.size
+         from unnest($1::text[]) with ordinality as x (sha256, ord)
+         join blobs b on b.sha256 = x.sha256
+         join blob_customer_uploads u on u.sha256 = b.sha256 and u.customer_id = $2
+         order by x.ord",
+        &ids,
+        customer_id,
+        message_id,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(missing) = ids.iter().find(|h| !found.iter().any(|a| &a.sha256 == *h)) {
+        return Err(Error::invalid(
+            "unknown_attachment",
+            format!("{missing} is not a file you sent"),
+        ));
+    }
+    sqlx::query!(
+        "insert into case_attachments (case_id, message_id, sha256, attached_by)
+         select $1, $2, x.sha256, null from unnest($3::text[]) with ordinality as x (sha256, ord)
+         order by x.ord
+         on conflict on constraint case_attachments_once do nothing",
+        case_id,
+        message_id,
+        &ids,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(found)
 }
 
 /// Serialises, per blob, an upload with the projections of the field reports that name it, until

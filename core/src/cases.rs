@@ -993,14 +993,21 @@ pub async fn close(pool: &PgPool, actor: &User, case_id: Uuid, c: Closing) -> Re
     }
     let case = get(&mut *m.tx, case_id).await?;
     let data = serde_json::json!({"radicado": case.radicado, "type": case.case_type.as_str()});
-    for (kind, delay) in [
-        (notifications::Kind::Answer, std::time::Duration::ZERO),
-        (notifications::Kind::RatingPrompt, RATING_PROMPT_DELAY),
+    // A chat carries the answer itself; a push notification only says it is there.
+    let mut answer = data.clone();
+    answer["answer"] = case.answer.clone().into();
+    for (kind, data, delay) in [
+        (
+            notifications::Kind::Answer,
+            answer,
+            std::time::Duration::ZERO,
+        ),
+        (notifications::Kind::RatingPrompt, data, RATING_PROMPT_DELAY),
     ] {
         let notice = CustomerNotice {
             kind,
             cause: case_id,
-            data: data.clone(),
+            data,
             delay,
         };
         notifications::notify_customer(&mut m.tx, case_id, notice).await?;
@@ -1063,6 +1070,36 @@ pub async fn rate<'a>(
     m.finish(actor, comment.as_deref()).await
 }
 
+/// The comment a customer adds after rating with one tap (from a chat): kept once, on a case
+/// they rated without one.
+pub async fn comment_rating<'a>(
+    pool: &PgPool,
+    actor: impl Into<Actor<'a>>,
+    case_id: Uuid,
+    comment: &str,
+) -> Result<()> {
+    let actor = actor.into();
+    require_role(actor, Role::Customer, "rate answers")?;
+    let comment = text(comment, "invalid_comment", "the comment", 2_000)?;
+    let updated = sqlx::query!(
+        "update cases set rating_comment = $3
+         where id = $1 and customer_id = $2 and status = 'rated' and rating_comment is null",
+        case_id,
+        actor.customer_id(),
+        comment
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(Error::conflict(
+            "rating_comment_not_allowed",
+            "the case is not rated, or its rating has a comment already",
+        ));
+    }
+    Ok(())
+}
+
 /// A message on a case: from its customer (an app user, or a customer with none), or from staff
 /// (and then visible to the customer, who is told), with the blobs it attaches (see
 /// [`blobs::attach_to_case`]); a bad attachment writes nothing.
@@ -1097,16 +1134,16 @@ pub async fn add_message<'a>(
         Actor::User(user) => {
             blobs::attach_to_case(&mut tx, case_id, Some(message.id), attachments, user).await?
         }
-        // Blobs are uploaded by app users; a customer without one has none to attach yet.
-        Actor::Customer(_) => match attachments.first() {
-            Some(h) => {
-                return Err(Error::invalid(
-                    "unknown_attachment",
-                    format!("{h} is not a blob you uploaded or may see; upload it first"),
-                ));
-            }
-            None => Vec::new(),
-        },
+        Actor::Customer(customer_id) => {
+            blobs::attach_customer_blobs(
+                &mut tx,
+                case_id,
+                Some(message.id),
+                attachments,
+                customer_id,
+            )
+            .await?
+        }
     };
     if let Some(user) = staff {
         first_response(&mut tx, case_id, user).await?;

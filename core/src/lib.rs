@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod calendar;
 pub mod cases;
 pub mod clocks;
+pub mod contacts;
 pub mod customer_documents;
 pub mod deadlines;
 pub mod doc_id;

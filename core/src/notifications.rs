@@ -312,7 +312,7 @@ pub async fn for_case(
         .map(|n| NotificationView {
             deliveries: deliveries
                 .iter()
-                .filter(|d| d.notification_id == n.id)
+                .filter(|d| d.notification_id == Some(n.id))
                 .map(|d| DeliveryView {
                     channel: d.channel.clone(),
                     state: d.state.clone(),

@@ -59,18 +59,25 @@ pub struct Claimed {
     /// The push subscription's keys (push only; none when the subscription has gone).
     pub p256dh: Option<String>,
     pub auth: Option<String>,
-    /// The chat the delivery goes to (chat channels only).
+    /// The chat the delivery goes to (chat channels, once the chat's customer is known).
     pub chat_id: Option<Uuid>,
     /// This one included.
     pub attempts: i32,
+    /// The notification's kind, or `reply` for a conversation's own reply.
     pub kind: String,
     pub urgency: String,
     pub ttl_secs: i32,
+    /// The notification's data, or the reply itself.
     pub data: serde_json::Value,
     pub case_id: Option<Uuid>,
     /// The language the recipient reads on this target.
     pub language: String,
+    /// Parts of a long message already sent by earlier attempts.
+    pub progress: i32,
 }
+
+/// The kind of a delivery that carries a conversation's reply rather than a notification.
+pub const REPLY: &str = "reply";
 
 /// Claims up to `limit` due deliveries of `channel` for `lease`. Several workers (in several
 /// processes) never claim the same delivery; one whose worker died is claimed again when the
@@ -82,32 +89,51 @@ pub async fn claim_due(
     lease: Duration,
 ) -> Result<Vec<Claimed>> {
     let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    // A chat reads its messages in the order they were written: only the first pending delivery
+    // of each chat may leave, and not while another worker holds it or while it waits to be
+    // retried. A delivery held back on purpose (a rating prompt an hour after the answer) that
+    // was never tried does not hold the chat.
+    let ordered = matches!(channel, Channel::Telegram | Channel::Whatsapp);
     Ok(sqlx::query_as!(
         Claimed,
-        r#"with due as (
-               select id from deliveries
-               where channel = $1 and state = 'pending' and next_attempt_at <= now()
-                 and (locked_until is null or locked_until < now())
-               order by next_attempt_at
+        r#"with heads as (
+               select distinct on (target) id, next_attempt_at, locked_until
+               from deliveries
+               where channel = $1 and state = 'pending' and $4
+                 and (attempts > 0 or next_attempt_at <= now())
+               order by target, id
+           ), due as (
+               select d.id from deliveries d
+               where d.channel = $1 and d.state = 'pending' and d.next_attempt_at <= now()
+                 and (d.locked_until is null or d.locked_until < now())
+                 and (not $4 or d.id in (select id from heads))
+               order by d.next_attempt_at
                limit $2
                for update skip locked
            ), claimed as (
                update deliveries d set locked_until = now() + make_interval(secs => $3::bigint / 1000.0), attempts = d.attempts + 1
                from due where d.id = due.id
-               returning d.id, d.notification_id, d.subscription_id, d.chat_id, d.target, d.attempts
+               returning d.id, d.notification_id, d.subscription_id, d.chat_id, d.target, d.attempts,
+                         d.payload, d.progress, d.channel
            )
            select c.id, c.target, s.p256dh as "p256dh?", s.auth as "auth?", c.chat_id, c.attempts,
-                  n.kind, n.urgency, n.ttl_secs, n.data, n.case_id,
-                  coalesce(su.language, ch.language, nu.language, 'es') as "language!"
+                  coalesce(n.kind, 'reply') as "kind!", coalesce(n.urgency, 'normal') as "urgency!",
+                  coalesce(n.ttl_secs, 0) as "ttl_secs!", coalesce(c.payload, n.data) as "data!",
+                  n.case_id as "case_id?",
+                  coalesce(su.language, ch.language, bc.language, nu.language, 'es') as "language!",
+                  c.progress
            from claimed c
-           join notifications n on n.id = c.notification_id
+           left join notifications n on n.id = c.notification_id
            left join push_subscriptions s on s.id = c.subscription_id
            left join users su on su.id = s.user_id
            left join customer_chats ch on ch.id = c.chat_id
-           left join users nu on nu.id = n.user_id"#,
+           left join bot_conversations bc on bc.channel = c.channel and bc.chat_key = c.target
+           left join users nu on nu.id = n.user_id
+           order by c.id"#,
         channel.as_str(),
         limit,
         lease,
+        ordered,
     )
     .fetch_all(db)
     .await?)
@@ -119,33 +145,37 @@ pub async fn claim_due(
 pub enum Outcome {
     Sent {
         status: u16,
+        /// The platform's id for the message, when it reports the message's fate later.
+        external_id: Option<String>,
     },
     /// The target no longer exists (an expired push subscription, a chat that blocked us); a
     /// push subscription is deleted.
-    Gone {
-        status: u16,
-        error: String,
-    },
+    Gone { status: u16, error: String },
     /// A busy or unreachable platform: try again after the wait, until [`MAX_ATTEMPTS`].
     Retry {
         status: Option<u16>,
         error: String,
         after: Duration,
+        /// Parts of a long message sent so far, which the next attempt does not send again.
+        progress: Option<i32>,
     },
     /// Refused for a reason retrying would not change.
-    Failed {
-        status: Option<u16>,
-        error: String,
-    },
+    Failed { status: Option<u16>, error: String },
 }
 
 pub async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome) -> Result<()> {
     match outcome {
-        Outcome::Sent { status } => {
+        Outcome::Sent {
+            status,
+            external_id,
+        } => {
             sqlx::query!(
-                "update deliveries set state = 'sent', sent_at = now(), last_status = $2, locked_until = null, last_error = null where id = $1",
+                "update deliveries set state = 'sent', sent_at = now(), last_status = $2, locked_until = null, last_error = null,
+                        external_message_id = $3
+                 where id = $1",
                 id,
-                i32::from(*status)
+                i32::from(*status),
+                external_id.as_deref(),
             )
             .execute(&mut *conn)
             .await?;
@@ -169,19 +199,22 @@ pub async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome)
             status,
             error,
             after,
+            progress,
         } => {
             let millis = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
             sqlx::query!(
                 "update deliveries
                  set state = case when attempts >= $5 then 'failed' else 'pending' end,
                      next_attempt_at = now() + make_interval(secs => $4::bigint / 1000.0),
-                     last_status = $2, last_error = $3, locked_until = null
+                     last_status = $2, last_error = $3, locked_until = null,
+                     progress = coalesce($6, progress)
                  where id = $1",
                 id,
                 status.map(i32::from),
                 error,
                 millis,
                 MAX_ATTEMPTS,
+                *progress,
             )
             .execute(&mut *conn)
             .await?;
@@ -230,6 +263,7 @@ pub async fn deliver_due<S: Sender>(pool: &PgPool, sender: &S) -> Result<usize> 
                 status,
                 error,
                 after,
+                ..
             } => tracing::warn!(
                 delivery = id,
                 ?status,

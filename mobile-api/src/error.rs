@@ -82,6 +82,7 @@ pub const PROBLEM_CODES: &[&str] = &[
     "process_not_found",
     "push_endpoint_taken",
     "push_not_configured",
+    "rating_comment_not_allowed",
     "reason_required",
     "role_not_allowed",
     "server_busy",

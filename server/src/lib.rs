@@ -133,6 +133,7 @@ pub fn app(
     metrics: Arc<Metrics>,
     vapid_public_key: Option<String>,
     sync: atiende_sync::SyncState,
+    bots: &atiende_bots::Bots,
 ) -> Router {
     let api = ApiState {
         db: db.clone(),
@@ -157,6 +158,7 @@ pub fn app(
     let request_id = HeaderName::from_static("x-request-id");
     ops.merge(atiende_mobile_api::router(api))
         .merge(atiende_sync::router(sync))
+        .merge(bots.router())
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -269,12 +271,23 @@ pub async fn run(
         .await
         .map_err(std::io::Error::other)?;
     let vapid_public_key = sender.as_ref().map(|s| s.public_key().to_owned());
+    let bots =
+        atiende_bots::Bots::new(db.clone(), settings.bots()).map_err(std::io::Error::other)?;
+    if let Some(t) = &settings.bots().telegram
+        && !t.polling
+        && t.webhook_secret.is_none()
+    {
+        tracing::warn!(
+            "no Telegram webhook secret (ATIENDE_TELEGRAM_WEBHOOK_SECRET): the webhook refuses every request"
+        );
+    }
     let app = app(
         db.clone(),
         settings,
         Metrics::new(),
         vapid_public_key,
         sync.clone(),
+        &bots,
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = spawn_until(&stop_rx, {
@@ -306,6 +319,7 @@ pub async fn run(
         );
         move |stopped| run_purge(db, every, window, stopped)
     });
+    let chats = spawn_until(&stop_rx, move |stopped| bots.run(stopped));
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         spawn_until(&stop_rx, move |stopped| async move {
@@ -346,6 +360,9 @@ pub async fn run(
     }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "deadline scheduler ended abnormally");
+    }
+    if let Err(e) = chats.await {
+        tracing::error!(error = %e, "chat workers ended abnormally");
     }
     if let Some(worker) = worker
         && let Err(e) = worker.await

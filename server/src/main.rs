@@ -45,6 +45,16 @@ enum Command {
     /// The business calendar used for legal terms.
     #[command(subcommand)]
     Calendar(CalendarCommand),
+    /// The Telegram bot.
+    #[command(subcommand)]
+    Telegram(TelegramCommand),
+}
+
+#[derive(Subcommand)]
+enum TelegramCommand {
+    /// Register the webhook (the public https URL of /api/v1/bots/telegram/webhook) with
+    /// Telegram, with the webhook secret. Every server process shares it.
+    SetWebhook { url: String },
 }
 
 #[derive(Args)]
@@ -209,6 +219,16 @@ async fn execute(command: Command, mut settings: Settings) -> Result<(), AnyErro
             );
             Ok(())
         }
+        Command::Telegram(TelegramCommand::SetWebhook { url }) => {
+            let Some(telegram) = settings.bots().telegram else {
+                return Err("set the bot's token (ATIENDE_TELEGRAM_BOT_TOKEN) first".into());
+            };
+            atiende_bots::telegram::Telegram::new(telegram)?
+                .set_webhook(&url)
+                .await?;
+            println!("Telegram now sends this bot's updates to {url}");
+            Ok(())
+        }
         other => with_database(&settings, other).await,
     }
 }
@@ -352,7 +372,11 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
                 }
             );
         }
-        Command::Serve(_) | Command::Demo { .. } | Command::Migrate | Command::VapidKeys => {
+        Command::Serve(_)
+        | Command::Demo { .. }
+        | Command::Migrate
+        | Command::VapidKeys
+        | Command::Telegram(_) => {
             unreachable!("handled by execute")
         }
     }

@@ -194,6 +194,7 @@ impl PushSender {
                 status: None,
                 error: format!("network: {}", without_url(e)),
                 after: backoff(d.attempts),
+                progress: None,
             },
         }
     }
@@ -215,7 +216,10 @@ fn without_url(e: reqwest::Error) -> String {
 /// What a push service's status means (RFC 8030 §5, and the services' documented practice).
 fn classify(status: u16, retry_after: Option<Duration>, attempts: i32) -> Outcome {
     match status {
-        200..=299 => Outcome::Sent { status },
+        200..=299 => Outcome::Sent {
+            status,
+            external_id: None,
+        },
         // Redirects are not followed: one is a refusal like any other.
         404 | 410 => Outcome::Gone {
             status,
@@ -225,6 +229,7 @@ fn classify(status: u16, retry_after: Option<Duration>, attempts: i32) -> Outcom
             status: Some(status),
             error: format!("push service answered {status}"),
             after: retry_after.unwrap_or_else(|| backoff(attempts)),
+            progress: None,
         },
         _ => Outcome::Failed {
             status: Some(status),
@@ -275,7 +280,13 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(classify(201, None, 1), Outcome::Sent { status: 201 });
+        assert_eq!(
+            classify(201, None, 1),
+            Outcome::Sent {
+                status: 201,
+                external_id: None
+            }
+        );
         assert!(matches!(
             classify(410, None, 1),
             Outcome::Gone { status: 410, .. }

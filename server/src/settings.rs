@@ -101,6 +101,29 @@ pub struct Settings {
     /// How often ended sessions, expired tickets and old login counters are deleted, in seconds
     /// (`ATIENDE_PURGE_INTERVAL_SECS`).
     pub purge_interval_secs: u64,
+    /// The Telegram bot's token from @BotFather (`ATIENDE_TELEGRAM_BOT_TOKEN`). Without it the
+    /// Telegram channel is off.
+    pub telegram_bot_token: Option<Secret>,
+    /// The secret Telegram sends with every webhook request (`ATIENDE_TELEGRAM_WEBHOOK_SECRET`;
+    /// 1 to 256 of `A-Z a-z 0-9 _ -`). Needed for the webhook.
+    pub telegram_webhook_secret: Option<Secret>,
+    /// The Bot API's base URL (`ATIENDE_TELEGRAM_API_URL`).
+    pub telegram_api_url: String,
+    /// How updates arrive (`ATIENDE_TELEGRAM_MODE`): `webhook` (Telegram posts to
+    /// /api/v1/bots/telegram/webhook) or `polling` (one process asks with getUpdates; no public
+    /// URL needed).
+    pub telegram_mode: TelegramMode,
+    /// How often the chat workers look for updates and messages to send when idle, in
+    /// milliseconds (`ATIENDE_BOTS_INTERVAL_MS`).
+    pub bots_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    #[default]
+    Webhook,
+    Polling,
 }
 
 impl Default for Settings {
@@ -134,6 +157,11 @@ impl Default for Settings {
             hash_wait_ms: 2000,
             sync_ticket_ttl_secs: 5 * 60,
             purge_interval_secs: 3600,
+            telegram_bot_token: None,
+            telegram_webhook_secret: None,
+            telegram_api_url: "https://api.telegram.org".into(),
+            telegram_mode: TelegramMode::Webhook,
+            bots_interval_ms: 500,
         }
     }
 }
@@ -318,6 +346,45 @@ impl Settings {
         ] {
             positive_number(&env, name, field)?;
         }
+        if let Some(v) = env("ATIENDE_TELEGRAM_BOT_TOKEN").filter(|v| !v.is_empty()) {
+            settings.telegram_bot_token = Some(Secret::new(v));
+        }
+        if let Some(v) = env("ATIENDE_TELEGRAM_WEBHOOK_SECRET").filter(|v| !v.is_empty()) {
+            settings.telegram_webhook_secret = Some(Secret::new(v));
+        }
+        if let Some(v) = env("ATIENDE_TELEGRAM_API_URL").filter(|v| !v.is_empty()) {
+            settings.telegram_api_url = v;
+        }
+        if let Some(v) = env("ATIENDE_TELEGRAM_MODE") {
+            settings.telegram_mode = match v.trim() {
+                "webhook" => TelegramMode::Webhook,
+                "polling" => TelegramMode::Polling,
+                _ => {
+                    return Err(SettingsError::Env {
+                        name: "ATIENDE_TELEGRAM_MODE",
+                        message: "expected webhook or polling".into(),
+                    });
+                }
+            };
+        }
+        positive_number(
+            &env,
+            "ATIENDE_BOTS_INTERVAL_MS",
+            &mut settings.bots_interval_ms,
+        )?;
+        if let Some(secret) = &settings.telegram_webhook_secret {
+            let ok = (1..=256).contains(&secret.expose().len())
+                && secret
+                    .expose()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(SettingsError::Env {
+                    name: "ATIENDE_TELEGRAM_WEBHOOK_SECRET",
+                    message: "expected 1 to 256 of A-Z a-z 0-9 _ - (what Telegram accepts)".into(),
+                });
+            }
+        }
         if let Some(v) = env("ATIENDE_HASH_CONCURRENCY") {
             // 0 means one per core.
             settings.hash_concurrency = v.parse().map_err(|_| SettingsError::Env {
@@ -371,6 +438,25 @@ impl Settings {
         };
         Hashing::new(concurrent, Duration::from_millis(self.hash_wait_ms))
     }
+    /// The chat channels' settings; a channel without its token is off.
+    pub fn bots(&self) -> atiende_bots::BotSettings {
+        atiende_bots::BotSettings {
+            telegram: self.telegram_bot_token.as_ref().map(|token| {
+                atiende_bots::telegram::TelegramSettings {
+                    token: token.expose().to_owned(),
+                    webhook_secret: self
+                        .telegram_webhook_secret
+                        .as_ref()
+                        .map(|s| s.expose().to_owned()),
+                    api_url: self.telegram_api_url.clone(),
+                    polling: self.telegram_mode == TelegramMode::Polling,
+                }
+            }),
+            file_limit: self.blob_max_bytes,
+            interval: Duration::from_millis(self.bots_interval_ms),
+        }
+    }
+
     /// The sync server's settings: its defaults with the limits set here.
     pub fn sync(&self) -> atiende_sync::SyncSettings {
         atiende_sync::SyncSettings {
@@ -415,6 +501,8 @@ mod tests {
             "DATABASE_URL" => Some("postgres://app:hunter2@db/atiende".to_owned()),
             "ATIENDE_VAPID_PRIVATE_KEY" => Some("vapid-secret-value".to_owned()),
             "ATIENDE_PUSH_ALLOW_LOOPBACK" => Some("true".to_owned()),
+            "ATIENDE_TELEGRAM_BOT_TOKEN" => Some("123456:telegram-token-value".to_owned()),
+            "ATIENDE_TELEGRAM_WEBHOOK_SECRET" => Some("webhook-secret-value".to_owned()),
             _ => None,
         };
         assert_eq!(Settings::default().push_reach(), Reach::Public);
@@ -431,6 +519,14 @@ mod tests {
             !printed.contains("hunter2") && !printed.contains("vapid-secret-value"),
             "{printed}"
         );
+        let bots = format!("{:?}", s.bots());
+        assert!(bots.contains("api.telegram.org"), "{bots}");
+        for secret in ["telegram-token-value", "webhook-secret-value"] {
+            assert!(
+                !printed.contains(secret) && !bots.contains(secret),
+                "{printed} {bots}"
+            );
+        }
     }
 
     #[test]

@@ -302,6 +302,7 @@ impl outbox::Sender for TestChat {
                     status: None,
                     error: "network".into(),
                     after: outbox::backoff(d.attempts),
+                    progress: None,
                 };
             }
         };
@@ -309,7 +310,10 @@ impl outbox::Sender for TestChat {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         let reason = body["description"].as_str().unwrap_or_default().to_owned();
         match status {
-            200 => Outcome::Sent { status },
+            200 => Outcome::Sent {
+                status,
+                external_id: None,
+            },
             403 => Outcome::Gone {
                 status,
                 error: reason,
@@ -318,11 +322,13 @@ impl outbox::Sender for TestChat {
                 status: Some(status),
                 error: reason,
                 after: Duration::from_secs(body["parameters"]["retry_after"].as_u64().unwrap_or(1)),
+                progress: None,
             },
             _ => Outcome::Retry {
                 status: Some(status),
                 error: reason,
                 after: outbox::backoff(d.attempts),
+                progress: None,
             },
         }
     }

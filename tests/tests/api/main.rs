@@ -21,4 +21,5 @@ mod scheduler;
 mod sessions;
 mod staff_scope;
 mod sync_support;
+mod telegram;
 mod work_orders;

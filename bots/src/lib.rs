@@ -1,0 +1,126 @@
+//! Atiende's chat channels. A customer who never installs the app files, follows, answers and
+//! rates PQRS from Telegram (and WhatsApp). Platform updates are stored in PostgreSQL before the
+//! webhook answers ([`inbox`]), worked through in order per chat by the channel-neutral
+//! conversation [`engine`], and every message to a chat leaves through the one outbox
+//! (`atiende_core::outbox`), in order per chat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use sqlx::PgPool;
+
+pub mod engine;
+pub mod inbox;
+pub mod render;
+pub mod telegram;
+pub mod texts;
+
+rust_i18n::i18n!("../locales", fallback = "es");
+
+/// The chat channels' settings; a channel without its settings is off.
+#[derive(Clone, Default)]
+pub struct BotSettings {
+    pub telegram: Option<telegram::TelegramSettings>,
+    /// The largest file a customer may send, in bytes (the blob limit).
+    pub file_limit: usize,
+    /// How often the workers look for work when idle.
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for BotSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotSettings")
+            .field("telegram", &self.telegram)
+            .field("file_limit", &self.file_limit)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+/// The chat channels of one server process.
+#[derive(Clone)]
+pub struct Bots {
+    pub db: PgPool,
+    pub settings: BotSettings,
+    telegram: Option<Arc<telegram::Telegram>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BotsError {
+    #[error("the Telegram API URL is not a valid URL: {0}")]
+    TelegramUrl(String),
+}
+
+impl Bots {
+    pub fn new(db: PgPool, settings: BotSettings) -> Result<Bots, BotsError> {
+        let telegram = settings
+            .telegram
+            .clone()
+            .map(telegram::Telegram::new)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Bots {
+            db,
+            settings,
+            telegram,
+        })
+    }
+
+    /// The webhooks of the channels that are configured.
+    pub fn router(&self) -> Router {
+        let mut router = Router::new();
+        if let Some(t) = &self.telegram {
+            router = router.merge(telegram::router(self.db.clone(), t.clone()));
+        }
+        router
+    }
+
+    /// Runs the channels' workers until `stop` completes: each channel's inbox (its updates,
+    /// through the conversations) and its deliveries; Telegram's long polling when asked for.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+        let Some(t) = self.telegram.clone() else {
+            stop.await;
+            return;
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let interval = self.settings.interval;
+        let mut tasks = Vec::new();
+        {
+            let (db, t, limit, stop) = (
+                self.db.clone(),
+                t.clone(),
+                self.settings.file_limit,
+                stopped(),
+            );
+            tasks.push(tokio::spawn(async move {
+                inbox::run(db, t.as_ref(), limit, interval, stop).await;
+            }));
+        }
+        {
+            let (db, t, stop) = (self.db.clone(), t.clone(), stopped());
+            tasks.push(tokio::spawn(async move {
+                atiende_core::outbox::run(db, t.as_ref(), interval, stop).await;
+            }));
+        }
+        if t.settings().polling {
+            let (db, t, stop) = (self.db.clone(), t.clone(), stopped());
+            tasks.push(tokio::spawn(async move {
+                telegram::poll(db, t.as_ref(), stop).await;
+            }));
+        }
+        stop.await;
+        let _ = tx.send(true);
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a chat worker ended abnormally");
+            }
+        }
+    }
+}

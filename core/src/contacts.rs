@@ -1,0 +1,221 @@
+//! Customers who reach the company from a chat (and later the web form or the mailbox) without
+//! an app user: how a chat finds its customer, and how someone new is registered without being
+//! handed another customer's record.
+//!
+//! A phone number proves who someone is when the platform vouches for it (WhatsApp's sender, a
+//! Telegram contact the sender shared of themself): it links the chat to the one customer with
+//! that number. A typed document number proves nothing: when it already belongs to a customer,
+//! the person becomes an unverified contact of their own (`customers.verified = false`), whose
+//! cases staff may later merge into the customer's.
+
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::auth::{self, parse_document_number, parse_name};
+use crate::error::{Error, Result};
+use crate::types::DocumentType;
+
+/// A messaging platform a customer chats from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatChannel {
+    Telegram,
+    Whatsapp,
+}
+
+impl ChatChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatChannel::Telegram => "telegram",
+            ChatChannel::Whatsapp => "whatsapp",
+        }
+    }
+
+    /// The channel a case filed from this platform is stored with.
+    pub fn case_channel(self) -> crate::types::Channel {
+        match self {
+            ChatChannel::Telegram => crate::types::Channel::Telegram,
+            ChatChannel::Whatsapp => crate::types::Channel::Whatsapp,
+        }
+    }
+
+    pub fn outbox(self) -> crate::outbox::Channel {
+        match self {
+            ChatChannel::Telegram => crate::outbox::Channel::Telegram,
+            ChatChannel::Whatsapp => crate::outbox::Channel::Whatsapp,
+        }
+    }
+}
+
+/// Who a phone number belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneMatch {
+    None,
+    One(Uuid),
+    /// Several verified customers have it: none is chosen; staff sort it out.
+    Several,
+}
+
+/// The verified customer whose phone is `phone` (normalised to E.164 as the database does it,
+/// see the `e164` function).
+pub async fn find_by_phone(db: impl PgExecutor<'_>, phone: &str) -> Result<PhoneMatch> {
+    let ids = sqlx::query_scalar!(
+        "select id from customers where verified and phone_e164 = e164($1) limit 2",
+        phone
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(match ids.as_slice() {
+        [] => PhoneMatch::None,
+        [one] => PhoneMatch::One(*one),
+        _ => PhoneMatch::Several,
+    })
+}
+
+/// Someone registering from a chat.
+#[derive(Debug, Clone)]
+pub struct NewContact {
+    pub name: String,
+    pub document_type: DocumentType,
+    pub document_number: String,
+    /// A number the platform vouches for (the WhatsApp sender's), if any.
+    pub phone: Option<String>,
+}
+
+/// A customer record made from a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub customer_id: Uuid,
+    /// False when the document number belonged to a customer already: this is a separate,
+    /// unverified contact.
+    pub verified: bool,
+}
+
+/// Registers someone who consented from `channel`: a new customer, or, when the document number
+/// is a customer's already, an unverified contact. The consent is recorded with it.
+pub async fn register(
+    conn: &mut PgConnection,
+    new: &NewContact,
+    channel: ChatChannel,
+) -> Result<Registered> {
+    let name = parse_name(&new.name)?;
+    let number = parse_document_number(&new.document_number)?;
+    let phone = new.phone.as_deref().map(auth::parse_phone).transpose()?;
+    let kind = new.document_type.customer_kind();
+    // First as the verified customer with that number; when one exists already, as a contact
+    // of their own (the unique index covers verified customers only).
+    let mut registered = None;
+    for verified in [true, false] {
+        let id = sqlx::query_scalar!(
+            "insert into customers (id, kind, document_type, document_number, name, phone, verified)
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict (document_type, document_number) where verified do nothing
+             returning id",
+            Uuid::new_v4(),
+            kind as _,
+            new.document_type as DocumentType,
+            number,
+            name,
+            phone,
+            verified,
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(customer_id) = id {
+            registered = Some(Registered {
+                customer_id,
+                verified,
+            });
+            break;
+        }
+    }
+    let registered = registered
+        .ok_or_else(|| Error::Internal("an unverified contact could not be stored".into()))?;
+    auth::record_consent(&mut *conn, registered.customer_id, true, channel.as_str()).await?;
+    Ok(registered)
+}
+
+/// Links a platform chat to its customer and returns the chat's id. A chat belongs to one
+/// customer: a chat linked already stays with its customer.
+pub async fn link_chat(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+    channel: ChatChannel,
+    external_id: &str,
+    language: &str,
+) -> Result<Uuid> {
+    let inserted = sqlx::query_scalar!(
+        "insert into customer_chats (id, customer_id, channel, external_id, language)
+         values ($1, $2, $3, $4, $5)
+         on conflict (channel, external_id) do nothing
+         returning id",
+        Uuid::new_v4(),
+        customer_id,
+        channel.as_str(),
+        external_id,
+        language,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        None => sqlx::query_scalar!(
+            "select id from customer_chats where channel = $1 and external_id = $2",
+            channel.as_str(),
+            external_id
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(Error::from),
+    }
+}
+
+/// A linked chat as the conversation sees it.
+#[derive(Debug, Clone)]
+pub struct Chat {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub customer_name: String,
+    pub opted_out: bool,
+}
+
+pub async fn chat(db: impl PgExecutor<'_>, chat_id: Uuid) -> Result<Chat> {
+    let row = sqlx::query!(
+        "select ch.id, ch.customer_id, c.name, ch.opted_out_at is not null as \"opted_out!\"
+         from customer_chats ch join customers c on c.id = ch.customer_id
+         where ch.id = $1",
+        chat_id
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Chat {
+        id: row.id,
+        customer_id: row.customer_id,
+        customer_name: row.name,
+        opted_out: row.opted_out,
+    })
+}
+
+/// STOP and START: an opted-out chat hears only about the cases filed from it.
+pub async fn set_opted_out(db: impl PgExecutor<'_>, chat_id: Uuid, out: bool) -> Result<()> {
+    sqlx::query!(
+        "update customer_chats set opted_out_at = case when $2 then coalesce(opted_out_at, now()) end
+         where id = $1",
+        chat_id,
+        out
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The language notifications are written in on this chat.
+pub async fn set_language(db: impl PgExecutor<'_>, chat_id: Uuid, language: &str) -> Result<()> {
+    sqlx::query!(
+        "update customer_chats set language = $2 where id = $1",
+        chat_id,
+        language
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
