@@ -879,3 +879,106 @@ async fn set_webhook_registers_the_url_with_the_secret() {
         r#"["message","edited_message","callback_query"]"#
     );
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn in_english_a_long_answer_arrives_in_numbered_parts_and_unasked_messages_are_offered_to_the_open_case(
+    pool: PgPool,
+) {
+    let chat = Chat::start(pool).await;
+    let org = chat.app.org().await;
+    let c = 2024;
+    chat.say_in(c, "en", "/start", 2).await;
+    chat.tap(c, "consent:yes", 1).await;
+    chat.tap(c, "register", 1).await;
+    chat.say(c, "John Smith", 1).await;
+    chat.tap(c, "doc:PA", 1).await;
+    let done = chat.say(c, "X1234567", 2).await;
+    assert_eq!(
+        text(&done[0]),
+        "Done, John Smith. You can now file and follow your PQRS here."
+    );
+    chat.tap(c, "menu:file", 1).await;
+    let subject = chat.tap(c, "type:peticion", 1).await;
+    assert_eq!(
+        text(&subject[0]),
+        "In one line, what is your petition about?"
+    );
+    chat.say(c, "Meter reading", 1).await;
+    chat.say(c, "Please read my meter again.", 1).await;
+    // A file over the limit is refused before it is fetched, and the question is asked again.
+    let big = chat.update(
+        "message",
+        Chat::message(
+            c,
+            "en",
+            json!({"document": {"file_id": "huge", "file_unique_id": "u-huge", "file_name": "scan.pdf", "mime_type": "application/pdf", "file_size": 50_000_000}}),
+        ),
+    );
+    let refused = chat.exchange(c, big, 2).await;
+    assert_eq!(
+        text(&refused[0]),
+        "That file is too large: the limit is 10 MB."
+    );
+    assert!(text(&refused[1]).starts_with("If you like, send up to 5 photos"));
+    chat.say(c, "done", 1).await;
+    let ack = chat.tap(c, "send", 1).await;
+    let ack = text(&ack[0]).to_owned();
+    assert!(
+        ack.starts_with("We received your petition with filing number PQRS-"),
+        "{ack}"
+    );
+
+    // Written unasked while the case is open: offered to the case, and added there.
+    let offer = chat
+        .say(c, "I forgot: the meter is behind the gate.", 1)
+        .await;
+    assert!(text(&offer[0]).starts_with("You have PQRS-"), "{offer:#?}");
+    assert_eq!(buttons(&offer[0]), ["add", "new", "menu"]);
+    let added = chat.tap(c, "add", 1).await;
+    assert!(text(&added[0]).starts_with("We added your message to PQRS-"));
+    let id: Uuid = sqlx::query_scalar("select id from cases where radicado = $1")
+        .bind(radicado(&ack))
+        .fetch_one(&chat.app.pool)
+        .await
+        .expect("case");
+    let from_customer: Vec<String> = sqlx::query_scalar(
+        "select body from case_messages where case_id = $1 and not from_staff and author_customer_id is not null",
+    )
+    .bind(id)
+    .fetch_all(&chat.app.pool)
+    .await
+    .expect("messages");
+    assert_eq!(from_customer, ["I forgot: the meter is behind the gate."]);
+
+    // An answer longer than one Telegram message arrives in order, in numbered parts, the
+    // rating buttons under the last.
+    let paragraph = "We read the meter again and found the reading was right. ".repeat(30);
+    let answer = vec![paragraph.trim(); 8].join("\n\n");
+    let before = chat.sent(c).await.len();
+    chat.app.answer(&org, &id.to_string(), &answer).await;
+    let first = chat.wait_for(c, before + 1).await;
+    let total: usize = text(&first[before])
+        .rsplit_once("(1/")
+        .and_then(|(_, n)| n.trim_end_matches(')').parse().ok())
+        .expect("a numbered first part");
+    assert!(total >= 2, "{total} parts");
+    let sent = chat.wait_for(c, before + total).await;
+    let parts = &sent[before..before + total];
+    for (i, part) in parts.iter().enumerate() {
+        assert!(text(part).chars().count() <= 4096);
+        assert!(
+            text(part).ends_with(&format!("({}/{total})", i + 1)),
+            "{}",
+            text(part)
+        );
+        let last = i + 1 == total;
+        assert_eq!(buttons(part).len(), if last { 5 } else { 0 });
+    }
+    assert!(text(&parts[0]).starts_with("Answer to your petition PQRS-"));
+    // Nothing of the answer is lost between the parts.
+    let sentences: usize = parts
+        .iter()
+        .map(|p| text(p).matches("found the reading was right.").count())
+        .sum();
+    assert_eq!(sentences, 8 * 30);
+}
