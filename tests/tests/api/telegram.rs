@@ -953,7 +953,7 @@ async fn in_english_a_long_answer_arrives_in_numbered_parts_and_unasked_messages
     // An answer longer than one Telegram message arrives in order, in numbered parts, the
     // rating buttons under the last.
     let paragraph = "We read the meter again and found the reading was right. ".repeat(30);
-    let answer = vec![paragraph.trim(); 8].join("\n\n");
+    let answer = [paragraph.trim(); 8].join("\n\n");
     let before = chat.sent(c).await.len();
     chat.app.answer(&org, &id.to_string(), &answer).await;
     let first = chat.wait_for(c, before + 1).await;
