@@ -277,8 +277,7 @@ impl<M: Media> Engine<'_, M> {
             replies.extend(self.prompt(conv));
             return Ok(replies);
         }
-        let step = std::mem::take(&mut conv.step);
-        conv.step = step.clone();
+        let step = conv.step.clone();
         match (step, customer) {
             (Step::New, _) => {
                 conv.step = Step::Consent;
@@ -615,20 +614,16 @@ impl<M: Media> Engine<'_, M> {
                     contacts::set_opted_out(&mut *conn, chat.id, false).await?;
                     replies.push(Reply::text(bot(&l, "started")));
                 }
-                match (&conv.step, customer) {
-                    (Step::New | Step::Consent | Step::Declined, _) | (_, None)
-                        if conv.chat_id.is_none() =>
-                    {
-                        if conv.step == Step::New {
-                            replies.push(Reply::text(bot(&l, "welcome")));
-                        }
-                        conv.step = Step::Consent;
-                        replies.push(self.consent_prompt(conv));
+                // Someone not yet known starts at the data policy; a customer at the menu.
+                if customer.is_none() {
+                    if conv.step == Step::New {
+                        replies.push(Reply::text(bot(&l, "welcome")));
                     }
-                    _ => {
-                        conv.step = Step::Menu;
-                        replies.push(self.menu(conv));
-                    }
+                    conv.step = Step::Consent;
+                    replies.push(self.consent_prompt(conv));
+                } else {
+                    conv.step = Step::Menu;
+                    replies.push(self.menu(conv));
                 }
                 Ok(replies)
             }
@@ -709,8 +704,8 @@ impl<M: Media> Engine<'_, M> {
         match contacts::find_by_phone(&mut *conn, phone).await? {
             PhoneMatch::One(customer_id) => {
                 auth::record_consent(&mut *conn, customer_id, true, conv.channel.as_str()).await?;
-                self.link(conn, conv, customer_id).await?;
-                let chat = contacts::chat(&mut *conn, conv.chat_id.unwrap_or_default()).await?;
+                let chat_id = self.link(conn, conv, customer_id).await?;
+                let chat = contacts::chat(&mut *conn, chat_id).await?;
                 conv.step = Step::Menu;
                 Ok(vec![
                     Reply::text(bot_with(
@@ -736,7 +731,7 @@ impl<M: Media> Engine<'_, M> {
         conn: &mut PgConnection,
         conv: &mut Conversation,
         customer_id: Uuid,
-    ) -> Result<(), Error> {
+    ) -> Result<Uuid, Error> {
         let chat_id = contacts::link_chat(
             &mut *conn,
             customer_id,
@@ -746,7 +741,7 @@ impl<M: Media> Engine<'_, M> {
         )
         .await?;
         conv.chat_id = Some(chat_id);
-        Ok(())
+        Ok(chat_id)
     }
 
     async fn menu_input(

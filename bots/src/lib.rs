@@ -19,23 +19,14 @@ pub mod texts;
 rust_i18n::i18n!("../locales", fallback = "es");
 
 /// The chat channels' settings; a channel without its settings is off.
-#[derive(Clone, Default)]
+/// `Debug` shows no secret: the channels' settings redact theirs.
+#[derive(Clone, Debug, Default)]
 pub struct BotSettings {
     pub telegram: Option<telegram::TelegramSettings>,
     /// The largest file a customer may send, in bytes (the blob limit).
     pub file_limit: usize,
     /// How often the workers look for work when idle.
     pub interval: Duration,
-}
-
-impl std::fmt::Debug for BotSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BotSettings")
-            .field("telegram", &self.telegram)
-            .field("file_limit", &self.file_limit)
-            .field("interval", &self.interval)
-            .finish()
-    }
 }
 
 /// The chat channels of one server process.
@@ -50,6 +41,8 @@ pub struct Bots {
 pub enum BotsError {
     #[error("the Telegram API URL is not a valid URL: {0}")]
     TelegramUrl(String),
+    #[error("building the Telegram client: {0}")]
+    TelegramClient(String),
 }
 
 impl Bots {

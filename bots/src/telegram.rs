@@ -78,7 +78,7 @@ impl Telegram {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(40))
             .build()
-            .map_err(|e| BotsError::TelegramUrl(e.to_string()))?;
+            .map_err(|e| BotsError::TelegramClient(e.to_string()))?;
         let bot = Bot::with_client(settings.token.clone(), client).set_api_url(url);
         Ok(Telegram { bot, settings })
     }
@@ -136,7 +136,8 @@ fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
 }
 
 /// Stores the update and answers 200; Telegram retries anything else. The secret is checked
-/// before the body is read.
+/// before the body is parsed or anything is stored (the body itself is bounded by
+/// [`WEBHOOK_MAX_BYTES`]).
 async fn webhook(
     State((db, telegram)): State<(PgPool, Arc<Telegram>)>,
     headers: HeaderMap,

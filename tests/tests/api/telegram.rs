@@ -585,6 +585,20 @@ async fn forged_duplicate_and_odd_updates(pool: PgPool) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.expect("problem");
     assert_eq!(body["code"], "malformed_update");
+    // A body over the webhook's 256 KiB bound is refused, and not stored either.
+    let huge = chat.update(
+        "message",
+        Chat::message(c, "es", json!({"text": "x".repeat(300 * 1024)})),
+    );
+    assert_eq!(
+        chat.post_update(&huge, Some(SECRET)).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let stored: i64 = sqlx::query_scalar("select count(*) from bot_updates")
+        .fetch_one(&chat.app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
 
     // The same update twice is answered once.
     assert_eq!(chat.post_update(&start, Some(SECRET)).await, StatusCode::OK);
@@ -903,6 +917,13 @@ async fn in_english_a_long_answer_arrives_in_numbered_parts_and_unasked_messages
         text(&subject[0]),
         "In one line, what is your petition about?"
     );
+    // A subject over its 200 characters is refused and asked for again.
+    let long = chat.say(c, &"m".repeat(201), 2).await;
+    assert_eq!(
+        text(&long[0]),
+        "That text is too long: at most 200 characters."
+    );
+    assert_eq!(text(&long[1]), "In one line, what is your petition about?");
     chat.say(c, "Meter reading", 1).await;
     chat.say(c, "Please read my meter again.", 1).await;
     // A file over the limit is refused before it is fetched, and the question is asked again.
