@@ -355,7 +355,7 @@ impl<M: Media> Engine<'_, M> {
                 conv.step = Step::Consent;
                 Ok(vec![self.consent_prompt(conv)])
             }
-            (Step::Menu, Some(chat)) => self.menu_input(conv, &chat, inc).await,
+            (Step::Menu, Some(chat)) => self.menu_input(conn, conv, &chat, inc).await,
             (Step::FileType, Some(_)) => {
                 let picked = match &inc.input {
                     Input::Choice(id) => id
@@ -544,7 +544,7 @@ impl<M: Media> Engine<'_, M> {
                 Input::Choice(id) if id == "add" => {
                     conv.step = Step::Menu;
                     cases::add_message(
-                        self.pool,
+                        &mut *conn,
                         Actor::Customer(chat.customer_id),
                         case_id,
                         &text,
@@ -746,6 +746,7 @@ impl<M: Media> Engine<'_, M> {
 
     async fn menu_input(
         &self,
+        conn: &mut PgConnection,
         conv: &mut Conversation,
         chat: &contacts::Chat,
         inc: &Incoming,
@@ -762,6 +763,12 @@ impl<M: Media> Engine<'_, M> {
             }
             Input::Choice(id) if id == "menu:help" => {
                 Ok(vec![Reply::text(bot(&l, "help")), self.menu(conv)])
+            }
+            Input::Choice(id) if id == "menu:follow" => {
+                let on = !chat.follows_all_cases;
+                contacts::set_follows_all_cases(self.pool, chat.id, on).await?;
+                let key = if on { "follow_on" } else { "follow_off" };
+                Ok(vec![Reply::text(bot(&l, key)), self.menu(conv)])
             }
             Input::Choice(id) if id == "menu:cases" => {
                 let rows = sqlx::query!(
@@ -799,7 +806,7 @@ impl<M: Media> Engine<'_, M> {
                 };
                 Ok(vec![Reply::text(text), self.menu(conv)])
             }
-            Input::Text(text) => self.unprompted(conv, chat, text).await,
+            Input::Text(text) => self.unprompted(conn, conv, chat, text).await,
             _ => self.again(conv, "not_understood"),
         }
     }
@@ -808,6 +815,7 @@ impl<M: Media> Engine<'_, M> {
     /// from this chat, or else the menu.
     async fn unprompted(
         &self,
+        conn: &mut PgConnection,
         conv: &mut Conversation,
         chat: &contacts::Chat,
         text: &str,
@@ -830,8 +838,9 @@ impl<M: Media> Engine<'_, M> {
         .fetch_optional(self.pool)
         .await?;
         if let Some(case) = waiting {
+            // In the update's transaction: a replayed update adds the reply once.
             cases::add_message(
-                self.pool,
+                &mut *conn,
                 Actor::Customer(chat.customer_id),
                 case.id,
                 text,
@@ -971,6 +980,7 @@ impl<M: Media> Engine<'_, M> {
             choice("menu:file", bot(l, "menu_file")),
             choice("menu:cases", bot(l, "menu_cases")),
             choice("menu:status", bot(l, "menu_status")),
+            choice("menu:follow", bot(l, "menu_follow")),
             choice("menu:help", bot(l, "menu_help")),
             choice("menu:language", bot(l, "menu_language")),
         ])

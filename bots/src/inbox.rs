@@ -258,8 +258,14 @@ async fn save_conversation(
         conv.chat_id,
         inbound,
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if inbound {
+        // The customer wrote: what waited for that (WhatsApp's 24-hour window) leaves now,
+        // before the replies to this message.
+        atiende_core::outbox::release_waiting(&mut *conn, conv.channel.outbox(), &conv.chat_key)
+            .await?;
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! Atiende's chat channels. A customer who never installs the app files, follows, answers and
-//! rates PQRS from Telegram (and WhatsApp). Platform updates are stored in PostgreSQL before the
+//! rates PQRS from Telegram and WhatsApp. Platform updates are stored in PostgreSQL before the
 //! webhook answers ([`inbox`]), worked through in order per chat by the channel-neutral
 //! conversation [`engine`], and every message to a chat leaves through the one outbox
 //! (`atiende_core::outbox`), in order per chat.
@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod render;
 pub mod telegram;
 pub mod texts;
+pub mod whatsapp;
 
 rust_i18n::i18n!("../locales", fallback = "es");
 
@@ -23,6 +24,7 @@ rust_i18n::i18n!("../locales", fallback = "es");
 #[derive(Clone, Debug, Default)]
 pub struct BotSettings {
     pub telegram: Option<telegram::TelegramSettings>,
+    pub whatsapp: Option<whatsapp::WhatsappSettings>,
     /// The largest file a customer may send, in bytes (the blob limit).
     pub file_limit: usize,
     /// How often the workers look for work when idle.
@@ -35,6 +37,7 @@ pub struct Bots {
     pub db: PgPool,
     pub settings: BotSettings,
     telegram: Option<Arc<telegram::Telegram>>,
+    whatsapp: Option<Arc<whatsapp::Whatsapp>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,10 @@ pub enum BotsError {
     TelegramUrl(String),
     #[error("building the Telegram client: {0}")]
     TelegramClient(String),
+    #[error("the WhatsApp API URL is not a valid URL: {0}")]
+    WhatsappUrl(String),
+    #[error("building the WhatsApp client: {0}")]
+    WhatsappClient(String),
 }
 
 impl Bots {
@@ -53,10 +60,17 @@ impl Bots {
             .map(telegram::Telegram::new)
             .transpose()?
             .map(Arc::new);
+        let whatsapp = settings
+            .whatsapp
+            .clone()
+            .map(whatsapp::Whatsapp::new)
+            .transpose()?
+            .map(Arc::new);
         Ok(Bots {
             db,
             settings,
             telegram,
+            whatsapp,
         })
     }
 
@@ -66,16 +80,15 @@ impl Bots {
         if let Some(t) = &self.telegram {
             router = router.merge(telegram::router(self.db.clone(), t.clone()));
         }
+        if let Some(w) = &self.whatsapp {
+            router = router.merge(whatsapp::router(self.db.clone(), w.clone()));
+        }
         router
     }
 
     /// Runs the channels' workers until `stop` completes: each channel's inbox (its updates,
     /// through the conversations) and its deliveries; Telegram's long polling when asked for.
     pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Some(t) = self.telegram.clone() else {
-            stop.await;
-            return;
-        };
         let (tx, rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = rx.clone();
@@ -83,30 +96,18 @@ impl Bots {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let interval = self.settings.interval;
         let mut tasks = Vec::new();
-        {
-            let (db, t, limit, stop) = (
-                self.db.clone(),
-                t.clone(),
-                self.settings.file_limit,
-                stopped(),
-            );
-            tasks.push(tokio::spawn(async move {
-                inbox::run(db, t.as_ref(), limit, interval, stop).await;
-            }));
+        if let Some(t) = self.telegram.clone() {
+            if t.settings().polling {
+                let (db, t, stop) = (self.db.clone(), t.clone(), stopped());
+                tasks.push(tokio::spawn(async move {
+                    telegram::poll(db, t.as_ref(), stop).await;
+                }));
+            }
+            self.spawn_channel(t, &stopped, &mut tasks);
         }
-        {
-            let (db, t, stop) = (self.db.clone(), t.clone(), stopped());
-            tasks.push(tokio::spawn(async move {
-                atiende_core::outbox::run(db, t.as_ref(), interval, stop).await;
-            }));
-        }
-        if t.settings().polling {
-            let (db, t, stop) = (self.db.clone(), t.clone(), stopped());
-            tasks.push(tokio::spawn(async move {
-                telegram::poll(db, t.as_ref(), stop).await;
-            }));
+        if let Some(w) = self.whatsapp.clone() {
+            self.spawn_channel(w, &stopped, &mut tasks);
         }
         stop.await;
         let _ = tx.send(true);
@@ -115,5 +116,31 @@ impl Bots {
                 tracing::error!(error = %e, "a chat worker ended abnormally");
             }
         }
+    }
+
+    /// A channel's two workers: its inbox and its deliveries.
+    fn spawn_channel<P, F>(
+        &self,
+        platform: Arc<P>,
+        stopped: &impl Fn() -> F,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) where
+        P: inbox::Platform + atiende_core::outbox::Sender + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let interval = self.settings.interval;
+        let (db, p, limit, stop) = (
+            self.db.clone(),
+            platform.clone(),
+            self.settings.file_limit,
+            stopped(),
+        );
+        tasks.push(tokio::spawn(async move {
+            inbox::run(db, p.as_ref(), limit, interval, stop).await;
+        }));
+        let (db, stop) = (self.db.clone(), stopped());
+        tasks.push(tokio::spawn(async move {
+            atiende_core::outbox::run(db, platform.as_ref(), interval, stop).await;
+        }));
     }
 }

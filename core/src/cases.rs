@@ -1102,9 +1102,10 @@ pub async fn comment_rating<'a>(
 
 /// A message on a case: from its customer (an app user, or a customer with none), or from staff
 /// (and then visible to the customer, who is told), with the blobs it attaches (see
-/// [`blobs::attach_to_case`]); a bad attachment writes nothing.
+/// [`blobs::attach_to_case`]); a bad attachment writes nothing. Within a caller's transaction
+/// (a chat update being handled) the message is part of it, so a replayed update adds it once.
 pub async fn add_message<'a>(
-    pool: &PgPool,
+    db: impl sqlx::Acquire<'_, Database = sqlx::Postgres>,
     actor: impl Into<Actor<'a>>,
     case_id: Uuid,
     body: &str,
@@ -1122,7 +1123,7 @@ pub async fn add_message<'a>(
             "only the customer and staff write on a case",
         ));
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     let locked = lock(&mut tx, case_id).await?;
     if let Some(user) = staff {
         processes::require_works_case(&mut *tx, user.id, case_id).await?;

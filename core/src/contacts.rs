@@ -176,11 +176,14 @@ pub struct Chat {
     pub customer_id: Uuid,
     pub customer_name: String,
     pub opted_out: bool,
+    /// The customer asked here for news of their cases filed elsewhere too.
+    pub follows_all_cases: bool,
 }
 
 pub async fn chat(db: impl PgExecutor<'_>, chat_id: Uuid) -> Result<Chat> {
     let row = sqlx::query!(
-        "select ch.id, ch.customer_id, c.name, ch.opted_out_at is not null as \"opted_out!\"
+        "select ch.id, ch.customer_id, c.name, ch.opted_out_at is not null as \"opted_out!\",
+                ch.follows_all_cases
          from customer_chats ch join customers c on c.id = ch.customer_id
          where ch.id = $1",
         chat_id
@@ -192,7 +195,20 @@ pub async fn chat(db: impl PgExecutor<'_>, chat_id: Uuid) -> Result<Chat> {
         customer_id: row.customer_id,
         customer_name: row.name,
         opted_out: row.opted_out,
+        follows_all_cases: row.follows_all_cases,
     })
+}
+
+/// Whether the chat hears of the customer's cases filed elsewhere too (the app, the web form...).
+pub async fn set_follows_all_cases(db: impl PgExecutor<'_>, chat_id: Uuid, on: bool) -> Result<()> {
+    sqlx::query!(
+        "update customer_chats set follows_all_cases = $2 where id = $1",
+        chat_id,
+        on
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// STOP and START: an opted-out chat hears only about the cases filed from it.

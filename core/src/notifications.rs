@@ -32,6 +32,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order the schema lists them.
+    pub const ALL: [Kind; 8] = [
+        Kind::Acknowledgement,
+        Kind::Extension,
+        Kind::Answer,
+        Kind::DeadlineWarning,
+        Kind::DeadlineBreach,
+        Kind::InformationRequest,
+        Kind::StaffMessage,
+        Kind::RatingPrompt,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Acknowledgement => "acknowledgement",
@@ -250,9 +262,14 @@ pub async fn unsubscribe(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> Re
 pub struct DeliveryView {
     /// `push`, `telegram`, `whatsapp` or `email`.
     pub channel: String,
-    /// `pending`, `sent`, `gone` (the target no longer exists), `failed` (given up) or
-    /// `cancelled` (no longer worth sending).
+    /// `pending`, `waiting` (WhatsApp: outside the 24-hour window a template invited the
+    /// customer to write; the message leaves when they do), `sent`, `gone` (the target no longer
+    /// exists), `failed` (given up, or the platform reported it undelivered) or `cancelled` (no
+    /// longer worth sending).
     pub state: String,
+    /// What the platform reported later of a sent message (WhatsApp): `sent`, `delivered`,
+    /// `read` or `failed`.
+    pub receipt: Option<String>,
     pub attempts: i32,
     pub last_status: Option<i32>,
     /// Why the last attempt did not succeed, as the channel said.
@@ -300,9 +317,19 @@ pub async fn for_case(
     let next = notes.first().filter(|_| older).map(|n| n.id);
     let ids: Vec<i64> = notes.iter().map(|n| n.id).collect();
     let deliveries = sqlx::query!(
-        "select d.notification_id, d.channel, d.state, d.attempts, d.last_status, d.last_error,
+        r#"select d.notification_id, d.channel,
+                case when r.status = 'failed' then 'failed' else d.state end as "state!",
+                r.status as "receipt?",
+                d.attempts, d.last_status, coalesce(r.error, d.last_error) as last_error,
                 d.next_attempt_at, d.sent_at
-         from deliveries d where d.notification_id = any($1) order by d.id",
+         from deliveries d
+         left join lateral (
+             select status, error from delivery_receipts r
+             where r.channel = d.channel and r.external_message_id = d.external_message_id
+             order by case status when 'failed' then 4 when 'read' then 3 when 'delivered' then 2 else 1 end desc
+             limit 1
+         ) r on true
+         where d.notification_id = any($1) order by d.id"#,
         &ids
     )
     .fetch_all(&mut *conn)
@@ -316,6 +343,7 @@ pub async fn for_case(
                 .map(|d| DeliveryView {
                     channel: d.channel.clone(),
                     state: d.state.clone(),
+                    receipt: d.receipt.clone(),
                     attempts: d.attempts,
                     last_status: d.last_status,
                     last_error: d.last_error.clone(),

@@ -8,6 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -74,6 +75,9 @@ pub struct Claimed {
     pub language: String,
     /// Parts of a long message already sent by earlier attempts.
     pub progress: i32,
+    /// The recipient's last message in the chat (chat channels): WhatsApp lets a business write
+    /// freely only for 24 hours after it.
+    pub last_inbound_at: Option<DateTime<Utc>>,
 }
 
 /// The kind of a delivery that carries a conversation's reply rather than a notification.
@@ -91,15 +95,16 @@ pub async fn claim_due(
     let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     // A chat reads its messages in the order they were written: only the first pending delivery
     // of each chat may leave, and not while another worker holds it or while it waits to be
-    // retried. A delivery held back on purpose (a rating prompt an hour after the answer) that
-    // was never tried does not hold the chat.
+    // retried, nor behind one that waits for the recipient to write first. A delivery held
+    // back on purpose (a rating prompt an hour after the answer) that was never tried does not
+    // hold the chat.
     let ordered = matches!(channel, Channel::Telegram | Channel::Whatsapp);
     Ok(sqlx::query_as!(
         Claimed,
         r#"with heads as (
                select distinct on (target) id, next_attempt_at, locked_until
                from deliveries
-               where channel = $1 and state = 'pending' and $4
+               where channel = $1 and state in ('pending', 'waiting') and $4
                  and (attempts > 0 or next_attempt_at <= now())
                order by target, id
            ), due as (
@@ -121,7 +126,7 @@ pub async fn claim_due(
                   coalesce(n.ttl_secs, 0) as "ttl_secs!", coalesce(c.payload, n.data) as "data!",
                   n.case_id as "case_id?",
                   coalesce(su.language, ch.language, bc.language, nu.language, 'es') as "language!",
-                  c.progress
+                  c.progress, bc.last_inbound_at
            from claimed c
            left join notifications n on n.id = c.notification_id
            left join push_subscriptions s on s.id = c.subscription_id
@@ -161,6 +166,15 @@ pub enum Outcome {
     },
     /// Refused for a reason retrying would not change.
     Failed { status: Option<u16>, error: String },
+    /// The platform takes the message only once the recipient writes (WhatsApp's 24-hour
+    /// window): what could be sent meanwhile (a template inviting a reply, `external_id`) went,
+    /// and the delivery waits, holding the chat's later ones, until the recipient writes
+    /// ([`release_waiting`]).
+    Waiting {
+        status: Option<u16>,
+        note: String,
+        external_id: Option<String>,
+    },
 }
 
 pub async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome) -> Result<()> {
@@ -229,8 +243,93 @@ pub async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome)
             .execute(&mut *conn)
             .await?;
         }
+        Outcome::Waiting {
+            status,
+            note,
+            external_id,
+        } => {
+            sqlx::query!(
+                "update deliveries set state = 'waiting', last_status = $2, last_error = $3, locked_until = null,
+                        external_message_id = coalesce($4, external_message_id)
+                 where id = $1",
+                id,
+                status.map(i32::from),
+                note,
+                external_id.as_deref(),
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
     }
     Ok(())
+}
+
+/// The recipient wrote in the chat `target`: the deliveries that waited for it leave now, in
+/// order. Returns how many.
+pub async fn release_waiting(
+    db: impl PgExecutor<'_>,
+    channel: Channel,
+    target: &str,
+) -> Result<u64> {
+    let done = sqlx::query!(
+        "update deliveries set state = 'pending', next_attempt_at = now()
+         where channel = $1 and target = $2 and state = 'waiting'",
+        channel.as_str(),
+        target
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// What a platform reported later of a message it had accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The platform's id for the message (the one [`Outcome::Sent`] named).
+    pub external_id: String,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub status: String,
+    /// The platform's reason, for `failed`.
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Records receipts; one reported twice is kept once. Receipts of a status this does not know
+/// are passed over.
+pub async fn record_receipts(
+    db: impl PgExecutor<'_>,
+    channel: Channel,
+    receipts: &[Receipt],
+) -> Result<u64> {
+    let known: Vec<&Receipt> = receipts
+        .iter()
+        .filter(|r| matches!(r.status.as_str(), "sent" | "delivered" | "read" | "failed"))
+        .filter(|r| (1..=200).contains(&r.external_id.len()))
+        .collect();
+    if known.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = known.iter().map(|r| r.external_id.as_str()).collect();
+    let statuses: Vec<&str> = known.iter().map(|r| r.status.as_str()).collect();
+    let errors: Vec<Option<String>> = known
+        .iter()
+        .map(|r| r.error.as_ref().map(|e| e.chars().take(1000).collect()))
+        .collect();
+    let at: Vec<DateTime<Utc>> = known.iter().map(|r| r.at).collect();
+    let done = sqlx::query!(
+        "insert into delivery_receipts (channel, external_message_id, status, error, reported_at)
+         select $1, i, s, e, a
+         from unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) as x (i, s, e, a)
+         on conflict do nothing",
+        channel.as_str(),
+        &ids as &[&str],
+        &statuses as &[&str],
+        &errors as &[Option<String>],
+        &at,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Exponential from 2 s, at most an hour: the wait before attempt `attempts + 1` when the
@@ -273,6 +372,13 @@ pub async fn deliver_due<S: Sender>(pool: &PgPool, sender: &S) -> Result<usize> 
             ),
             Outcome::Failed { status, error } => {
                 tracing::warn!(delivery = id, ?status, error, "{channel} delivery failed")
+            }
+            Outcome::Waiting { note, .. } => {
+                tracing::info!(
+                    delivery = id,
+                    note,
+                    "{channel} delivery waits for the recipient"
+                )
             }
         }
         let mut conn = pool.acquire().await?;

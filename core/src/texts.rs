@@ -192,21 +192,13 @@ mod tests {
                 );
             }
             let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00"});
-            for kind in [
-                "acknowledgement",
-                "extension",
-                "answer",
-                "deadline_warning",
-                "deadline_breach",
-                "information_request",
-                "staff_message",
-                "rating_prompt",
-            ] {
-                let (title, body) = push(l, kind, &data);
+            for kind in crate::notifications::Kind::ALL {
+                let (title, body) = push(l, kind.as_str(), &data);
                 for text in [&title, &body] {
                     assert!(
                         !text.is_empty() && !text.contains("push.") && !text.contains("%{"),
-                        "{l} {kind}: {text}"
+                        "{l} {}: {text}",
+                        kind.as_str()
                     );
                 }
             }

@@ -281,6 +281,24 @@ pub async fn run(
             "no Telegram webhook secret (ATIENDE_TELEGRAM_WEBHOOK_SECRET): the webhook refuses every request"
         );
     }
+    if let Some(w) = &settings.bots().whatsapp {
+        if w.app_secret.is_none() {
+            tracing::warn!(
+                "no WhatsApp app secret (ATIENDE_WHATSAPP_APP_SECRET): the webhook refuses every event"
+            );
+        }
+        if w.verify_token.is_none() {
+            tracing::warn!(
+                "no WhatsApp verify token (ATIENDE_WHATSAPP_VERIFY_TOKEN): Meta cannot register the webhook"
+            );
+        }
+    } else if settings.whatsapp_access_token.is_some()
+        != settings.whatsapp_phone_number_id.is_some()
+    {
+        tracing::warn!(
+            "WhatsApp needs both ATIENDE_WHATSAPP_ACCESS_TOKEN and ATIENDE_WHATSAPP_PHONE_NUMBER_ID: the channel is off"
+        );
+    }
     let app = app(
         db.clone(),
         settings,

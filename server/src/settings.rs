@@ -116,6 +116,49 @@ pub struct Settings {
     /// How often the chat workers look for updates and messages to send when idle, in
     /// milliseconds (`ATIENDE_BOTS_INTERVAL_MS`).
     pub bots_interval_ms: u64,
+    /// A WhatsApp Cloud API access token (`ATIENDE_WHATSAPP_ACCESS_TOKEN`). With the phone
+    /// number id it turns the WhatsApp channel on.
+    pub whatsapp_access_token: Option<Secret>,
+    /// The business phone number's id in WhatsApp Manager (`ATIENDE_WHATSAPP_PHONE_NUMBER_ID`).
+    pub whatsapp_phone_number_id: Option<String>,
+    /// The Meta app's secret, which signs every webhook POST (`ATIENDE_WHATSAPP_APP_SECRET`).
+    /// Without it the webhook refuses every event.
+    pub whatsapp_app_secret: Option<Secret>,
+    /// The token Meta sends when the webhook is registered (`ATIENDE_WHATSAPP_VERIFY_TOKEN`).
+    pub whatsapp_verify_token: Option<Secret>,
+    /// The Graph API's base URL (`ATIENDE_WHATSAPP_API_URL`).
+    pub whatsapp_api_url: String,
+    /// The Graph API version (`ATIENDE_WHATSAPP_API_VERSION`), such as `v21.0`.
+    pub whatsapp_api_version: String,
+    /// The message template per notification kind sent outside WhatsApp's 24-hour window, as
+    /// `name:language` (`ATIENDE_WHATSAPP_TEMPLATES`: `answer=respuesta_pqrs:es_CO,...`). Its
+    /// body takes the radicado as `{{1}}`. A kind without one is marked undeliverable there.
+    pub whatsapp_templates: std::collections::BTreeMap<String, String>,
+}
+
+/// A template setting, `name:language`, checked.
+fn template(kind: &str, value: &str) -> Result<atiende_bots::whatsapp::Template, String> {
+    let kinds = atiende_core::notifications::Kind::ALL.map(|k| k.as_str());
+    if !kinds.contains(&kind) {
+        return Err(format!(
+            "{kind:?} is not a notification kind (expected one of {})",
+            kinds.join(", ")
+        ));
+    }
+    let word = |s: &str| {
+        (1..=512).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    match value.split_once(':') {
+        Some((name, language)) if word(name) && word(language) => {
+            Ok(atiende_bots::whatsapp::Template {
+                name: name.to_owned(),
+                language: language.to_owned(),
+            })
+        }
+        _ => Err(format!(
+            "the template for {kind} must be name:language, such as respuesta_pqrs:es_CO"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -162,6 +205,13 @@ impl Default for Settings {
             telegram_api_url: "https://api.telegram.org".into(),
             telegram_mode: TelegramMode::Webhook,
             bots_interval_ms: 500,
+            whatsapp_access_token: None,
+            whatsapp_phone_number_id: None,
+            whatsapp_app_secret: None,
+            whatsapp_verify_token: None,
+            whatsapp_api_url: "https://graph.facebook.com".into(),
+            whatsapp_api_version: "v21.0".into(),
+            whatsapp_templates: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -385,6 +435,48 @@ impl Settings {
                 });
             }
         }
+        for (name, field) in [
+            (
+                "ATIENDE_WHATSAPP_ACCESS_TOKEN",
+                &mut settings.whatsapp_access_token,
+            ),
+            (
+                "ATIENDE_WHATSAPP_APP_SECRET",
+                &mut settings.whatsapp_app_secret,
+            ),
+            (
+                "ATIENDE_WHATSAPP_VERIFY_TOKEN",
+                &mut settings.whatsapp_verify_token,
+            ),
+        ] {
+            if let Some(v) = env(name).filter(|v| !v.is_empty()) {
+                *field = Some(Secret::new(v));
+            }
+        }
+        if let Some(v) = env("ATIENDE_WHATSAPP_PHONE_NUMBER_ID").filter(|v| !v.is_empty()) {
+            settings.whatsapp_phone_number_id = Some(v);
+        }
+        if let Some(v) = env("ATIENDE_WHATSAPP_API_URL").filter(|v| !v.is_empty()) {
+            settings.whatsapp_api_url = v;
+        }
+        if let Some(v) = env("ATIENDE_WHATSAPP_API_VERSION").filter(|v| !v.is_empty()) {
+            settings.whatsapp_api_version = v;
+        }
+        if let Some(v) = env("ATIENDE_WHATSAPP_TEMPLATES") {
+            settings.whatsapp_templates = v
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => Ok((k.trim().to_owned(), v.trim().to_owned())),
+                    None => Err(format!("{p:?} is not kind=name:language")),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|message| SettingsError::Env {
+                    name: "ATIENDE_WHATSAPP_TEMPLATES",
+                    message,
+                })?;
+        }
+        settings.check_whatsapp()?;
         if let Some(v) = env("ATIENDE_HASH_CONCURRENCY") {
             // 0 means one per core.
             settings.hash_concurrency = v.parse().map_err(|_| SettingsError::Env {
@@ -438,6 +530,39 @@ impl Settings {
         };
         Hashing::new(concurrent, Duration::from_millis(self.hash_wait_ms))
     }
+    /// The WhatsApp settings hold together: the number id is one Meta gives, the API version
+    /// reads `vNN.N`, and every template names a notification kind and a `name:language`.
+    fn check_whatsapp(&self) -> Result<(), SettingsError> {
+        let invalid = |name: &'static str, message: String| SettingsError::Env { name, message };
+        if let Some(id) = &self.whatsapp_phone_number_id
+            && (!(1..=64).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid(
+                "ATIENDE_WHATSAPP_PHONE_NUMBER_ID",
+                "expected the phone number's id, digits only".into(),
+            ));
+        }
+        let version = self
+            .whatsapp_api_version
+            .strip_prefix('v')
+            .and_then(|v| v.split_once('.'))
+            .is_some_and(|(a, b)| {
+                [a, b]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+            });
+        if !version {
+            return Err(invalid(
+                "ATIENDE_WHATSAPP_API_VERSION",
+                "expected a Graph API version such as v21.0".into(),
+            ));
+        }
+        for (kind, value) in &self.whatsapp_templates {
+            template(kind, value).map_err(|m| invalid("ATIENDE_WHATSAPP_TEMPLATES", m))?;
+        }
+        Ok(())
+    }
+
     /// The chat channels' settings; a channel without its token is off.
     pub fn bots(&self) -> atiende_bots::BotSettings {
         atiende_bots::BotSettings {
@@ -452,6 +577,30 @@ impl Settings {
                     polling: self.telegram_mode == TelegramMode::Polling,
                 }
             }),
+            whatsapp: self
+                .whatsapp_access_token
+                .as_ref()
+                .zip(self.whatsapp_phone_number_id.as_ref())
+                .map(|(token, number)| atiende_bots::whatsapp::WhatsappSettings {
+                    api_url: self.whatsapp_api_url.clone(),
+                    api_version: self.whatsapp_api_version.clone(),
+                    phone_number_id: number.clone(),
+                    access_token: token.expose().to_owned(),
+                    app_secret: self
+                        .whatsapp_app_secret
+                        .as_ref()
+                        .map(|s| s.expose().to_owned()),
+                    verify_token: self
+                        .whatsapp_verify_token
+                        .as_ref()
+                        .map(|s| s.expose().to_owned()),
+                    // Checked when the settings were loaded.
+                    templates: self
+                        .whatsapp_templates
+                        .iter()
+                        .filter_map(|(k, v)| template(k, v).ok().map(|t| (k.clone(), t)))
+                        .collect(),
+                }),
             file_limit: self.blob_max_bytes,
             interval: Duration::from_millis(self.bots_interval_ms),
         }
@@ -503,6 +652,11 @@ mod tests {
             "ATIENDE_PUSH_ALLOW_LOOPBACK" => Some("true".to_owned()),
             "ATIENDE_TELEGRAM_BOT_TOKEN" => Some("123456:telegram-token-value".to_owned()),
             "ATIENDE_TELEGRAM_WEBHOOK_SECRET" => Some("webhook-secret-value".to_owned()),
+            "ATIENDE_WHATSAPP_ACCESS_TOKEN" => Some("whatsapp-token-value".to_owned()),
+            "ATIENDE_WHATSAPP_PHONE_NUMBER_ID" => Some("106540352242922".to_owned()),
+            "ATIENDE_WHATSAPP_APP_SECRET" => Some("app-secret-value".to_owned()),
+            "ATIENDE_WHATSAPP_VERIFY_TOKEN" => Some("verify-token-value".to_owned()),
+            "ATIENDE_WHATSAPP_TEMPLATES" => Some("answer=respuesta_pqrs:es_CO".to_owned()),
             _ => None,
         };
         assert_eq!(Settings::default().push_reach(), Reach::Public);
@@ -521,12 +675,46 @@ mod tests {
         );
         let bots = format!("{:?}", s.bots());
         assert!(bots.contains("api.telegram.org"), "{bots}");
-        for secret in ["telegram-token-value", "webhook-secret-value"] {
+        assert!(bots.contains("respuesta_pqrs"), "{bots}");
+        for secret in [
+            "telegram-token-value",
+            "webhook-secret-value",
+            "whatsapp-token-value",
+            "app-secret-value",
+            "verify-token-value",
+        ] {
             assert!(
                 !printed.contains(secret) && !bots.contains(secret),
                 "{printed} {bots}"
             );
         }
+    }
+
+    #[test]
+    fn whatsapp_templates_name_a_kind_and_a_language() {
+        let with = |templates: &'static str| {
+            move |k: &str| (k == "ATIENDE_WHATSAPP_TEMPLATES").then(|| templates.to_owned())
+        };
+        let s = Settings::load_from(
+            None,
+            with("answer=respuesta_pqrs:es_CO, information_request=solicitud:es"),
+        )
+        .expect("valid settings");
+        assert_eq!(s.whatsapp_templates.len(), 2);
+        for bad in [
+            "answers=x:es",
+            "answer=respuesta",
+            "answer",
+            "answer=a b:es",
+        ] {
+            let err = Settings::load_from(None, with(bad)).expect_err(bad);
+            assert!(
+                err.to_string().contains("ATIENDE_WHATSAPP_TEMPLATES"),
+                "{err}"
+            );
+        }
+        let version = |k: &str| (k == "ATIENDE_WHATSAPP_API_VERSION").then(|| "21".to_owned());
+        assert!(Settings::load_from(None, version).is_err());
     }
 
     #[test]

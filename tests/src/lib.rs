@@ -347,6 +347,88 @@ pub fn follows(previous: &str, next: &str) -> bool {
     }
 }
 
+/// How long a chat test waits for the bot: generous, for a busy machine.
+pub const CHAT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until every stored chat update is handled and every due message has left (a message
+/// held back on purpose, such as a rating prompt an hour after the answer, is not waited for).
+pub async fn chats_settled(pool: &PgPool) {
+    let deadline = tokio::time::Instant::now() + CHAT_PATIENCE;
+    loop {
+        let busy: i64 = sqlx::query_scalar(
+            "select (select count(*) from bot_updates where processed_at is null)
+                  + (select count(*) from deliveries where state = 'pending'
+                       and (attempts > 0 or next_attempt_at <= now()))",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("pending work");
+        if busy == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{busy} still pending"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// WhatsApp's webhook signature of `body`: `sha256=` and the hex HMAC-SHA256 under the app secret.
+pub fn whatsapp_signature(app_secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+impl TestApp {
+    /// The case's deliveries of notification `kind` on `channel`, as staff see them, once one
+    /// satisfies `done`.
+    pub async fn staff_sees_delivery(
+        &self,
+        token: &str,
+        case_id: uuid::Uuid,
+        kind: &str,
+        channel: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + CHAT_PATIENCE;
+        loop {
+            let r = self
+                .get(
+                    &format!("/api/v1/staff/cases/{case_id}/notifications"),
+                    Some(token),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let found = r.body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["kind"] == kind)
+                .flat_map(|n| n["deliveries"].as_array().cloned().unwrap_or_default())
+                .find(|d| d["channel"] == channel && done(d));
+            if let Some(d) = found {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no such {kind} delivery on {channel}: {}",
+                r.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{follows, radicado_parts};

@@ -1,19 +1,23 @@
-//! Chat throughput: signed Telegram webhook updates pushed at a running server (with its Bot API
-//! pointed at a local stand-in this benchmark serves), then the time until every update was
-//! handled and every reply sent, and a check that nothing was sent twice.
+//! Chat throughput: Telegram webhook updates (with the secret) and signed WhatsApp webhook events
+//! pushed at a running server (with both platforms' APIs pointed at a local stand-in this
+//! benchmark serves), then the time until every update was handled and every reply sent, and a
+//! check that nothing was sent twice.
 //!
-//!     # the stand-in Bot API listens on --mock-listen (default 127.0.0.1:8099)
+//!     # the stand-in platform APIs listen on --mock-listen (default 127.0.0.1:8099)
 //!     DATABASE_URL=postgres://postgres@127.0.0.1:5432/atiende_bench \
 //!     ATIENDE_TELEGRAM_BOT_TOKEN=1:bench ATIENDE_TELEGRAM_WEBHOOK_SECRET=bench-secret \
-//!     ATIENDE_TELEGRAM_API_URL=http://127.0.0.1:8099 ATIENDE_BOTS_INTERVAL_MS=20 \
-//!         cargo run --release -- serve &
+//!     ATIENDE_TELEGRAM_API_URL=http://127.0.0.1:8099 \
+//!     ATIENDE_WHATSAPP_ACCESS_TOKEN=bench ATIENDE_WHATSAPP_PHONE_NUMBER_ID=1065403522 \
+//!     ATIENDE_WHATSAPP_APP_SECRET=bench-secret ATIENDE_WHATSAPP_API_URL=http://127.0.0.1:8099 \
+//!     ATIENDE_BOTS_INTERVAL_MS=20 cargo run --release -- serve &
 //!     DATABASE_URL=postgres://postgres@127.0.0.1:5432/atiende_bench \
 //!         cargo run --release -p atiende-tests --bin bench-bots -- --chats 1000
 //!
 //! Each chat goes through a realistic conversation, each update posted as soon as the previous
-//! one was accepted (Telegram sends one chat's updates in order): consent, registration, the
+//! one was accepted (the platforms send one chat's updates in order): consent, registration, the
 //! list of cases and help; one chat in four also files a PQRS. One update in ten is posted twice,
-//! as Telegram does when an answer is slow.
+//! as the platforms do when an answer is slow. `--channel both` (the default) alternates chats
+//! between Telegram and WhatsApp.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,9 +28,16 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Telegram,
+    Whatsapp,
+    Both,
+}
 
 #[derive(Parser)]
 struct Args {
@@ -36,12 +47,22 @@ struct Args {
     /// The server's database, to see when everything was handled and sent.
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
-    /// Where the stand-in Bot API listens (the server's ATIENDE_TELEGRAM_API_URL).
+    /// Where the stand-in platform APIs listen (the server's ATIENDE_TELEGRAM_API_URL and
+    /// ATIENDE_WHATSAPP_API_URL).
     #[arg(long, default_value = "127.0.0.1:8099")]
     mock_listen: SocketAddr,
     /// The server's ATIENDE_TELEGRAM_WEBHOOK_SECRET.
     #[arg(long, default_value = "bench-secret")]
     secret: String,
+    /// The server's ATIENDE_WHATSAPP_APP_SECRET, which signs the WhatsApp events.
+    #[arg(long, default_value = "bench-secret")]
+    app_secret: String,
+    /// The server's ATIENDE_WHATSAPP_PHONE_NUMBER_ID.
+    #[arg(long, default_value = "1065403522")]
+    phone_number_id: String,
+    /// Which channel the conversations use.
+    #[arg(long, value_enum, default_value_t = Which::Both)]
+    channel: Which,
     /// Conversations.
     #[arg(long, default_value_t = 1000)]
     chats: usize,
@@ -50,10 +71,11 @@ struct Args {
     concurrency: usize,
 }
 
-/// What the stand-in Bot API counted.
+/// What the stand-in platform APIs counted.
 #[derive(Default)]
 struct Counted {
     messages: AtomicU64,
+    whatsapp: AtomicU64,
     other: AtomicU64,
 }
 
@@ -62,7 +84,12 @@ async fn bot_api(
     uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Json<Value> {
-    if uri.path().ends_with("/SendMessage") {
+    if uri.path().ends_with("/messages") {
+        let n = counted.whatsapp.fetch_add(1, Ordering::Relaxed);
+        Json(
+            json!({"messaging_product": "whatsapp", "messages": [{"id": format!("wamid.bench-out-{n}")}]}),
+        )
+    } else if uri.path().ends_with("/SendMessage") {
         counted.messages.fetch_add(1, Ordering::Relaxed);
         let chat = serde_json::from_slice::<Value>(&body)
             .ok()
@@ -78,20 +105,22 @@ async fn bot_api(
     }
 }
 
-/// One chat's conversation, as Telegram updates' contents.
-fn conversation(chat: i64, run: &str, files: bool) -> Vec<(&'static str, Value)> {
+/// One chat's conversation, as Telegram updates' contents. WhatsApp vouches for the number, so
+/// there is no "register" to tap there.
+fn conversation(chat: i64, run: &str, files: bool, whatsapp: bool) -> Vec<(&'static str, Value)> {
     let text = |t: String| ("message", json!({"text": t}));
     let tap = |d: &str| ("callback_query", json!({"data": d}));
-    let mut steps = vec![
-        text("/start".into()),
-        tap("consent:yes"),
-        tap("register"),
+    let mut steps = vec![text("/start".into()), tap("consent:yes")];
+    if !whatsapp {
+        steps.push(tap("register"));
+    }
+    steps.extend([
         text(format!("Cliente {chat}")),
         tap("doc:CC"),
         text(format!("{run}{chat}")),
         tap("menu:cases"),
         tap("menu:help"),
-    ];
+    ]);
     if files {
         steps.extend([
             tap("menu:file"),
@@ -123,6 +152,31 @@ fn update(id: u64, chat: i64, (kind, content): &(&'static str, Value)) -> Value 
     }
 }
 
+/// A WhatsApp webhook event with one message from `from`.
+fn whatsapp_event(
+    id: &str,
+    from: &str,
+    number_id: &str,
+    (kind, content): &(&'static str, Value),
+) -> Value {
+    let mut message = json!({"from": from, "id": id, "timestamp": "1764680000"});
+    if *kind == "message" {
+        message["type"] = json!("text");
+        message["text"] = json!({"body": content["text"]});
+    } else {
+        message["type"] = json!("interactive");
+        message["interactive"] =
+            json!({"type": "button_reply", "button_reply": {"id": content["data"], "title": "x"}});
+    }
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "bench", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "576015550000", "phone_number_id": number_id},
+                  "contacts": [{"profile": {"name": "Bench"}, "wa_id": from}],
+                  "messages": [message]}
+    }]}]})
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted
         .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
@@ -148,49 +202,77 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    // Update ids and chats of this run start where earlier runs on the database ended.
+    // Update ids and chats of this run start where earlier runs on the database ended; what
+    // this run stored and sent is what lies past the watermarks.
     let base: i64 = sqlx::query_scalar(
         "select coalesce(max(update_key::bigint), 0) + 1 from bot_updates where channel = 'telegram' and update_key ~ '^[0-9]+$'",
     )
     .fetch_one(&pool)
     .await?;
+    let (updates_mark, deliveries_mark): (i64, i64) = sqlx::query_as(
+        "select (select coalesce(max(id), 0) from bot_updates), (select coalesce(max(id), 0) from deliveries)",
+    )
+    .fetch_one(&pool)
+    .await?;
     let run = format!("{}", base % 100_000 + 10_000);
     let next_id = Arc::new(AtomicU64::new(base as u64));
-    let url = format!(
-        "{}/api/v1/bots/telegram/webhook",
-        args.url.trim_end_matches('/')
-    );
+    let server = args.url.trim_end_matches('/').to_owned();
     eprintln!(
-        "{} conversations, {} at a time, against {url}…",
+        "{} conversations, {} at a time, against {server}…",
         args.chats, args.concurrency
     );
 
     let started = Instant::now();
     let results: Vec<(Vec<Duration>, usize)> = futures_util::stream::iter(0..args.chats)
         .map(|i| {
-            let (client, url, secret, next_id, run) = (
+            let (client, server, secret, app_secret, number_id, next_id, run) = (
                 client.clone(),
-                url.clone(),
+                server.clone(),
                 args.secret.clone(),
+                args.app_secret.clone(),
+                args.phone_number_id.clone(),
                 next_id.clone(),
                 run.clone(),
             );
+            let whatsapp = match args.channel {
+                Which::Telegram => false,
+                Which::Whatsapp => true,
+                Which::Both => i % 2 == 1,
+            };
             async move {
                 let chat = base * 10 + i as i64;
+                let number = format!("57{chat:010}");
                 let mut latencies = Vec::new();
                 let mut posted = 0;
-                for (n, step) in conversation(chat, &run, i % 4 == 0).iter().enumerate() {
+                let steps = conversation(chat, &run, i % 4 == 0, whatsapp);
+                for (n, step) in steps.iter().enumerate() {
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
-                    let body = update(id, chat, step);
+                    let request = if whatsapp {
+                        let body = serde_json::to_vec(&whatsapp_event(
+                            &format!("wamid.bench-{id}"),
+                            &number,
+                            &number_id,
+                            step,
+                        ))
+                        .expect("json");
+                        client
+                            .post(format!("{server}/api/v1/bots/whatsapp/webhook"))
+                            .header(
+                                "X-Hub-Signature-256",
+                                atiende_tests::whatsapp_signature(&app_secret, &body),
+                            )
+                            .header("content-type", "application/json")
+                            .body(body)
+                    } else {
+                        client
+                            .post(format!("{server}/api/v1/bots/telegram/webhook"))
+                            .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+                            .json(&update(id, chat, step))
+                    };
                     let times = if (i + n) % 10 == 0 { 2 } else { 1 };
                     for _ in 0..times {
                         let t = Instant::now();
-                        let r = client
-                            .post(&url)
-                            .header("X-Telegram-Bot-Api-Secret-Token", &secret)
-                            .json(&body)
-                            .send()
-                            .await;
+                        let r = request.try_clone().expect("a body in memory").send().await;
                         match r {
                             Ok(r) if r.status().is_success() => {}
                             Ok(r) => panic!("the webhook answered {}", r.status()),
@@ -216,7 +298,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let pending: i64 = sqlx::query_scalar(
             "select (select count(*) from bot_updates where processed_at is null)
-                  + (select count(*) from deliveries where channel = 'telegram' and state = 'pending')",
+                  + (select count(*) from deliveries where channel in ('telegram', 'whatsapp') and state = 'pending')",
         )
         .fetch_one(&pool)
         .await?;
@@ -231,21 +313,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let done_in = started.elapsed();
-    let numeric =
-        |column: &str| format!("case when {column} ~ '^[0-9]+$' then {column}::bigint end");
-    let (stored, sent, failed): (i64, i64, i64) = sqlx::query_as(&format!(
-        "select (select count(*) from bot_updates where channel = 'telegram' and {} >= $1),
-                (select count(*) from deliveries where channel = 'telegram' and state = 'sent' and {} >= $2),
-                (select count(*) from deliveries where channel = 'telegram' and state in ('failed', 'gone') and {} >= $2)",
-        numeric("update_key"),
-        numeric("target"),
-        numeric("target"),
-    ))
-    .bind(base)
-    .bind(base * 10)
+    let (stored, sent, failed): (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from bot_updates where id > $1),
+                (select count(*) from deliveries where id > $2 and channel in ('telegram', 'whatsapp') and state = 'sent'),
+                (select count(*) from deliveries where id > $2 and channel in ('telegram', 'whatsapp') and state in ('failed', 'gone'))",
+    )
+    .bind(updates_mark)
+    .bind(deliveries_mark)
     .fetch_one(&pool)
     .await?;
-    let messages = counted.messages.load(Ordering::Relaxed);
+    let messages =
+        counted.messages.load(Ordering::Relaxed) + counted.whatsapp.load(Ordering::Relaxed);
 
     println!(
         "accepted {posted} webhook posts ({stored} distinct updates) in {:.2} s = {:.0} updates/s   latency p50 {:.2} ms  p99 {:.2} ms",
@@ -260,7 +338,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (done_in - accepted_in).as_secs_f64(),
     );
     println!(
-        "replies sent: {sent} deliveries, {messages} messages received by the Bot API ({}); failed or gone: {failed}",
+        "replies sent: {sent} deliveries, {messages} messages received by the platform APIs ({} on WhatsApp; {}); failed or gone: {failed}",
+        counted.whatsapp.load(Ordering::Relaxed),
         if messages as i64 == sent {
             "nothing sent twice"
         } else {

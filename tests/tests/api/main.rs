@@ -22,4 +22,5 @@ mod sessions;
 mod staff_scope;
 mod sync_support;
 mod telegram;
+mod whatsapp;
 mod work_orders;

@@ -18,7 +18,7 @@ const TOKEN: &str = "123456:TEST-bot-token";
 const SECRET: &str = "webhook-secret_123";
 const WEBHOOK: &str = "/api/v1/bots/telegram/webhook";
 /// How long a test waits for the bot to answer: generous, for a busy machine.
-const PATIENCE: Duration = Duration::from_secs(30);
+const PATIENCE: Duration = atiende_tests::CHAT_PATIENCE;
 
 /// A JPEG's first bytes: enough for the server to recognise a photo.
 fn jpeg() -> Vec<u8> {
@@ -238,26 +238,8 @@ impl Chat {
         }
     }
 
-    /// Waits until every stored update is handled and every reply has left.
     async fn settled(&self) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let busy: i64 = sqlx::query_scalar(
-                "select (select count(*) from bot_updates where processed_at is null)
-                      + (select count(*) from deliveries where state = 'pending')",
-            )
-            .fetch_one(&self.app.pool)
-            .await
-            .expect("pending work");
-            if busy == 0 {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{busy} still pending"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        atiende_tests::chats_settled(&self.app.pool).await;
     }
 
     /// Consent, registration with a document, and the menu: a new customer in the chat.
@@ -342,6 +324,7 @@ async fn a_customer_without_the_app_files_a_queja_with_a_photo_from_telegram(poo
             "menu:file",
             "menu:cases",
             "menu:status",
+            "menu:follow",
             "menu:help",
             "menu:language"
         ]
@@ -770,34 +753,13 @@ async fn a_blocked_bot_is_visible_to_staff_with_telegrams_reason(pool: PgPool) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let r = chat
-            .app
-            .get(
-                &format!("/api/v1/staff/cases/{id}/notifications"),
-                Some(&org.director),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        let gone = r.body["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["kind"] == "information_request")
-            .flat_map(|n| n["deliveries"].as_array().cloned().unwrap_or_default())
-            .find(|d| d["channel"] == "telegram" && d["state"] == "gone");
-        if let Some(d) = gone {
-            assert_eq!(d["last_error"], "Forbidden: bot was blocked by the user");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no gone delivery: {}",
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let gone = chat
+        .app
+        .staff_sees_delivery(&org.director, id, "information_request", "telegram", |d| {
+            d["state"] == "gone"
+        })
+        .await;
+    assert_eq!(gone["last_error"], "Forbidden: bot was blocked by the user");
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
