@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -345,46 +346,60 @@ pub trait Sender: Send + Sync {
     fn send(&self, delivery: &Claimed) -> impl Future<Output = Outcome> + Send;
 }
 
-/// Claims `sender`'s due deliveries, sends them, records each outcome. Returns how many it
-/// handled.
+/// Sends one worker has in flight at once. A chat channel's claim holds at most one delivery per
+/// chat, so sending a batch concurrently never reorders one chat's messages.
+pub const CONCURRENT_SENDS: usize = 16;
+
+/// Claims `sender`'s due deliveries, sends them ([`CONCURRENT_SENDS`] at a time), records each
+/// outcome. Returns how many it handled.
 pub async fn deliver_due<S: Sender>(pool: &PgPool, sender: &S) -> Result<usize> {
     let channel = sender.channel();
     let claimed = claim_due(pool, channel, BATCH, LEASE).await?;
-    for delivery in &claimed {
-        let outcome = sender.send(delivery).await;
-        let id = delivery.id;
-        match &outcome {
-            Outcome::Sent { .. } => tracing::debug!(delivery = id, "{channel} delivery sent"),
-            Outcome::Gone { status, error } => {
-                tracing::info!(delivery = id, status, error, "{channel} target gone")
-            }
-            Outcome::Retry {
-                status,
-                error,
-                after,
-                ..
-            } => tracing::warn!(
-                delivery = id,
-                ?status,
-                error,
-                retry_in_secs = after.as_secs(),
-                "{channel} delivery will be retried"
-            ),
-            Outcome::Failed { status, error } => {
-                tracing::warn!(delivery = id, ?status, error, "{channel} delivery failed")
-            }
-            Outcome::Waiting { note, .. } => {
-                tracing::info!(
-                    delivery = id,
-                    note,
-                    "{channel} delivery waits for the recipient"
-                )
-            }
+    let n = claimed.len();
+    let recorded: Vec<Result<()>> = futures_util::stream::iter(claimed)
+        .map(|delivery| async move {
+            let outcome = sender.send(&delivery).await;
+            log_outcome(channel, delivery.id, &outcome);
+            let mut conn = pool.acquire().await?;
+            record_outcome(&mut conn, delivery.id, &outcome).await
+        })
+        .buffer_unordered(CONCURRENT_SENDS)
+        .collect()
+        .await;
+    // A delivery whose outcome could not be recorded is claimed again when its lease lapses.
+    recorded.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(n)
+}
+
+fn log_outcome(channel: Channel, id: i64, outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent { .. } => tracing::debug!(delivery = id, "{channel} delivery sent"),
+        Outcome::Gone { status, error } => {
+            tracing::info!(delivery = id, status, error, "{channel} target gone")
         }
-        let mut conn = pool.acquire().await?;
-        record_outcome(&mut conn, id, &outcome).await?;
+        Outcome::Retry {
+            status,
+            error,
+            after,
+            ..
+        } => tracing::warn!(
+            delivery = id,
+            ?status,
+            error,
+            retry_in_secs = after.as_secs(),
+            "{channel} delivery will be retried"
+        ),
+        Outcome::Failed { status, error } => {
+            tracing::warn!(delivery = id, ?status, error, "{channel} delivery failed")
+        }
+        Outcome::Waiting { note, .. } => {
+            tracing::info!(
+                delivery = id,
+                note,
+                "{channel} delivery waits for the recipient"
+            )
+        }
     }
-    Ok(claimed.len())
 }
 
 /// Delivers `sender`'s channel until `stop` completes, looking every `interval` when idle.

@@ -1,100 +1,72 @@
 //! The deadline scheduler: claims the alerts whose instant has passed and notifies the people
 //! responsible. Safe to run in every atiende process at once: a claimed alert is skipped by the
-//! others, and it is marked fired in the same transaction that writes its notifications.
+//! others, and it is marked fired in the same statement that writes its notifications. Alerts
+//! due at once (after downtime, or Monday 08:00 after a long weekend) fire as a set, not one by
+//! one.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
+use sqlx::PgPool;
 
 use crate::error::Result;
-use crate::notifications::{self, Kind, NewNotification, Recipient};
 
 const ALERT_TTL: Duration = Duration::from_secs(24 * 3600);
 
-struct Due {
-    case_id: Uuid,
-    clock: String,
-    percent: i16,
-    due_at: DateTime<Utc>,
-}
-
-/// One round: fires up to `limit` due alerts. Returns how many fired.
-pub async fn tick(pool: &PgPool, limit: i64) -> Result<usize> {
-    let mut tx = pool.begin().await?;
-    let due = sqlx::query_as!(
-        Due,
-        "with due as (
-             select case_id, clock, percent from deadline_alerts
-             where fired_at is null and due_at <= now()
-             order by due_at
-             limit $1
-             for update skip locked
-         )
-         update deadline_alerts a set fired_at = now()
-         from due where a.case_id = due.case_id and a.clock = due.clock and a.percent = due.percent
-         returning a.case_id, a.clock, a.percent, a.due_at",
-        limit
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for alert in &due {
-        notify(&mut tx, alert).await?;
-    }
-    tx.commit().await?;
-    Ok(due.len())
-}
-
+/// One round: fires up to `limit` due alerts, in one statement: the alerts are claimed and
+/// marked fired, and their notifications written (the database fans them out), or none of it.
 /// Warnings go to the assignee; from 75 % the process leader too; the breach also to the quality
-/// director. With nobody assigned yet, whoever can act on the case hears of it: the leader of its
-/// process, or the quality director who has to assign it.
-async fn notify(conn: &mut PgConnection, alert: &Due) -> Result<()> {
-    let case = sqlx::query!(
-        "select c.radicado, c.assignee_id, p.leader_id as \"leader_id?\"
-         from cases c left join processes p on p.code = c.process_code where c.id = $1",
-        alert.case_id
+/// directors. With nobody assigned yet, whoever can act on the case hears of it: the leader of
+/// its process, or the quality directors who have to assign it. Returns how many fired.
+pub async fn tick(pool: &PgPool, limit: i64) -> Result<usize> {
+    let offset = crate::cases::local_offset().local_minus_utc();
+    let fired = sqlx::query_scalar!(
+        r#"with due as (
+               select case_id, clock, percent from deadline_alerts
+               where fired_at is null and due_at <= now()
+               order by due_at
+               limit $1
+               for update skip locked
+           ), fired as (
+               update deadline_alerts a set fired_at = now()
+               from due where a.case_id = due.case_id and a.clock = due.clock and a.percent = due.percent
+               returning a.case_id, a.clock, a.percent, a.due_at
+           ), alerts as (
+               select f.case_id, f.clock, f.percent, f.due_at, c.radicado, c.assignee_id, p.leader_id
+               from fired f
+               join cases c on c.id = f.case_id
+               left join processes p on p.code = c.process_code
+           ), recipients as (
+               select a.*, r.user_id
+               from alerts a
+               cross join lateral (
+                   select a.assignee_id as user_id where a.assignee_id is not null
+                   union
+                   select a.leader_id
+                   where a.leader_id is not null and (a.percent >= 75 or a.assignee_id is null)
+                   union
+                   select u.id from users u
+                   where u.role = 'quality_director' and u.active
+                     and (a.percent >= 100 or (a.assignee_id is null and a.leader_id is null))
+               ) r
+           ), notified as (
+               insert into notifications (dedupe_key, case_id, user_id, kind, urgency, ttl_secs, data)
+               select 'deadline:' || case_id || ':' || clock || ':' || percent || ':' || user_id,
+                      case_id, user_id,
+                      case when percent >= 100 then 'deadline_breach' else 'deadline_warning' end,
+                      case when percent >= 100 then 'high' else 'normal' end,
+                      $2,
+                      jsonb_build_object(
+                          'radicado', radicado, 'clock', clock, 'percent', percent,
+                          'due', to_char(due_at at time zone make_interval(secs => $3), 'YYYY-MM-DD HH24:MI'))
+               from recipients
+               on conflict (dedupe_key) do nothing
+           )
+           select count(*) as "fired!" from fired"#,
+        limit,
+        i32::try_from(ALERT_TTL.as_secs()).unwrap_or(i32::MAX),
+        f64::from(offset),
     )
-    .fetch_one(&mut *conn)
+    .fetch_one(pool)
     .await?;
-    let breach = alert.percent >= 100;
-    let mut recipients = BTreeSet::new();
-    recipients.extend(case.assignee_id);
-    if alert.percent >= 75 || case.assignee_id.is_none() {
-        recipients.extend(case.leader_id);
-    }
-    if breach || recipients.is_empty() {
-        let directors =
-            sqlx::query_scalar!("select id from users where role = 'quality_director' and active")
-                .fetch_all(&mut *conn)
-                .await?;
-        recipients.extend(directors);
-    }
-    let due = alert
-        .due_at
-        .with_timezone(&crate::cases::local_offset())
-        .format("%Y-%m-%d %H:%M")
-        .to_string();
-    for user_id in recipients {
-        let n = NewNotification {
-            dedupe_key: format!(
-                "deadline:{}:{}:{}:{user_id}",
-                alert.case_id, alert.clock, alert.percent
-            ),
-            case_id: Some(alert.case_id),
-            recipient: Recipient::User(user_id),
-            kind: if breach {
-                Kind::DeadlineBreach
-            } else {
-                Kind::DeadlineWarning
-            },
-            urgency: if breach { "high" } else { "normal" },
-            ttl: ALERT_TTL,
-            data: serde_json::json!({"radicado": case.radicado, "clock": alert.clock, "percent": alert.percent, "due": due}),
-            delay: Duration::ZERO,
-        };
-        notifications::notify(&mut *conn, n).await?;
-    }
-    Ok(())
+    Ok(usize::try_from(fired).unwrap_or(0))
 }

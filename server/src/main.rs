@@ -233,7 +233,21 @@ async fn execute(command: Command, mut settings: Settings) -> Result<(), AnyErro
     }
 }
 
+/// Every sync device holds a socket, and each is a file descriptor: the soft open-files limit
+/// (often 1,024) is raised to the hard one, so many devices work without the operator's help.
+fn raise_open_files_limit() {
+    let before = rlimit::Resource::NOFILE.get();
+    match (before, rlimit::increase_nofile_limit(u64::MAX)) {
+        (Ok((soft, hard)), Ok(now)) if now > soft => {
+            tracing::info!(from = soft, to = now, hard, "raised the open-files limit")
+        }
+        (_, Ok(now)) => tracing::info!(limit = now, "open-files limit"),
+        (_, Err(e)) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
+}
+
 async fn serve(settings: Settings, load_demo: bool) -> Result<(), AnyError> {
+    raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {

@@ -163,6 +163,21 @@ async fn warnings_and_breaches_reach_the_people_responsible(pool: PgPool) {
         times3(&["deadline_breach:100"])
     );
     assert_eq!(per_user.len(), 3, "nobody else: {per_user:?}");
+    // Each names its instant in Colombian time.
+    let instants: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select n.data->>'due', a.due_at from notifications n
+         join deadline_alerts a on a.case_id = n.case_id and a.clock = n.data->>'clock'
+              and a.percent = (n.data->>'percent')::smallint
+         where n.kind like 'deadline%'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("instants");
+    assert_eq!(instants.len(), 24);
+    for (due, at) in instants {
+        let local = at.with_timezone(&chrono::FixedOffset::west_opt(5 * 3600).expect("UTC-5"));
+        assert_eq!(due, local.format("%Y-%m-%d %H:%M").to_string());
+    }
     let high: i64 = sqlx::query_scalar(
         "select count(*) from notifications where kind = 'deadline_breach' and urgency = 'high'",
     )
