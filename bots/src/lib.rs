@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
 pub mod engine;
@@ -18,6 +20,17 @@ pub mod texts;
 pub mod whatsapp;
 
 rust_i18n::i18n!("../locales", fallback = "es");
+
+/// A webhook's refusal, as a problem document with a stable code.
+pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = serde_json::json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "code": code, "detail": detail});
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
 
 /// The chat channels' settings; a channel without its settings is off.
 /// `Debug` shows no secret: the channels' settings redact theirs.

@@ -27,10 +27,10 @@ use teloxide_core::types::{
 };
 use teloxide_core::{ApiError, Bot, RequestError};
 
-use crate::BotsError;
 use crate::engine::{FileRef, Incoming, Input, Media, MediaError, Reply};
 use crate::inbox::{self, NewUpdate, Platform};
 use crate::render::{self, MESSAGE_LIMIT};
+use crate::{BotsError, problem};
 
 /// The webhook's path in our router.
 pub const WEBHOOK_PATH: &str = "/api/v1/bots/telegram/webhook";
@@ -123,16 +123,6 @@ pub fn router(db: PgPool, telegram: Arc<Telegram>) -> Router {
         .route(WEBHOOK_PATH, post(webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_MAX_BYTES))
         .with_state((db, telegram))
-}
-
-fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "code": code, "detail": detail});
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// Stores the update and answers 200; Telegram retries anything else. The secret is checked

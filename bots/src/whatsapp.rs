@@ -27,11 +27,11 @@ use sha2::Sha256;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
-use crate::BotsError;
 use crate::engine::{Choice, FileRef, Incoming, Input, Media, MediaError, Reply};
 use crate::inbox::{self, NewUpdate, Platform};
 use crate::render::{self, MESSAGE_LIMIT};
 use crate::texts::bot;
+use crate::{BotsError, problem};
 
 /// The webhook's path in our router (GET for Meta's verification, POST for events).
 pub const WEBHOOK_PATH: &str = "/api/v1/bots/whatsapp/webhook";
@@ -249,16 +249,6 @@ pub fn router(db: PgPool, whatsapp: Arc<Whatsapp>) -> Router {
         .route(WEBHOOK_PATH, get(verify).post(webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_MAX_BYTES))
         .with_state((db, whatsapp))
-}
-
-fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "code": code, "detail": detail});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 #[derive(Deserialize)]

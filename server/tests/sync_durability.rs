@@ -181,7 +181,9 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
         let (numbered, acknowledged) = (numbered.clone(), acknowledged.clone());
         tokio::spawn(async move {
             // Until the socket dies with the server, frames already sent before the kill included.
-            while let Ok(Some(Ok(frame))) = tokio::time::timeout(PATIENCE, stream.next()).await {
+            // No time limit here: a reader that gave up while the device still sends would stop
+            // draining the socket, and the sends below would wait for ever behind it.
+            while let Some(Ok(frame)) = stream.next().await {
                 let WsMessage::Binary(bytes) = frame else {
                     continue;
                 };
@@ -217,12 +219,11 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
             document_id: id.to_string(),
             data,
         };
-        if sink
-            .send(WsMessage::Binary(encode(&message).into()))
-            .await
-            .is_err()
-        {
-            break;
+        let frame = WsMessage::Binary(encode(&message).into());
+        match tokio::time::timeout(PATIENCE, sink.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => panic!("the server stopped reading after {sent} changes"),
         }
         sent = n + 1;
         if *acknowledged.lock().expect("lock") >= KILL_AFTER {

@@ -685,6 +685,14 @@ async fn forged_unsigned_duplicate_and_foreign_events(pool: PgPool) {
         .await
         .expect("get");
     assert_eq!(bad.status(), StatusCode::FORBIDDEN);
+    // A challenge longer than 128 characters is not echoed.
+    let long = format!(
+        "{}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge={}",
+        wa.app.url(WEBHOOK),
+        "7".repeat(129)
+    );
+    let long = wa.app.client.get(long).send().await.expect("get");
+    assert_eq!(long.status(), StatusCode::BAD_REQUEST);
 
     let hello = event(
         vec![wa.message(from, json!({"type": "text", "text": {"body": "hola"}}))],
@@ -712,6 +720,25 @@ async fn forged_unsigned_duplicate_and_foreign_events(pool: PgPool) {
     let junk = b"{not json".to_vec();
     let r = wa.post_raw(junk.clone(), Some(sign(&junk))).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A signed body over the webhook's 1 MiB bound is refused, and not stored either.
+    let huge = event(
+        vec![wa.message(
+            from,
+            json!({"type": "text", "text": {"body": "x".repeat(1024 * 1024)}}),
+        )],
+        vec![],
+    );
+    let huge = serde_json::to_vec(&huge).expect("json");
+    let signature = sign(&huge);
+    assert_eq!(
+        wa.post_raw(huge, Some(signature)).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let stored: i64 = sqlx::query_scalar("select count(*) from bot_updates")
+        .fetch_one(&wa.app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
 
     // The same event twice is answered once; an event for another number of the app is passed
     // over; a reaction gets a polite word.
