@@ -6,6 +6,7 @@
 //! [`MAX_ATTEMPTS`] so the chat's later updates go on.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use atiende_core::contacts::ChatChannel;
@@ -13,6 +14,7 @@ use atiende_core::worker::{self, Round};
 use futures_util::StreamExt;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::engine::{Conversation, Engine, Incoming, Media, Reply, Step};
 
@@ -50,20 +52,119 @@ pub async fn store(
     channel: ChatChannel,
     updates: &[NewUpdate],
 ) -> sqlx::Result<u64> {
-    if updates.is_empty() {
+    let rows: Vec<(ChatChannel, &NewUpdate)> = updates.iter().map(|u| (channel, u)).collect();
+    insert(pool, &rows).await
+}
+
+/// Stores webhook updates in groups: a webhook request hands its updates over and waits until
+/// they are stored, and the requests that arrive while one insert runs go together in the next.
+/// Under a burst one statement and one commit store many updates, and a webhook still answers
+/// only once its update is in PostgreSQL.
+#[derive(Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<Handed>,
+}
+
+struct Handed {
+    channel: ChatChannel,
+    updates: Vec<NewUpdate>,
+    stored: oneshot::Sender<Result<(), Arc<sqlx::Error>>>,
+}
+
+/// Updates stored by one statement at most.
+const INTAKE_BATCH: usize = 512;
+/// Inserts in flight at once.
+const INTAKE_INSERTS: usize = 4;
+
+impl Intake {
+    /// Starts the task that stores what is handed over; it ends when every `Intake` is dropped.
+    pub fn start(pool: PgPool) -> Intake {
+        let (tx, mut rx) = mpsc::channel::<Handed>(4 * INTAKE_BATCH);
+        tokio::spawn(async move {
+            let inserts = Arc::new(Semaphore::new(INTAKE_INSERTS));
+            loop {
+                // Waiting for a free insert first lets requests gather meanwhile.
+                let Ok(permit) = inserts.clone().acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
+                let mut group = vec![first];
+                let mut size = group[0].updates.len();
+                while size < INTAKE_BATCH {
+                    match rx.try_recv() {
+                        Ok(h) => {
+                            size += h.updates.len();
+                            group.push(h);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let rows: Vec<(ChatChannel, &NewUpdate)> = group
+                        .iter()
+                        .flat_map(|h| h.updates.iter().map(|u| (h.channel, u)))
+                        .collect();
+                    let result = insert(&pool, &rows).await.map(drop).map_err(Arc::new);
+                    drop(rows);
+                    drop(permit);
+                    for h in group {
+                        let _ = h.stored.send(result.clone());
+                    }
+                });
+            }
+        });
+        Intake { tx }
+    }
+
+    /// Stores a request's updates (one seen before is not stored again), together with other
+    /// requests' when they arrive at the same time.
+    pub async fn store(
+        &self,
+        channel: ChatChannel,
+        updates: Vec<NewUpdate>,
+    ) -> Result<(), Arc<sqlx::Error>> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let (stored, answer) = oneshot::channel();
+        let gone = || Arc::new(sqlx::Error::PoolClosed);
+        self.tx
+            .send(Handed {
+                channel,
+                updates,
+                stored,
+            })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn insert(pool: &PgPool, rows: &[(ChatChannel, &NewUpdate)]) -> sqlx::Result<u64> {
+    let mut channels = Vec::new();
+    let mut keys = Vec::new();
+    let mut chats = Vec::new();
+    let mut payloads = Vec::new();
+    for &(channel, u) in rows {
+        channels.push(channel.as_str());
+        keys.push(u.update_key.as_str());
+        chats.push(u.chat_key.as_str());
+        payloads.push(&u.payload);
+    }
+    if rows.is_empty() {
         return Ok(0);
     }
-    let keys: Vec<&str> = updates.iter().map(|u| u.update_key.as_str()).collect();
-    let chats: Vec<&str> = updates.iter().map(|u| u.chat_key.as_str()).collect();
-    let payloads: Vec<Value> = updates.iter().map(|u| u.payload.clone()).collect();
     let done = sqlx::query!(
         "insert into bot_updates (channel, update_key, chat_key, payload)
-         select $1, k, c, p from unnest($2::text[], $3::text[], $4::jsonb[]) as x (k, c, p)
+         select ch, k, c, p from unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) as x (ch, k, c, p)
          on conflict (channel, update_key) do nothing",
-        channel.as_str(),
+        &channels as &[&str],
         &keys as &[&str],
         &chats as &[&str],
-        &payloads,
+        &payloads as &[&Value],
     )
     .execute(pool)
     .await?;

@@ -51,6 +51,7 @@ pub struct Bots {
     pub settings: BotSettings,
     telegram: Option<Arc<telegram::Telegram>>,
     whatsapp: Option<Arc<whatsapp::Whatsapp>>,
+    intake: inbox::Intake,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,7 @@ pub enum BotsError {
 }
 
 impl Bots {
+    /// Called within the Tokio runtime: it starts the task that stores webhook updates.
     pub fn new(db: PgPool, settings: BotSettings) -> Result<Bots, BotsError> {
         let telegram = settings
             .telegram
@@ -80,6 +82,7 @@ impl Bots {
             .transpose()?
             .map(Arc::new);
         Ok(Bots {
+            intake: inbox::Intake::start(db.clone()),
             db,
             settings,
             telegram,
@@ -91,10 +94,14 @@ impl Bots {
     pub fn router(&self) -> Router {
         let mut router = Router::new();
         if let Some(t) = &self.telegram {
-            router = router.merge(telegram::router(self.db.clone(), t.clone()));
+            router = router.merge(telegram::router(self.intake.clone(), t.clone()));
         }
         if let Some(w) = &self.whatsapp {
-            router = router.merge(whatsapp::router(self.db.clone(), w.clone()));
+            router = router.merge(whatsapp::router(
+                self.db.clone(),
+                self.intake.clone(),
+                w.clone(),
+            ));
         }
         router
     }

@@ -28,7 +28,7 @@ use teloxide_core::types::{
 use teloxide_core::{ApiError, Bot, RequestError};
 
 use crate::engine::{FileRef, Incoming, Input, Media, MediaError, Reply};
-use crate::inbox::{self, NewUpdate, Platform};
+use crate::inbox::{self, Intake, NewUpdate, Platform};
 use crate::render::{self, MESSAGE_LIMIT};
 use crate::{BotsError, problem};
 
@@ -118,18 +118,18 @@ fn describe(e: &RequestError) -> String {
     }
 }
 
-pub fn router(db: PgPool, telegram: Arc<Telegram>) -> Router {
+pub fn router(intake: Intake, telegram: Arc<Telegram>) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, post(webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_MAX_BYTES))
-        .with_state((db, telegram))
+        .with_state((intake, telegram))
 }
 
 /// Stores the update and answers 200; Telegram retries anything else. The secret is checked
 /// before the body is parsed or anything is stored (the body itself is bounded by
 /// [`WEBHOOK_MAX_BYTES`]).
 async fn webhook(
-    State((db, telegram)): State<(PgPool, Arc<Telegram>)>,
+    State((intake, telegram)): State<(Intake, Arc<Telegram>)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -165,7 +165,7 @@ async fn webhook(
             "the update has no update_id",
         );
     };
-    match inbox::store(&db, ChatChannel::Telegram, std::slice::from_ref(&new)).await {
+    match intake.store(ChatChannel::Telegram, vec![new]).await {
         Ok(_) => Json(json!({"ok": true})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "storing a Telegram update");

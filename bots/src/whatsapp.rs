@@ -28,7 +28,7 @@ use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::engine::{Choice, FileRef, Incoming, Input, Media, MediaError, Reply};
-use crate::inbox::{self, NewUpdate, Platform};
+use crate::inbox::{Intake, NewUpdate, Platform};
 use crate::render::{self, MESSAGE_LIMIT};
 use crate::texts::bot;
 use crate::{BotsError, problem};
@@ -244,11 +244,11 @@ impl Whatsapp {
     }
 }
 
-pub fn router(db: PgPool, whatsapp: Arc<Whatsapp>) -> Router {
+pub fn router(db: PgPool, intake: Intake, whatsapp: Arc<Whatsapp>) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, get(verify).post(webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_MAX_BYTES))
-        .with_state((db, whatsapp))
+        .with_state((db, intake, whatsapp))
 }
 
 #[derive(Deserialize)]
@@ -264,7 +264,7 @@ struct Handshake {
 /// Meta's verification handshake: the challenge echoed when the mode is `subscribe` and the
 /// token is ours.
 async fn verify(
-    State((_, whatsapp)): State<(PgPool, Arc<Whatsapp>)>,
+    State((_, _, whatsapp)): State<(PgPool, Intake, Arc<Whatsapp>)>,
     query: Result<Query<Handshake>, QueryRejection>,
 ) -> Response {
     let Ok(Query(h)) = query else {
@@ -321,7 +321,7 @@ fn signed(secret: &str, body: &[u8], signature: &[u8]) -> bool {
 /// Stores the messages and receipts of a signed POST and answers 200; Meta retries anything
 /// else. The signature is checked before the body is read.
 async fn webhook(
-    State((db, whatsapp)): State<(PgPool, Arc<Whatsapp>)>,
+    State((db, intake, whatsapp)): State<(PgPool, Intake, Arc<Whatsapp>)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -356,11 +356,17 @@ async fn webhook(
         );
     };
     let stored = async {
-        inbox::store(&db, ChatChannel::Whatsapp, &updates).await?;
-        outbox::record_receipts(&db, Channel::Whatsapp, &receipts).await
+        intake
+            .store(ChatChannel::Whatsapp, updates)
+            .await
+            .map_err(|e| e.to_string())?;
+        outbox::record_receipts(&db, Channel::Whatsapp, &receipts)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     };
     match stored.await {
-        Ok(_) => Json(json!({"ok": true})).into_response(),
+        Ok(()) => Json(json!({"ok": true})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "storing a WhatsApp event");
             problem(

@@ -7,7 +7,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use chrono::{Datelike, Days, NaiveDate, Weekday};
+use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Utc, Weekday};
+
+/// Colombia's time, UTC−05:00 all year (there is no daylight saving): filing dates, radicado
+/// years, legal due dates and the default working hours are read in it. The one definition.
+// Built in const context so that a mistake here fails compilation instead of panicking at runtime.
+pub const COLOMBIA: FixedOffset = match FixedOffset::west_opt(5 * 3600) {
+    Some(o) => o,
+    None => panic!("UTC-05:00 is a valid offset"),
+};
+
+/// The date in Colombia at an instant.
+pub fn local_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&COLOMBIA).date_naive()
+}
 
 /// Where a holiday comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

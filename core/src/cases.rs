@@ -1,7 +1,7 @@
 //! PQRS cases: filing with a gapless radicado and the legal due date, the PRO-SIG-10 lifecycle
 //! with its role rules, the append-only event log, messages, and the queries behind the apps.
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::User;
 use crate::blobs;
+use crate::calendar::local_date;
 use crate::deadlines::{self, Clock, Kind};
 use crate::error::{Error, Result, violates};
 use crate::holidays;
@@ -18,16 +19,6 @@ use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
 
 /// The rating prompt follows the answer after the customer had a while to read it.
 pub const RATING_PROMPT_DELAY: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Colombia keeps UTC−5 all year; filing dates and radicado years are local dates.
-pub fn local_offset() -> FixedOffset {
-    FixedOffset::west_opt(5 * 3600)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"))
-}
-
-pub fn local_date(at: DateTime<Utc>) -> NaiveDate {
-    at.with_timezone(&local_offset()).date_naive()
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Case {
@@ -562,7 +553,7 @@ pub async fn staff_queue(
            and ($2::text is null or process_code = $2)
            and ($3::uuid is null or assignee_id = $3)
            and ($4::date is null or legal_due_date < $4)
-           and (not $5 or legal_due_date < (now() at time zone 'America/Bogota')::date
+           and (not $5 or legal_due_date < $13
                 or first_response_due_at < now() or resolution_due_at < now())
            and ($6::date is null or (legal_due_date, id) > ($6, $8))
            and ($7::timestamptz is null or (coalesce(least(first_response_due_at, resolution_due_at), $9), id) > ($7, $8))
@@ -581,6 +572,7 @@ pub async fn staff_queue(
         order == QueueOrder::SlaDue,
         i64::from(limit) + 1,
         actor.id,
+        local_date(Utc::now()),
     )
     .fetch_all(db)
     .await?;

@@ -24,7 +24,7 @@ use chrono::{
     Weekday,
 };
 
-use crate::calendar::BusinessCalendar;
+use crate::calendar::{BusinessCalendar, COLOMBIA};
 use crate::types::Priority;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -36,10 +36,6 @@ const LAST_YEAR: i32 = 9999;
 const SHORT_SPAN_DAYS: u64 = 62;
 
 // Built in const context so that a mistake here fails compilation instead of panicking at runtime.
-const BOGOTA: FixedOffset = match FixedOffset::west_opt(5 * 3600) {
-    Some(o) => o,
-    None => panic!("UTC-05:00 is a valid offset"),
-};
 const OPENING: NaiveTime = match NaiveTime::from_hms_opt(8, 0, 0) {
     Some(t) => t,
     None => panic!("08:00 is a valid time"),
@@ -74,7 +70,7 @@ pub struct WorkingHours {
 impl Default for WorkingHours {
     fn default() -> Self {
         Self {
-            offset: BOGOTA,
+            offset: COLOMBIA,
             days: ALL_DAYS[..5].to_vec(),
             start: OPENING,
             end: CLOSING,
@@ -150,7 +146,7 @@ impl WorkingHours {
         let end = parse_time(end).map_err(context)?;
         let offset = match offset {
             Some(o) => parse_offset(o).map_err(context)?,
-            None => BOGOTA,
+            None => COLOMBIA,
         };
         Self::new(offset, days, start, end).map_err(context)
     }

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::calendar::BusinessCalendar;
-use crate::cases::local_date;
+use crate::calendar::local_date;
 use crate::clocks::{self, ClockEvent, ClockState, ClockStatus, WorkingHours};
 use crate::error::{Error, Result};
 use crate::types::Priority;

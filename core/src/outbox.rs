@@ -20,8 +20,8 @@ use crate::worker::{self, Round};
 pub const MAX_ATTEMPTS: i32 = 10;
 /// How long a claimed delivery stays with its worker before another may take it.
 pub const LEASE: Duration = Duration::from_secs(60);
-/// Deliveries claimed per round.
-pub const BATCH: i64 = 64;
+/// Deliveries one call of [`deliver_due`] handles at most.
+pub const BATCH: i64 = 256;
 
 /// Where a delivery goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,21 +178,18 @@ pub enum Outcome {
     },
 }
 
-pub async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome) -> Result<()> {
+async fn record_outcome(conn: &mut PgConnection, id: i64, outcome: &Outcome) -> Result<()> {
     match outcome {
         Outcome::Sent {
             status,
             external_id,
         } => {
-            sqlx::query!(
-                "update deliveries set state = 'sent', sent_at = now(), last_status = $2, locked_until = null, last_error = null,
-                        external_message_id = $3
-                 where id = $1",
-                id,
-                i32::from(*status),
-                external_id.as_deref(),
+            mark_sent(
+                conn,
+                &[id],
+                &[i32::from(*status)],
+                std::slice::from_ref(external_id),
             )
-            .execute(&mut *conn)
             .await?;
         }
         Outcome::Gone { status, error } => {
@@ -347,28 +344,126 @@ pub trait Sender: Send + Sync {
 }
 
 /// Sends one worker has in flight at once. A chat channel's claim holds at most one delivery per
-/// chat, so sending a batch concurrently never reorders one chat's messages.
+/// chat, so sending concurrently never reorders one chat's messages.
 pub const CONCURRENT_SENDS: usize = 16;
+/// Outcomes being recorded at once by one worker, while its sends go on.
+const CONCURRENT_RECORDS: usize = 4;
 
-/// Claims `sender`'s due deliveries, sends them ([`CONCURRENT_SENDS`] at a time), records each
-/// outcome. Returns how many it handled.
+/// Claims `sender`'s due deliveries, sends them, records each outcome; up to [`BATCH`] in one
+/// call, so a worker sees its stop signal between calls. Deliveries are claimed a few at a time
+/// as sends finish, keeping [`CONCURRENT_SENDS`] in flight: a claimed delivery waits at most
+/// for one send to finish, well within its lease, and no send waits for a whole batch. Outcomes
+/// that are ready together are recorded together (the sent ones in one statement) while the
+/// sends go on. Returns how many it handled.
 pub async fn deliver_due<S: Sender>(pool: &PgPool, sender: &S) -> Result<usize> {
     let channel = sender.channel();
-    let claimed = claim_due(pool, channel, BATCH, LEASE).await?;
-    let n = claimed.len();
-    let recorded: Vec<Result<()>> = futures_util::stream::iter(claimed)
-        .map(|delivery| async move {
-            let outcome = sender.send(&delivery).await;
-            log_outcome(channel, delivery.id, &outcome);
-            let mut conn = pool.acquire().await?;
-            record_outcome(&mut conn, delivery.id, &outcome).await
-        })
-        .buffer_unordered(CONCURRENT_SENDS)
-        .collect()
-        .await;
+    // The claim and record futures own a handle on the pool: borrowing it from these closures
+    // leaves the compiler unable to prove the whole future `Send`, which a spawned worker needs.
+    let claiming = pool.clone();
+    let recording = pool.clone();
+    let recorded: Vec<Result<usize>> = futures_util::stream::unfold((0, false), move |state| {
+        claim_slice(claiming.clone(), channel, state)
+    })
+    .flat_map(|claimed| match claimed {
+        Ok(batch) => futures_util::stream::iter(batch.into_iter().map(Ok)).left_stream(),
+        Err(e) => futures_util::stream::iter(vec![Err(e)]).right_stream(),
+    })
+    .map(|claimed| send_one(sender, claimed))
+    .buffer_unordered(CONCURRENT_SENDS)
+    .ready_chunks(CONCURRENT_SENDS)
+    .map(move |done| record_chunk(recording.clone(), done))
+    .buffer_unordered(CONCURRENT_RECORDS)
+    .collect()
+    .await;
     // A delivery whose outcome could not be recorded is claimed again when its lease lapses.
-    recorded.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok(n)
+    let mut handled = 0;
+    for r in recorded {
+        handled += r?;
+    }
+    Ok(handled)
+}
+
+/// The next few due deliveries of one [`deliver_due`] call. `state` is how many it claimed so
+/// far and whether the last claim came back short (nothing more is due).
+async fn claim_slice(
+    pool: PgPool,
+    channel: Channel,
+    (count, done): (i64, bool),
+) -> Option<(Result<Vec<Claimed>>, (i64, bool))> {
+    let want = i64::try_from(CONCURRENT_SENDS)
+        .unwrap_or(16)
+        .min(BATCH - count);
+    if done || want <= 0 {
+        return None;
+    }
+    match claim_due(&pool, channel, want, LEASE).await {
+        Ok(batch) if batch.is_empty() => None,
+        Ok(batch) => {
+            let n = i64::try_from(batch.len()).unwrap_or(want);
+            Some((Ok(batch), (count + n, n < want)))
+        }
+        Err(e) => Some((Err(e), (count, true))),
+    }
+}
+
+async fn send_one<S: Sender>(sender: &S, claimed: Result<Claimed>) -> Result<(i64, Outcome)> {
+    let delivery = claimed?;
+    let outcome = sender.send(&delivery).await;
+    log_outcome(sender.channel(), delivery.id, &outcome);
+    Ok((delivery.id, outcome))
+}
+
+async fn record_chunk(pool: PgPool, done: Vec<Result<(i64, Outcome)>>) -> Result<usize> {
+    let outcomes = done.into_iter().collect::<Result<Vec<_>>>()?;
+    record_outcomes(&pool, &outcomes).await?;
+    Ok(outcomes.len())
+}
+
+/// Records several outcomes in one transaction: the sent deliveries in one statement, the rest
+/// one by one.
+async fn record_outcomes(pool: &PgPool, outcomes: &[(i64, Outcome)]) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let (mut ids, mut statuses, mut external) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, outcome) in outcomes {
+        match outcome {
+            Outcome::Sent {
+                status,
+                external_id,
+            } => {
+                ids.push(*id);
+                statuses.push(i32::from(*status));
+                external.push(external_id.clone());
+            }
+            other => record_outcome(&mut tx, *id, other).await?,
+        }
+    }
+    if !ids.is_empty() {
+        mark_sent(&mut tx, &ids, &statuses, &external).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks deliveries sent, with the status and the platform's message id of each.
+async fn mark_sent(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    statuses: &[i32],
+    external_ids: &[Option<String>],
+) -> Result<()> {
+    sqlx::query!(
+        "update deliveries d
+         set state = 'sent', sent_at = now(), last_status = x.status, locked_until = null,
+             last_error = null, external_message_id = x.external_id
+         from unnest($1::bigint[], $2::int[], $3::text[]) as x (id, status, external_id)
+         where d.id = x.id",
+        ids,
+        statuses,
+        external_ids as &[Option<String>],
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn log_outcome(channel: Channel, id: i64, outcome: &Outcome) {

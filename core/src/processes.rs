@@ -119,6 +119,18 @@ pub async fn works_in(db: impl PgExecutor<'_>, user_id: Uuid, process: &str) -> 
     .await?)
 }
 
+/// The process's leader and members: everyone who is staff of it.
+pub async fn staff(db: impl PgExecutor<'_>, process: &str) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        r#"select user_id as "id!" from process_members where process_code = $1
+           union
+           select leader_id from processes where code = $1 and leader_id is not null"#,
+        process
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// Whether `user_id` is a member of the process (its leader is not, unless also added).
 pub async fn is_member(db: impl PgExecutor<'_>, process: &str, user_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar!(

@@ -11,6 +11,8 @@ use sqlx::PgPool;
 use crate::error::Result;
 
 const ALERT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Alerts one round fires at most; the scheduler goes on at once while rounds come back full.
+pub const BATCH: i64 = 500;
 
 /// One round: fires up to `limit` due alerts, in one statement: the alerts are claimed and
 /// marked fired, and their notifications written (the database fans them out), or none of it.
@@ -18,7 +20,7 @@ const ALERT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// directors. With nobody assigned yet, whoever can act on the case hears of it: the leader of
 /// its process, or the quality directors who have to assign it. Returns how many fired.
 pub async fn tick(pool: &PgPool, limit: i64) -> Result<usize> {
-    let offset = crate::cases::local_offset().local_minus_utc();
+    let offset = crate::calendar::COLOMBIA.local_minus_utc();
     let fired = sqlx::query_scalar!(
         r#"with due as (
                select case_id, clock, percent from deadline_alerts

@@ -240,7 +240,7 @@ pub async fn create(pool: &PgPool, actor: &User, new: NewWorkOrder) -> Result<Wo
     let technicians = check_technicians(&mut tx, &new.technicians).await?;
 
     let mut access: Vec<(Uuid, Mode)> = technicians.iter().map(|t| (*t, Mode::Write)).collect();
-    for reader in process_staff(&mut tx, &process).await? {
+    for reader in crate::processes::staff(&mut *tx, &process).await? {
         if !technicians.contains(&reader) {
             access.push((reader, Mode::Read));
         }
@@ -279,18 +279,6 @@ pub async fn create(pool: &PgPool, actor: &User, new: NewWorkOrder) -> Result<Wo
     let order = get(&mut *tx, row.id).await?;
     tx.commit().await?;
     Ok(order)
-}
-
-/// The process's leader and members: they read its field reports.
-async fn process_staff(conn: &mut PgConnection, process: &str) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar!(
-        r#"select user_id as "id!" from process_members where process_code = $1
-           union
-           select leader_id from processes where code = $1 and leader_id is not null"#,
-        process
-    )
-    .fetch_all(&mut *conn)
-    .await?)
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<WorkOrder> {
@@ -387,7 +375,7 @@ pub async fn set_technicians(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let readers = process_staff(&mut tx, &row.process_code).await?;
+    let readers = crate::processes::staff(&mut *tx, &row.process_code).await?;
     for user in removed {
         if readers.contains(&user) {
             documents::grant(&mut *tx, doc, user, Mode::Read).await?;

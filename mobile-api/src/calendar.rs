@@ -31,7 +31,7 @@ pub async fn holidays(
     use chrono::Datelike;
     let year = q
         .year
-        .unwrap_or_else(|| atiende_core::cases::local_date(chrono::Utc::now()).year());
+        .unwrap_or_else(|| atiende_core::calendar::local_date(chrono::Utc::now()).year());
     if !(1984..=2200).contains(&year) {
         return Err(ApiError::bad_request(
             "invalid_year",

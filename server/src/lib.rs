@@ -408,9 +408,9 @@ where
 /// Fires due deadline alerts until `stopped` completes. Every atiende process runs one; the
 /// database makes sure each alert fires once.
 async fn run_scheduler(db: PgPool, interval: Duration, stopped: impl Future<Output = ()>) {
-    const BATCH: i64 = 500;
+    use atiende_core::scheduler::{BATCH, tick};
     atiende_core::worker::run("deadline scheduler", interval, stopped, || async {
-        let fired = atiende_core::scheduler::tick(&db, BATCH).await?;
+        let fired = tick(&db, BATCH).await?;
         if fired > 0 {
             tracing::info!(alerts = fired, "deadline alerts fired");
         }

@@ -1,14 +1,17 @@
 //! Web Push, the first channel of the outbox ([`atiende_core::outbox`], which claims, retries and
 //! records): encrypts each payload for its subscription (aes128gcm), signs the request with the
-//! server's VAPID key, posts it to the push service and says what the service answered.
+//! server's VAPID key, posts it to the push service and says what the service answered. A VAPID
+//! signature names only the push service's origin, so one is made per origin and reused for
+//! [`SIGNATURE_REUSE`]: a burst to one service signs once.
 //!
 //! Endpoints come from users, so each send checks again where it goes: https to a public address
 //! only (unless loopback is allowed), names resolved here and refused if any address is not
 //! public, no redirects, no proxy. An endpoint is a capability for its device: it is never logged.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use atiende_core::outbox::{self, Channel, Claimed, Outcome, backoff};
 use atiende_core::push_endpoint::{PushEndpoint, Reach, address_allowed};
@@ -16,9 +19,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sqlx::PgPool;
 use web_push::{
-    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency,
+    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency, VapidSignature,
     VapidSignatureBuilder, WebPushMessageBuilder,
 };
+
+/// How long one VAPID signature is used for an origin. It is valid for twelve hours (the expiry
+/// web-push gives it); push services accept up to twenty-four.
+pub const SIGNATURE_REUSE: Duration = Duration::from_secs(3600);
+/// Origins whose signatures are kept; push services are few, so more means the cache is cleared.
+const SIGNED_ORIGINS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -39,6 +48,8 @@ pub struct PushSender {
     public_key: String,
     subject: String,
     reach: Reach,
+    /// The signature in use for each push service's origin, and when it was made.
+    signatures: Mutex<HashMap<String, (Instant, VapidSignature)>>,
 }
 
 /// Resolves push services' names and keeps only addresses a push endpoint may have, so a public
@@ -97,7 +108,37 @@ impl PushSender {
             public_key,
             subject: subject.to_owned(),
             reach,
+            signatures: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The VAPID signature for the endpoint's push service: the one made within
+    /// [`SIGNATURE_REUSE`], or a new one.
+    fn signature(
+        &self,
+        endpoint: &PushEndpoint,
+        info: &SubscriptionInfo,
+    ) -> Result<VapidSignature, web_push::WebPushError> {
+        let origin = endpoint.origin();
+        let cached = |m: &HashMap<String, (Instant, VapidSignature)>| {
+            m.get(&origin)
+                .filter(|(made, _)| made.elapsed() < SIGNATURE_REUSE)
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(s) = cached(&self.signatures.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(s);
+        }
+        let mut signer = self.key.clone().add_sub_info(info);
+        signer.add_claim("sub", self.subject.as_str());
+        // web-push leaves a non-default port out of the audience; RFC 8292 wants the full origin.
+        signer.add_claim("aud", origin.as_str());
+        let signature = signer.build()?;
+        let mut signatures = self.signatures.lock().unwrap_or_else(|p| p.into_inner());
+        if signatures.len() >= SIGNED_ORIGINS {
+            signatures.clear();
+        }
+        signatures.insert(origin, (Instant::now(), signature.clone()));
+        Ok(signature)
     }
 
     pub fn public_key(&self) -> &str {
@@ -136,11 +177,7 @@ impl PushSender {
         })
         .to_string();
         let info = SubscriptionInfo::new(endpoint.as_str(), p256dh.as_str(), auth.as_str());
-        let mut signer = self.key.clone().add_sub_info(&info);
-        signer.add_claim("sub", self.subject.as_str());
-        // web-push leaves a non-default port out of the audience; RFC 8292 wants the full origin.
-        signer.add_claim("aud", endpoint.origin());
-        let signature = match signer.build() {
+        let signature = match self.signature(&endpoint, &info) {
             Ok(s) => s,
             Err(e) => {
                 return Outcome::Failed {
@@ -149,23 +186,41 @@ impl PushSender {
                 };
             }
         };
-        let mut builder = WebPushMessageBuilder::new(&info);
-        builder.set_payload(ContentEncoding::Aes128Gcm, payload.as_bytes());
-        builder.set_ttl(u32::try_from(d.ttl_secs).unwrap_or(0));
-        builder.set_urgency(match d.urgency.as_str() {
+        let ttl = u32::try_from(d.ttl_secs).unwrap_or(0);
+        let urgency = match d.urgency.as_str() {
             "high" => Urgency::High,
             "low" => Urgency::Low,
             "very-low" => Urgency::VeryLow,
             _ => Urgency::Normal,
-        });
-        builder.set_vapid_signature(signature);
-        let message = match builder.build() {
-            Ok(m) => m,
+        };
+        // Encrypting is the costly part of a send: on the blocking pool, the worker's other sends
+        // and the rest of the server go on meanwhile, on every core.
+        let keys = (endpoint.as_str().to_owned(), p256dh.clone(), auth.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let info = SubscriptionInfo::new(keys.0, keys.1, keys.2);
+            let mut builder = WebPushMessageBuilder::new(&info);
+            builder.set_payload(ContentEncoding::Aes128Gcm, payload.as_bytes());
+            builder.set_ttl(ttl);
+            builder.set_urgency(urgency);
+            builder.set_vapid_signature(signature);
+            builder.build()
+        })
+        .await;
+        let message = match built {
+            Ok(Ok(m)) => m,
             // The subscription's keys cannot be used: retrying will not fix them.
-            Err(e) => {
+            Ok(Err(e)) => {
                 return Outcome::Failed {
                     status: None,
                     error: format!("encrypting: {e}"),
+                };
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    status: None,
+                    error: format!("encrypting: {e}"),
+                    after: backoff(d.attempts),
+                    progress: None,
                 };
             }
         };
@@ -315,6 +370,30 @@ mod tests {
             .await
             .expect("loopback allowed");
         assert!(allowed.into_iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn one_signature_serves_every_subscription_of_a_push_service() {
+        let (private, _) = generate_keys().expect("keys");
+        let sender =
+            PushSender::new(&private, "mailto:ops@example.com", Reach::Public).expect("sender");
+        // The keys of a subscription do not enter the signature.
+        let sign = |endpoint: &str| {
+            let endpoint = PushEndpoint::parse(endpoint, Reach::Public).expect("endpoint");
+            let info = SubscriptionInfo::new(endpoint.as_str(), "unused", "unused");
+            sender.signature(&endpoint, &info).expect("signed").auth_t
+        };
+        let first = sign("https://fcm.googleapis.com/fcm/send/device-one");
+        assert_eq!(
+            sign("https://fcm.googleapis.com/fcm/send/device-two"),
+            first
+        );
+        let other = sign("https://updates.push.services.mozilla.com/wpush/v2/device");
+        assert_ne!(other, first);
+        assert_ne!(
+            sign("https://fcm.googleapis.com:8443/fcm/send/device"),
+            first
+        );
     }
 
     #[test]

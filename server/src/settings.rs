@@ -96,6 +96,13 @@ pub struct Settings {
     /// How long a login or registration waits for a hashing slot before a 503, in milliseconds
     /// (`ATIENDE_HASH_WAIT_MS`).
     pub hash_wait_ms: u64,
+    /// How often each process compares its open sync documents with storage, to catch changes
+    /// another process stored and was killed before announcing, in seconds
+    /// (`ATIENDE_SYNC_CATCH_UP_SECS`).
+    pub sync_catch_up_secs: u64,
+    /// How long stored sync changes gather before they are announced to other processes, in
+    /// milliseconds; 0 announces at once (`ATIENDE_SYNC_ANNOUNCE_WINDOW_MS`).
+    pub sync_announce_window_ms: u64,
     /// How long a sync ticket opens sockets, in seconds (`ATIENDE_SYNC_TICKET_TTL_SECS`).
     pub sync_ticket_ttl_secs: u64,
     /// How often ended sessions, expired tickets and old login counters are deleted, in seconds
@@ -199,6 +206,8 @@ impl Default for Settings {
             hash_concurrency: 0,
             hash_wait_ms: 2000,
             sync_ticket_ttl_secs: 5 * 60,
+            sync_catch_up_secs: sync.catch_up.as_secs(),
+            sync_announce_window_ms: 0,
             purge_interval_secs: 3600,
             telegram_bot_token: None,
             telegram_webhook_secret: None,
@@ -393,8 +402,18 @@ impl Settings {
                 "ATIENDE_PURGE_INTERVAL_SECS",
                 &mut settings.purge_interval_secs,
             ),
+            (
+                "ATIENDE_SYNC_CATCH_UP_SECS",
+                &mut settings.sync_catch_up_secs,
+            ),
         ] {
             positive_number(&env, name, field)?;
+        }
+        if let Some(v) = env("ATIENDE_SYNC_ANNOUNCE_WINDOW_MS") {
+            settings.sync_announce_window_ms = v.parse().map_err(|_| SettingsError::Env {
+                name: "ATIENDE_SYNC_ANNOUNCE_WINDOW_MS",
+                message: "expected a whole number of milliseconds".into(),
+            })?;
         }
         if let Some(v) = env("ATIENDE_TELEGRAM_BOT_TOKEN").filter(|v| !v.is_empty()) {
             settings.telegram_bot_token = Some(Secret::new(v));
@@ -615,6 +634,8 @@ impl Settings {
             max_document_bytes: self.sync_max_document_bytes,
             write_bytes_per_minute: self.sync_write_bytes_per_minute,
             write_burst_bytes: self.sync_write_burst_bytes,
+            catch_up: Duration::from_secs(self.sync_catch_up_secs),
+            announce_window: Duration::from_millis(self.sync_announce_window_ms),
             ..atiende_sync::SyncSettings::default()
         }
     }

@@ -7,131 +7,18 @@ mod common;
 
 use std::io::Write;
 
-use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode, encode, storage};
-use automerge::sync::{self, SyncDoc};
+use atiende_sync::{DocumentKind, Message, Mode, storage};
+use automerge::ReadDoc;
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ReadDoc};
-use common::{Atiende, PATIENCE, technician_with_ticket};
-use futures_util::{SinkExt, StreamExt};
+use common::device::{Device, text};
+use common::{Atiende, technician_with_ticket};
 use sqlx::PgPool;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// What the bomb claims to inflate to.
 const BOMB: usize = 2 << 30;
 /// How much the server's peak memory may grow while refusing it: generous, and far below the
 /// bomb (or the 64 MiB quota it would be inflated to without a sink).
 const PEAK_GROWTH: u64 = 48 << 20;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// One joined peer with its copy of the document.
-struct Device {
-    socket: Socket,
-    peer_id: String,
-    server_id: String,
-    id: DocumentId,
-    doc: AutoCommit,
-    state: sync::State,
-}
-
-impl Device {
-    async fn open(addr: &str, token: &str, id: DocumentId) -> Device {
-        let url = format!("ws://{addr}/api/v1/sync?ticket={token}");
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        let mut device = Device {
-            socket,
-            peer_id: format!("phone-{}", uuid::Uuid::new_v4()),
-            server_id: String::new(),
-            id,
-            doc: AutoCommit::new(),
-            state: sync::State::new(),
-        };
-        device
-            .send(&Message::Join {
-                sender_id: device.peer_id.clone(),
-                supported_protocol_versions: vec![PROTOCOL_V1.to_owned()],
-                peer_metadata: None,
-            })
-            .await;
-        device.server_id = match device.next().await {
-            Some(Message::Peer { sender_id, .. }) => sender_id,
-            other => panic!("expected `peer`, got {other:?}"),
-        };
-        let data = device.sync_data().expect("first sync message");
-        device
-            .send(&Message::Request {
-                sender_id: device.peer_id.clone(),
-                target_id: device.server_id.clone(),
-                document_id: id.to_string(),
-                data,
-            })
-            .await;
-        device
-            .sync_until(|d| d.get(automerge::ROOT, "status").ok().flatten().is_some())
-            .await;
-        device
-    }
-
-    /// Answers the server until `done` holds and the server has our heads.
-    async fn sync_until(&mut self, done: impl Fn(&AutoCommit) -> bool) {
-        while let Some(message) = self.next().await {
-            let Message::Sync { data, .. } = message else {
-                continue;
-            };
-            let message = sync::Message::decode(&data).expect("sync message");
-            self.doc
-                .sync()
-                .receive_sync_message(&mut self.state, message)
-                .expect("apply");
-            if let Some(data) = self.sync_data() {
-                self.send(&self.sync(data)).await;
-            }
-            let ours = self.doc.get_heads();
-            if done(&self.doc) && self.state.their_heads.as_ref() == Some(&ours) {
-                return;
-            }
-        }
-        panic!("the document never reached the expected state");
-    }
-
-    fn sync_data(&mut self) -> Option<Vec<u8>> {
-        self.doc
-            .sync()
-            .generate_sync_message(&mut self.state)
-            .map(|m| m.encode())
-    }
-
-    fn sync(&self, data: Vec<u8>) -> Message {
-        Message::Sync {
-            sender_id: self.peer_id.clone(),
-            target_id: self.server_id.clone(),
-            document_id: self.id.to_string(),
-            data,
-        }
-    }
-
-    async fn send(&mut self, message: &Message) {
-        self.socket
-            .send(WsMessage::Binary(encode(message).into()))
-            .await
-            .expect("send");
-    }
-
-    async fn next(&mut self) -> Option<Message> {
-        loop {
-            match tokio::time::timeout(PATIENCE, self.socket.next()).await {
-                Ok(Some(Ok(WsMessage::Binary(bytes)))) => {
-                    return Some(decode(&bytes).expect("server frames decode"));
-                }
-                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => {}
-                _ => return None,
-            }
-        }
-    }
-}
 
 /// A sync message whose one change is a compressed change chunk of `inflated` zero bytes.
 fn bomb(inflated: usize) -> Vec<u8> {
@@ -190,7 +77,7 @@ async fn a_deflate_bomb_is_refused_and_memory_does_not_move(pool: PgPool) {
     let server = Atiende::start(&pool, &dir.join("atiende.log"));
 
     for token in [&writer_token, &reader_token] {
-        let mut device = Device::open(&server.addr, token, id).await;
+        let mut device = Device::open(&server.sync_url(token), id).await;
         let before = server.peak_memory();
         let message = device.sync(frame.clone());
         device.send(&message).await;
@@ -215,7 +102,7 @@ async fn a_deflate_bomb_is_refused_and_memory_does_not_move(pool: PgPool) {
     }
 
     // The server is alive and the writer's changes are stored as before.
-    let mut device = Device::open(&server.addr, &writer_token, id).await;
+    let mut device = Device::open(&server.sync_url(&writer_token), id).await;
     device
         .doc
         .put(automerge::ROOT, "status", "completed")
@@ -224,14 +111,7 @@ async fn a_deflate_bomb_is_refused_and_memory_does_not_move(pool: PgPool) {
     let data = device.sync_data().expect("sync message");
     device.send(&device.sync(data)).await;
     device
-        .sync_until(|d| {
-            d.get(automerge::ROOT, "status")
-                .ok()
-                .flatten()
-                .and_then(|(v, _)| v.into_string().ok())
-                .as_deref()
-                == Some("completed")
-        })
+        .sync_until(|d| text(d, "status").as_deref() == Some("completed"))
         .await;
     let stored = storage::load(&pool, id)
         .await

@@ -1,6 +1,8 @@
 //! The `atiende` binary killed with SIGKILL in the middle of a stream of sync changes keeps every
 //! change it acknowledged: after a restart on the same database, a device syncing again gets all
-//! of them, and they are in `sync_changes`/`sync_snapshots`.
+//! of them, and they are in `sync_changes`/`sync_snapshots`. A process killed after storing a
+//! change and before announcing it to the other processes: a device on another process still gets
+//! the change.
 
 mod common;
 
@@ -9,10 +11,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use atiende_sync::{DocumentId, DocumentKind, Message, Mode, PROTOCOL_V1, decode, encode, storage};
+use atiende_sync::{DocumentId, DocumentKind, Message, Mode, decode, encode, storage};
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use automerge::{ChangeHash, ReadDoc};
+use common::device::Device;
 use common::{Atiende, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
@@ -24,128 +27,11 @@ const CHANGES: usize = 1_500;
 /// The server is killed once it has acknowledged this many.
 const KILL_AFTER: usize = 200;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A device with its own copy of one document, talking the automerge-repo protocol.
-struct Device {
-    socket: Socket,
-    peer_id: String,
-    server_id: String,
-    id: DocumentId,
-    doc: AutoCommit,
-    state: sync::State,
-}
-
-impl Device {
-    /// Joins and syncs the document until the device has what the server has.
-    async fn open(url: &str, id: DocumentId) -> Device {
-        let (mut socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        let peer_id = format!("phone-{}", uuid::Uuid::new_v4());
-        let join = Message::Join {
-            sender_id: peer_id.clone(),
-            supported_protocol_versions: vec![PROTOCOL_V1.to_owned()],
-            peer_metadata: None,
-        };
-        socket
-            .send(WsMessage::Binary(encode(&join).into()))
-            .await
-            .expect("send join");
-        let server_id = match next_message(&mut socket).await {
-            Some(Message::Peer { sender_id, .. }) => sender_id,
-            other => panic!("expected `peer`, got {other:?}"),
-        };
-        let mut device = Device {
-            socket,
-            peer_id,
-            server_id,
-            id,
-            doc: AutoCommit::new(),
-            state: sync::State::new(),
-        };
-        let data = device.next_sync_data().expect("first sync message");
-        let request = Message::Request {
-            sender_id: device.peer_id.clone(),
-            target_id: device.server_id.clone(),
-            document_id: id.to_string(),
-            data,
-        };
-        device.send(&request).await;
-        // Synced once the server's heads are ours and nothing is left to say.
-        while let Some(message) = next_message(&mut device.socket).await {
-            let Message::Sync { data, .. } = message else {
-                panic!("expected `sync`, got {message:?}");
-            };
-            let message = sync::Message::decode(&data).expect("sync message");
-            device
-                .doc
-                .sync()
-                .receive_sync_message(&mut device.state, message)
-                .expect("apply");
-            if let Some(data) = device.next_sync_data() {
-                device.send_sync(data).await;
-            }
-            let ours = device.doc.get_heads();
-            if !ours.is_empty() && device.state.their_heads.as_ref() == Some(&ours) {
-                return device;
-            }
-        }
-        panic!("the document never arrived");
-    }
-
-    fn next_sync_data(&mut self) -> Option<Vec<u8>> {
-        self.doc
-            .sync()
-            .generate_sync_message(&mut self.state)
-            .map(|m| m.encode())
-    }
-
-    async fn send(&mut self, message: &Message) {
-        self.socket
-            .send(WsMessage::Binary(encode(message).into()))
-            .await
-            .expect("send");
-    }
-
-    async fn send_sync(&mut self, data: Vec<u8>) {
-        let message = self.sync_message(data);
-        self.send(&message).await;
-    }
-
-    fn sync_message(&self, data: Vec<u8>) -> Message {
-        Message::Sync {
-            sender_id: self.peer_id.clone(),
-            target_id: self.server_id.clone(),
-            document_id: self.id.to_string(),
-            data,
-        }
-    }
-}
-
-/// The next protocol message, skipping pings; `None` when the socket ends or nothing comes.
-async fn next_message(socket: &mut Socket) -> Option<Message> {
-    loop {
-        match tokio::time::timeout(PATIENCE, socket.next()).await {
-            Ok(Some(Ok(WsMessage::Binary(bytes)))) => {
-                return Some(decode(&bytes).expect("server frames decode"));
-            }
-            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => {}
-            _ => return None,
-        }
-    }
-}
-
-fn key(n: usize) -> String {
-    format!("reading-{n:04}")
-}
-
-#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
-async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
-    let (user, token) = common::technician_with_ticket(&pool, "tecnico@example.com").await;
+/// A technician's sync ticket, a field report they may write, and a directory for logs.
+async fn field_report(pool: &PgPool) -> (String, DocumentId, PathBuf) {
+    let (user, token) = common::technician_with_ticket(pool, "tecnico@example.com").await;
     let id = storage::create_document(
-        &pool,
+        pool,
         DocumentKind::FieldReport,
         &[(user.id, Mode::Write)],
         |doc| {
@@ -155,11 +41,18 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
     )
     .await
     .expect("document");
-    let dir = std::env::temp_dir().join(format!(
-        "atiende-sync-durability-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir = std::env::temp_dir().join(format!("atiende-sync-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    (token, id, dir)
+}
+
+fn key(n: usize) -> String {
+    format!("reading-{n:04}")
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
+    let (token, id, dir) = field_report(&pool).await;
     let log = |name: &str| -> PathBuf { dir.join(name) };
 
     let mut server = Atiende::start(&pool, &log("first.log"));
@@ -274,27 +167,42 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
         );
     }
     // The restarted server takes new changes as before.
-    device
-        .doc
-        .put(automerge::ROOT, "status", "completed")
-        .expect("put");
-    device.doc.commit();
-    let data = device.next_sync_data().expect("sync message");
-    device.send_sync(data).await;
-    let ours = device.doc.get_heads();
-    loop {
-        match next_message(&mut device.socket).await {
-            Some(Message::Sync { data, .. }) => {
-                let message = sync::Message::decode(&data).expect("sync message");
-                if message.heads == ours {
-                    break;
-                }
-            }
-            Some(_) => {}
-            None => panic!("the restarted server never acknowledged the new change"),
-        }
-    }
+    device.write_acknowledged("status", "completed").await;
     drop(device);
     server.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_change_whose_process_died_before_announcing_it_still_reaches_other_processes(
+    pool: PgPool,
+) {
+    let (token, id, dir) = field_report(&pool).await;
+    // The writer's process would announce what it stores only after an hour: it is killed long
+    // before, so no other process is ever told.
+    let mut writing = Atiende::start_with(
+        &pool,
+        &dir.join("writing.log"),
+        &[("ATIENDE_SYNC_ANNOUNCE_WINDOW_MS", "3600000")],
+    );
+    let reading = Atiende::start_with(
+        &pool,
+        &dir.join("reading.log"),
+        &[("ATIENDE_SYNC_CATCH_UP_SECS", "1")],
+    );
+    let mut office = Device::open(&reading.sync_url(&token), id).await;
+    let mut technician = Device::open(&writing.sync_url(&token), id).await;
+
+    technician.write_acknowledged("status", "completed").await;
+    writing.kill_9();
+    assert!(
+        office.receive_until("status", "completed").await,
+        "the change stored by the killed process never reached the device on the other process"
+    );
+    let log = std::fs::read_to_string(dir.join("reading.log")).expect("log");
+    assert!(
+        log.contains("never announced"),
+        "the reading process caught up without saying so:\n{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -602,6 +602,25 @@ impl SyncState {
     }
 
     /// [`Self::refresh_document`] for every document in memory.
+    /// What each document with subscribers here has seen of storage: its snapshot's version and
+    /// how many change rows it holds (see [`storage::stored_versions`]).
+    pub(crate) async fn seen_by_subscribed(&self) -> Vec<(DocumentId, Option<i64>, usize)> {
+        let handles: Vec<(DocumentId, Arc<DocHandle>)> = lock(&self.inner.docs)
+            .iter()
+            .map(|(id, h)| (*id, h.clone()))
+            .collect();
+        let mut seen = Vec::with_capacity(handles.len());
+        for (id, handle) in handles {
+            let slot = handle.slot.lock().await;
+            if let Slot::Loaded(d) = &*slot
+                && !d.subscribers.is_empty()
+            {
+                seen.push((id, d.seen.snapshot, d.seen.rows.len()));
+            }
+        }
+        seen
+    }
+
     pub(crate) async fn refresh_all(&self) {
         let ids: Vec<DocumentId> = lock(&self.inner.docs).keys().copied().collect();
         for id in ids {

@@ -3,7 +3,10 @@
 //! storing), and every access change with one naming the document and the user; each server
 //! listens, so a change made through one process reaches the peers connected to another, and a
 //! revocation stops them, at once. Ended sessions and deactivated users are announced there too,
-//! and close their connections on every server.
+//! and close their connections on every server. A process killed after storing a change and before
+//! announcing it leaves that change unheard: every server also compares its open documents with
+//! storage now and then ([`SyncSettings::catch_up`](crate::SyncSettings::catch_up)) and reads
+//! what they lack.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -67,11 +70,14 @@ impl SyncState {
         tokio::pin!(shutdown);
         let announcer = self.run_announcer();
         tokio::pin!(announcer);
+        let catch_up = self.run_catch_up();
+        tokio::pin!(catch_up);
         let mut delay = RETRY_MIN;
         loop {
             let error = tokio::select! {
                 () = &mut shutdown => break,
                 () = &mut announcer => break,
+                () = &mut catch_up => break,
                 error = self.listen(&mut delay) => error,
             };
             if matches!(error, sqlx::Error::PoolClosed) {
@@ -82,6 +88,7 @@ impl SyncState {
             tokio::select! {
                 () = &mut shutdown => break,
                 () = &mut announcer => break,
+                () = &mut catch_up => break,
                 () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(RETRY_MAX);
@@ -98,8 +105,12 @@ impl SyncState {
     /// statement per batch, sent while the next batch gathers, costs that lock once.
     async fn run_announcer(&self) {
         let mut delay = RETRY_MIN;
+        let window = self.inner.settings.announce_window;
         loop {
             self.inner.announce.notified().await;
+            if !window.is_zero() {
+                tokio::time::sleep(window).await;
+            }
             if self.announce_stored().await {
                 delay = RETRY_MIN;
             } else {
@@ -109,6 +120,52 @@ impl SyncState {
                 self.inner.announce.notify_one();
             }
         }
+    }
+
+    /// Every `catch_up` interval, compares the documents that have subscribers here with what
+    /// is stored, and reads what they lack. A process killed between storing a change and
+    /// announcing it leaves a change no other process heard of; this is how it still reaches
+    /// their peers.
+    async fn run_catch_up(&self) {
+        let mut tick = tokio::time::interval(self.inner.settings.catch_up);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once; the listener reads everything when it connects anyway.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match self.catch_up().await {
+                Ok(0) => {}
+                Ok(documents) => tracing::info!(
+                    documents,
+                    "read changes stored elsewhere that were never announced"
+                ),
+                Err(e) => tracing::warn!(error = %e, "comparing open documents with storage"),
+            }
+        }
+    }
+
+    /// One comparison of every document with subscribers here against storage. Returns how
+    /// many were behind and read again.
+    pub async fn catch_up(&self) -> Result<usize, storage::StorageError> {
+        let seen = self.seen_by_subscribed().await;
+        let mut behind = 0;
+        for chunk in seen.chunks(ANNOUNCE_BATCH) {
+            let ids: Vec<DocumentId> = chunk.iter().map(|(id, ..)| *id).collect();
+            let stored = storage::stored_versions(&self.inner.db, &ids).await?;
+            for (id, snapshot, rows) in chunk {
+                let Some(&now) = stored.get(id) else {
+                    continue;
+                };
+                if now == (*snapshot, *rows) {
+                    continue;
+                }
+                behind += 1;
+                if let Err(e) = self.refresh_document(*id).await {
+                    tracing::error!(document = %id, error = %e, "reading changes stored elsewhere");
+                }
+            }
+        }
+        Ok(behind)
     }
 
     /// Announces what is waiting. Returns false if some of it could not be sent (it is kept).

@@ -62,6 +62,13 @@ pub struct SyncSettings {
     /// A silent peer is pinged this often, and dropped after three intervals without a frame:
     /// phones vanish without closing their sockets.
     pub keepalive: Duration,
+    /// Stored changes are announced to the other processes in batches gathered for this long
+    /// (zero: as soon as the batch before is sent). A longer window costs fewer `NOTIFY`s under
+    /// load and delays what peers on other processes see.
+    pub announce_window: Duration,
+    /// How often the documents with subscribers are compared with storage, to catch changes
+    /// another process stored and was killed before announcing.
+    pub catch_up: Duration,
 }
 
 impl Default for SyncSettings {
@@ -84,6 +91,8 @@ impl Default for SyncSettings {
             send_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(30),
+            announce_window: Duration::ZERO,
+            catch_up: Duration::from_secs(30),
         }
     }
 }

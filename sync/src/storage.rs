@@ -5,6 +5,7 @@
 //! create documents and grant access inside its own transactions. The live side (telling
 //! connected peers) is [`crate::SyncState`].
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use atiende_core::documents::{self, DocumentError};
@@ -245,6 +246,37 @@ pub async fn read_unseen(db: impl PgExecutor<'_>, id: DocumentId, seen: &Seen) -
         }
     }
     Ok(unseen)
+}
+
+/// What is stored of each document, as a copy in memory records it in [`Seen`]: the snapshot's
+/// version and how many change rows there are. Rows are only ever added, or folded into a new
+/// snapshot, so a copy whose snapshot version and row count match has seen everything. Documents
+/// that no longer exist are left out.
+pub async fn stored_versions(
+    db: impl PgExecutor<'_>,
+    ids: &[DocumentId],
+) -> Result<HashMap<DocumentId, (Option<i64>, usize)>> {
+    let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let rows = sqlx::query!(
+        r#"select d.document_id as "id!",
+                  (select (extract(epoch from s.updated_at) * 1000000)::bigint
+                   from sync_snapshots s where s.document_id = d.document_id) as snapshot,
+                  (select count(*) from sync_changes c where c.document_id = d.document_id) as "rows!"
+           from sync_documents d where d.document_id = any($1)"#,
+        &texts,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let id = DocumentId::parse(&r.id).ok()?;
+            Some((
+                id,
+                (r.snapshot, usize::try_from(r.rows).unwrap_or(usize::MAX)),
+            ))
+        })
+        .collect())
 }
 
 /// The snapshot with the change rows after it, loaded strictly: Automerge's incremental load

@@ -1,6 +1,8 @@
 //! What the tests that run the `atiende` binary share. Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod device;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,11 +40,17 @@ pub struct Atiende {
 
 impl Atiende {
     pub fn start(pool: &PgPool, log: &Path) -> Atiende {
+        Self::start_with(pool, log, &[])
+    }
+
+    /// [`Self::start`] with more settings in its environment.
+    pub fn start_with(pool: &PgPool, log: &Path, settings: &[(&str, &str)]) -> Atiende {
         let child = Command::new(env!("CARGO_BIN_EXE_atiende"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url(pool))
             .env("ATIENDE_DB_MAX_CONNECTIONS", "4")
             .env("ATIENDE_LOG", "info")
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("log file"))
             .spawn()

@@ -43,7 +43,7 @@ fn ms(d: Duration) -> f64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut admin = PgConnection::connect(&format!("{}/postgres", args.server_url)).await?;
-    sqlx::query(&format!("drop database if exists {DB}"))
+    sqlx::query(&format!("drop database if exists {DB} with (force)"))
         .execute(&mut admin)
         .await?;
     sqlx::query(&format!("create database {DB}"))
@@ -80,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut idle = Vec::new();
     for _ in 0..50 {
         let t0 = Instant::now();
-        let fired = atiende_core::scheduler::tick(&pool, 500).await?;
+        let fired = atiende_core::scheduler::tick(&pool, atiende_core::scheduler::BATCH).await?;
         idle.push(t0.elapsed());
         assert_eq!(fired, 0, "nothing is due");
     }
@@ -103,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let mut fired = 0;
     loop {
-        match atiende_core::scheduler::tick(&pool, 500).await? {
+        match atiende_core::scheduler::tick(&pool, atiende_core::scheduler::BATCH).await? {
             0 => break,
             n => fired += n,
         }
@@ -165,7 +165,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sent as f64 / took.as_secs_f64()
     );
     pool.close().await;
-    sqlx::query(&format!("drop database if exists {DB}"))
+    sqlx::query(&format!("drop database if exists {DB} with (force)"))
         .execute(&mut admin)
         .await?;
     Ok(())

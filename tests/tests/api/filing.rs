@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use atiende_core::calendar::BusinessCalendar;
-use atiende_core::cases::local_date;
+use atiende_core::calendar::local_date;
 use atiende_tests::{follows, radicado_parts, spawn_app};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use reqwest::StatusCode;

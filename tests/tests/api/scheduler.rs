@@ -175,7 +175,7 @@ async fn warnings_and_breaches_reach_the_people_responsible(pool: PgPool) {
     .expect("instants");
     assert_eq!(instants.len(), 24);
     for (due, at) in instants {
-        let local = at.with_timezone(&chrono::FixedOffset::west_opt(5 * 3600).expect("UTC-5"));
+        let local = at.with_timezone(&atiende_core::calendar::COLOMBIA);
         assert_eq!(due, local.format("%Y-%m-%d %H:%M").to_string());
     }
     let high: i64 = sqlx::query_scalar(

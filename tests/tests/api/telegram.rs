@@ -622,6 +622,46 @@ async fn forged_duplicate_and_odd_updates(pool: PgPool) {
     assert_eq!(customers, 0);
 }
 
+/// Updates that arrive at the same moment are stored together; each, and each copy Telegram
+/// sends again, is still stored once and answered once.
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_burst_of_updates_at_once_is_stored_and_answered_once_each(pool: PgPool) {
+    let chat = Chat::start(pool).await;
+    let chats: Vec<i64> = (300..340).collect();
+    let updates: Vec<Value> = chats
+        .iter()
+        .map(|&c| chat.update("message", Chat::message(c, "es", json!({"text": "/start"}))))
+        .collect();
+    // Every update posted twice, all at once.
+    let posts = updates
+        .iter()
+        .chain(&updates)
+        .map(|u| chat.post_update(u, Some(SECRET)));
+    let statuses = futures_util::future::join_all(posts).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let stored: i64 = sqlx::query_scalar("select count(*) from bot_updates")
+        .fetch_one(&chat.app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, chats.len() as i64);
+    for &c in &chats {
+        chat.wait_for(c, 2).await;
+    }
+    chat.settled().await;
+    for &c in &chats {
+        let sent = chat.sent(c).await;
+        assert_eq!(sent.len(), 2, "chat {c} got {sent:#?}");
+        assert!(
+            text(&sent[0]).starts_with("¡Hola! Soy el asistente"),
+            "{sent:#?}"
+        );
+        assert!(text(&sent[1]).contains("Ley 1581 de 2012"), "{sent:#?}");
+    }
+}
+
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_restart_mid_conversation_goes_on_where_the_customer_was(pool: PgPool) {
     let chat = Chat::start(pool).await;
