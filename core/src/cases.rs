@@ -194,8 +194,8 @@ pub async fn file(
     let priority = Priority::from_matrix(impact, urgency);
     // The clocks start now: their due times and alert instants are written with the case.
     let start = |clock: Clock| deadlines::StoredEvent {
-        clock: clock.as_str().into(),
-        kind: "start".into(),
+        clock,
+        kind: Kind::Start,
         at: now,
         extend_to: None,
     };
@@ -598,7 +598,7 @@ pub async fn staff_queue(
     }
 }
 
-/// The moves of the lifecycle (DESIGN.md, PRO-SIG-10).
+/// The moves of the PRO-SIG-10 lifecycle (the README opens with who makes each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Assign,

@@ -93,12 +93,18 @@ pub enum Clock {
 }
 
 impl Clock {
+    pub const ALL: [Clock; 3] = [Clock::Legal, Clock::FirstResponse, Clock::Resolution];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Clock::Legal => "legal",
             Clock::FirstResponse => "first_response",
             Clock::Resolution => "resolution",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Clock> {
+        Clock::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -112,6 +118,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Start,
+        Kind::Pause,
+        Kind::Resume,
+        Kind::Extend,
+        Kind::Stop,
+    ];
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Kind::Start => "start",
@@ -126,8 +144,8 @@ impl Kind {
 /// One stored clock event.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    pub clock: String,
-    pub kind: String,
+    pub clock: Clock,
+    pub kind: Kind,
     pub at: DateTime<Utc>,
     pub extend_to: Option<NaiveDate>,
 }
@@ -167,27 +185,23 @@ pub struct ClockInputs {
 pub fn legal_clock(cal: &BusinessCalendar, inputs: &ClockInputs, now: DateTime<Utc>) -> LegalClock {
     let mut due = cal.add_business_days(local_date(inputs.filed_at), inputs.legal_term_days);
     let (mut paused_since, mut stopped, mut extended) = (None, None, false);
-    for e in inputs
-        .events
-        .iter()
-        .filter(|e| e.clock == Clock::Legal.as_str())
-    {
+    for e in inputs.events.iter().filter(|e| e.clock == Clock::Legal) {
         let day = local_date(e.at);
-        match e.kind.as_str() {
-            "pause" if paused_since.is_none() && stopped.is_none() => paused_since = Some(day),
-            "resume" => {
+        match e.kind {
+            Kind::Pause if paused_since.is_none() && stopped.is_none() => paused_since = Some(day),
+            Kind::Resume => {
                 if let Some(since) = paused_since.take() {
                     due = cal.add_business_days(due, cal.business_days_between(since, day));
                 }
             }
-            "extend" => {
+            Kind::Extend => {
                 if let Some(to) = e.extend_to {
                     due = to;
                     extended = true;
                 }
             }
-            "stop" if stopped.is_none() => stopped = Some(day),
-            _ => {}
+            Kind::Stop if stopped.is_none() => stopped = Some(day),
+            Kind::Start | Kind::Pause | Kind::Stop => {}
         }
     }
     let today = local_date(now);
@@ -215,13 +229,13 @@ fn operational(inputs: &ClockInputs, clock: Clock) -> Vec<ClockEvent> {
     inputs
         .events
         .iter()
-        .filter(|e| e.clock == clock.as_str())
-        .filter_map(|e| match e.kind.as_str() {
-            "start" => Some(ClockEvent::Start { at: e.at }),
-            "pause" => Some(ClockEvent::Pause { at: e.at }),
-            "resume" => Some(ClockEvent::Resume { at: e.at }),
-            "stop" => Some(ClockEvent::Stop { at: e.at }),
-            _ => None,
+        .filter(|e| e.clock == clock)
+        .filter_map(|e| match e.kind {
+            Kind::Start => Some(ClockEvent::Start { at: e.at }),
+            Kind::Pause => Some(ClockEvent::Pause { at: e.at }),
+            Kind::Resume => Some(ClockEvent::Resume { at: e.at }),
+            Kind::Stop => Some(ClockEvent::Stop { at: e.at }),
+            Kind::Extend => None,
         })
         .collect()
 }
@@ -258,7 +272,7 @@ pub fn pending_due(
     let stopped = inputs
         .events
         .iter()
-        .any(|e| e.clock == clock.as_str() && e.kind == "stop");
+        .any(|e| e.clock == clock && e.kind == Kind::Stop);
     if stopped { None } else { state.due_at }
 }
 
@@ -297,7 +311,7 @@ pub fn alert_instants(
     let legal_stopped = inputs
         .events
         .iter()
-        .any(|e| e.clock == Clock::Legal.as_str() && e.kind == "stop");
+        .any(|e| e.clock == Clock::Legal && e.kind == Kind::Stop);
     if !legal_stopped && legal.status != ClockStatus::Paused {
         let cal = &schedule.calendar;
         let filed = local_date(inputs.filed_at);
@@ -360,13 +374,25 @@ pub async fn inputs(conn: &mut PgConnection, case_id: Uuid) -> Result<ClockInput
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::not_found("case_not_found", "case"))?;
-    let events = sqlx::query_as!(
-        StoredEvent,
+    let rows = sqlx::query!(
         "select clock, kind, at, extend_to from case_clock_events where case_id = $1 order by id",
         case_id
     )
     .fetch_all(&mut *conn)
     .await?;
+    let events = rows
+        .into_iter()
+        .map(|r| {
+            let unknown =
+                |what: &str, v: &str| Error::Internal(format!("stored clock {what} {v:?}"));
+            Ok(StoredEvent {
+                clock: Clock::parse(&r.clock).ok_or_else(|| unknown("name", &r.clock))?,
+                kind: Kind::parse(&r.kind).ok_or_else(|| unknown("event", &r.kind))?,
+                at: r.at,
+                extend_to: r.extend_to,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(ClockInputs {
         filed_at: case.created_at,
         legal_term_days: u32::try_from(case.legal_term_days).unwrap_or(0),

@@ -103,8 +103,12 @@ test("a reader receives the report but its changes go nowhere", async () => {
     doc.status = "changed by a reader"
   })
   // Automerge 3.5 sees the server's read-only flag and keeps the change to itself; an older
-  // client would send it and get an `error`. Either way the Rust side checks it was not stored.
+  // client would send it and get an `error`. Either way it is not stored (the Rust side checks
+  // the database too): a fresh device of the reader gets the report as the writers left it.
   await new Promise(resolve => setTimeout(resolve, 500))
+  const fresh = await withTimeout((await repoFor("ATIENDE_TOKEN_READER")).find(docUrl), "a new device of the reader finds the report")
+  const seen = await waitFor(fresh, doc => doc.departure === "09:40", "the new device to be up to date")
+  assert.notEqual(seen.status, "changed by a reader")
 })
 
 test("a document the user may not see, and one that does not exist, are unavailable", async () => {

@@ -118,14 +118,16 @@ test("an offline PQRS draft is filed once, however often it syncs and even when 
   const radicado = String(outcome.drafts[id].radicado)
 
   // The phone goes offline and back a few times, edits the outbox again, and the app also posts
-  // the same draft over REST (as it does when it has signal).
+  // the same draft over REST (as it does when it has signal). Each round outlasts the server's
+  // projector, which lets a burst of changes settle for 0.2 s and then reads the outbox with the
+  // draft still in it: every round is projected on its own, not folded into the next.
   for (let i = 0; i < 3; i++) {
     goOffline(phone)
     outbox.change(doc => {
       doc.last_opened = `${i}`
     })
     goOnline(phone)
-    await new Promise(resolve => setTimeout(resolve, 150))
+    await new Promise(resolve => setTimeout(resolve, 800))
   }
   const posted = await api("POST", "/api/v1/cases", "ATIENDE_TOKEN_CUSTOMER", { id, ...draft })
   assert.equal(posted.status, 200, JSON.stringify(posted.body))

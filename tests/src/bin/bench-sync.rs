@@ -1197,7 +1197,7 @@ fn print_table(title: &str, rows: &[Row]) {
     }
 }
 
-/// The goal in DESIGN.md's "Performance targets".
+/// The goal of each scenario, as the README's table of sync figures states it.
 fn target(key: char) -> &'static str {
     match key {
         'a' => "atiende's server CPU at most 1/10 of the reference's (ratio <= 0.100)",
