@@ -13,6 +13,7 @@ use crate::calendar::local_date;
 use crate::deadlines::{self, Clock, Kind};
 use crate::error::{Error, Result, violates};
 use crate::holidays;
+use crate::input::{self, Text};
 use crate::notifications::{self, CustomerNotice};
 use crate::processes;
 use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
@@ -91,20 +92,6 @@ pub enum Filed {
     Existing(Case),
 }
 
-fn text(raw: &str, code: &'static str, what: &str, max: usize) -> Result<String> {
-    let t = raw.trim();
-    if t.is_empty() {
-        return Err(Error::invalid(code, format!("{what} must not be empty")));
-    }
-    if t.chars().count() > max {
-        return Err(Error::invalid(
-            code,
-            format!("{what} must have at most {max} characters"),
-        ));
-    }
-    Ok(t.to_owned())
-}
-
 fn request_hash(customer_id: Uuid, c: &NewCase) -> Vec<u8> {
     let mut h = Sha256::new();
     for part in [
@@ -168,13 +155,8 @@ pub async fn file(
     new: NewCase,
 ) -> Result<Filed> {
     let new = NewCase {
-        subject: text(&new.subject, "invalid_subject", "the subject", 200)?,
-        description: text(
-            &new.description,
-            "invalid_description",
-            "the description",
-            10_000,
-        )?,
+        subject: Text::<input::Subject>::parse(&new.subject)?.into_string(),
+        description: Text::<input::Description>::parse(&new.description)?.into_string(),
         ..new
     };
     let hash = request_hash(customer_id, &new);
@@ -876,7 +858,7 @@ pub async fn assign(pool: &PgPool, actor: &User, case_id: Uuid, a: Assignment) -
 /// A collaborator of the assigned process (the assignee, when there is one) writes the answer.
 pub async fn draft(pool: &PgPool, actor: &User, case_id: Uuid, answer: &str) -> Result<Case> {
     require_role(actor, Role::Collaborator, "draft answers")?;
-    let answer = text(answer, "invalid_answer", "the answer", 20_000)?;
+    let answer = Text::<input::Answer>::parse(answer)?.into_string();
     let mut m = Move::start(pool, actor, case_id, Action::Draft).await?;
     let (conn, locked) = (&mut *m.tx, &m.locked);
     {
@@ -929,7 +911,7 @@ pub async fn approve(
     comment: Option<&str>,
 ) -> Result<Case> {
     let comment = comment
-        .map(|c| text(c, "invalid_comment", "the comment", 2_000))
+        .map(|c| Text::<input::Comment>::parse(c).map(Text::into_string))
         .transpose()?;
     review(pool, actor, case_id, Action::Approve, comment.as_deref()).await
 }
@@ -941,12 +923,7 @@ pub async fn return_draft(
     case_id: Uuid,
     comment: &str,
 ) -> Result<Case> {
-    let comment = text(
-        comment,
-        "comment_required",
-        "the comment saying what to change",
-        2_000,
-    )?;
+    let comment = Text::<input::ReturnComment>::parse(comment)?.into_string();
     review(pool, actor, case_id, Action::Return, Some(&comment)).await
 }
 
@@ -961,7 +938,7 @@ pub async fn close(pool: &PgPool, actor: &User, case_id: Uuid, c: Closing) -> Re
     let outcome = c
         .outcome
         .as_deref()
-        .map(|o| text(o, "invalid_outcome", "the outcome", 2_000))
+        .map(|o| Text::<input::Outcome>::parse(o).map(Text::into_string))
         .transpose()?;
     let comment = if c.in_favor_of_customer {
         "decided in the customer's favour"
@@ -1026,7 +1003,7 @@ pub async fn rate<'a>(
     }
     let comment = comment
         .filter(|c| !c.trim().is_empty())
-        .map(|c| text(c, "invalid_comment", "the comment", 2_000))
+        .map(|c| Text::<input::Comment>::parse(c).map(Text::into_string))
         .transpose()?;
     // Ownership is checked before the state, so someone else's case stays invisible.
     let mut tx = pool.begin().await?;
@@ -1072,7 +1049,7 @@ pub async fn comment_rating<'a>(
 ) -> Result<()> {
     let actor = actor.into();
     require_role(actor, Role::Customer, "rate answers")?;
-    let comment = text(comment, "invalid_comment", "the comment", 2_000)?;
+    let comment = Text::<input::Comment>::parse(comment)?.into_string();
     let updated = sqlx::query!(
         "update cases set rating_comment = $3
          where id = $1 and customer_id = $2 and status = 'rated' and rating_comment is null",
@@ -1104,7 +1081,7 @@ pub async fn add_message<'a>(
     attachments: &[String],
 ) -> Result<(Message, Vec<blobs::Attachment>)> {
     let actor = actor.into();
-    let body = text(body, "invalid_message", "the message", 5_000)?;
+    let body = Text::<input::Message>::parse(body)?.into_string();
     let staff = match actor {
         Actor::User(u) if u.role.is_staff() => Some(u),
         _ => None,
@@ -1271,7 +1248,7 @@ pub async fn request_info(
             "only staff request information",
         ));
     }
-    let question = text(question, "invalid_question", "the question", 5_000)?;
+    let question = Text::<input::Question>::parse(question)?.into_string();
     let mut m = Move::start(pool, actor, case_id, Action::RequestInfo).await?;
     let message = insert_message(&mut m.tx, case_id, actor.into(), &question).await?;
     first_response(&mut m.tx, case_id, actor).await?;
@@ -1310,12 +1287,7 @@ pub async fn extend_legal_term(
     reason: &str,
 ) -> Result<Case> {
     require_role(actor, Role::QualityDirector, "extend legal terms")?;
-    let reason = text(
-        reason,
-        "reason_required",
-        "the reason for the extension",
-        2_000,
-    )?;
+    let reason = Text::<input::ExtensionReason>::parse(reason)?.into_string();
     let mut tx = pool.begin().await?;
     let locked = lock(&mut tx, case_id).await?;
     processes::require_works_case(&mut *tx, actor.id, case_id).await?;

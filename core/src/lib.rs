@@ -14,6 +14,7 @@ pub mod documents;
 pub mod error;
 pub mod field_reports;
 pub mod holidays;
+pub mod input;
 pub mod login_limits;
 pub mod notifications;
 pub mod outbox;

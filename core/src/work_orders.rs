@@ -13,6 +13,7 @@ use crate::auth::User;
 use crate::doc_id::DocumentId;
 use crate::documents::{self, DocumentKind, Mode};
 use crate::error::{Error, Result};
+use crate::input::{self, Text};
 use crate::types::Role;
 
 /// At most this many technicians on one visit.
@@ -86,17 +87,6 @@ fn status_schema() -> utoipa::openapi::Object {
         .enum_values(Some(["scheduled", "completed"]))
         .description(Some("`scheduled`, or `completed` once the report says so"))
         .build()
-}
-
-fn text(raw: &str, code: &'static str, what: &str, max: usize) -> Result<String> {
-    let t = raw.trim();
-    if t.is_empty() || t.chars().count() > max {
-        return Err(Error::invalid(
-            code,
-            format!("{what} must have 1 to {max} characters"),
-        ));
-    }
-    Ok(t.to_owned())
 }
 
 /// The empty report: every list exists from the start, so technicians who edit offline add to
@@ -202,14 +192,9 @@ pub async fn create(pool: &PgPool, actor: &User, new: NewWorkOrder) -> Result<Wo
     let process = crate::processes::parse_code(&new.process)?;
     let row = WorkOrderRow {
         id: Uuid::new_v4(),
-        address: text(&new.address, "invalid_address", "the address", 500)?,
+        address: Text::<input::Address>::parse(&new.address)?.into_string(),
         scheduled_at: new.scheduled_at,
-        service_type: text(
-            &new.service_type,
-            "invalid_service_type",
-            "the service type",
-            100,
-        )?,
+        service_type: Text::<input::ServiceType>::parse(&new.service_type)?.into_string(),
     };
     let mut tx = pool.begin().await?;
     require_process_staff(&mut tx, actor, &process).await?;

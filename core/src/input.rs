@@ -1,0 +1,84 @@
+//! Text people type, validated once at the edge of the core: trimmed, not empty, and within the
+//! length each field allows. Each field is a type ([`Subject`], [`Answer`], …) that names its
+//! error code and bound, so the rules live in one place and a value of the type is known good.
+
+use std::marker::PhantomData;
+
+use crate::error::{Error, Result};
+
+/// What a field is called, its error code and its longest length in characters.
+pub trait Field {
+    const CODE: &'static str;
+    const WHAT: &'static str;
+    const MAX: usize;
+}
+
+/// Trimmed text of a [`Field`], 1 to `F::MAX` characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<F: Field>(String, PhantomData<F>);
+
+impl<F: Field> Text<F> {
+    /// The trimmed text, or a 422 with the field's code saying why not.
+    pub fn parse(raw: &str) -> Result<Self> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err(Error::invalid(
+                F::CODE,
+                format!("{} must not be empty", F::WHAT),
+            ));
+        }
+        if t.chars().count() > F::MAX {
+            return Err(Error::invalid(
+                F::CODE,
+                format!("{} must have at most {} characters", F::WHAT, F::MAX),
+            ));
+        }
+        Ok(Text(t.to_owned(), PhantomData))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+macro_rules! fields {
+    ($($(#[$doc:meta])* $name:ident: $code:literal, $what:literal, $max:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {}
+        impl Field for $name {
+            const CODE: &'static str = $code;
+            const WHAT: &'static str = $what;
+            const MAX: usize = $max;
+        }
+    )*};
+}
+
+fields! {
+    /// A case's subject.
+    Subject: "invalid_subject", "the subject", 200;
+    /// A case's description.
+    Description: "invalid_description", "the description", 10_000;
+    /// The answer drafted for the customer.
+    Answer: "invalid_answer", "the answer", 20_000;
+    /// A comment on a review or a rating.
+    Comment: "invalid_comment", "the comment", 2_000;
+    /// A leader's return: what to change.
+    ReturnComment: "comment_required", "the comment saying what to change", 2_000;
+    /// What came of the case, when it is closed.
+    Outcome: "invalid_outcome", "the outcome", 2_000;
+    /// A message on a case.
+    Message: "invalid_message", "the message", 5_000;
+    /// What staff ask the customer.
+    Question: "invalid_question", "the question", 5_000;
+    /// Why a legal term is extended.
+    ExtensionReason: "reason_required", "the reason for the extension", 2_000;
+    /// Where a visit is.
+    Address: "invalid_address", "the address", 500;
+    /// The service a visit is for.
+    ServiceType: "invalid_service_type", "the service type", 100;
+}
