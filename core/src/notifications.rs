@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::push_endpoint::{PushEndpoint, Reach};
+use crate::types::PushUrgency;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -74,8 +75,7 @@ pub struct NewNotification {
     pub case_id: Option<Uuid>,
     pub recipient: Recipient,
     pub kind: Kind,
-    /// Web Push urgency: `very-low`, `low`, `normal` or `high`.
-    pub urgency: &'static str,
+    pub urgency: PushUrgency,
     pub ttl: Duration,
     pub data: serde_json::Value,
     /// How long its deliveries wait before they may leave.
@@ -100,7 +100,7 @@ pub async fn notify(conn: &mut PgConnection, n: NewNotification) -> Result<bool>
         user_id,
         customer_id,
         n.kind.as_str(),
-        n.urgency,
+        n.urgency.as_str(),
         i32::try_from(n.ttl.as_secs()).unwrap_or(i32::MAX),
         n.data,
         i64::try_from(n.delay.as_millis()).unwrap_or(i64::MAX),
@@ -136,7 +136,7 @@ pub async fn notify_customer(
         case_id: Some(case_id),
         recipient: Recipient::Customer(customer_id),
         kind: notice.kind,
-        urgency: "normal",
+        urgency: PushUrgency::Normal,
         ttl: NOTICE_TTL,
         data: notice.data,
         delay: notice.delay,

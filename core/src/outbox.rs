@@ -14,6 +14,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::types::PushUrgency;
 use crate::worker::{self, Round};
 
 /// Deliveries are given up after this many attempts.
@@ -67,7 +68,7 @@ pub struct Claimed {
     pub attempts: i32,
     /// The notification's kind, or `reply` for a conversation's own reply.
     pub kind: String,
-    pub urgency: String,
+    pub urgency: PushUrgency,
     pub ttl_secs: i32,
     /// The notification's data, or the reply itself.
     pub data: serde_json::Value,
@@ -123,7 +124,7 @@ pub async fn claim_due(
                          d.payload, d.progress, d.channel
            )
            select c.id, c.target, s.p256dh as "p256dh?", s.auth as "auth?", c.chat_id, c.attempts,
-                  coalesce(n.kind, 'reply') as "kind!", coalesce(n.urgency, 'normal') as "urgency!",
+                  coalesce(n.kind, 'reply') as "kind!", coalesce(n.urgency, 'normal') as "urgency!: PushUrgency",
                   coalesce(n.ttl_secs, 0) as "ttl_secs!", coalesce(c.payload, n.data) as "data!",
                   n.case_id as "case_id?",
                   coalesce(su.language, ch.language, bc.language, nu.language, 'es') as "language!",

@@ -127,6 +127,16 @@ text_enum!(
 );
 
 text_enum!(
+    /// How soon a push service should deliver a message to a sleeping device (RFC 8030 §5.3).
+    PushUrgency, "kebab-case", "kebab-case" {
+        VeryLow => "very-low",
+        Low => "low",
+        Normal => "normal",
+        High => "high",
+    }
+);
+
+text_enum!(
     Priority, "snake_case", "snake_case" {
         Critical => "critical",
         High => "high",

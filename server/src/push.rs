@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use atiende_core::outbox::{self, Channel, Claimed, Outcome, backoff};
 use atiende_core::push_endpoint::{PushEndpoint, Reach, address_allowed};
+use atiende_core::types::PushUrgency;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sqlx::PgPool;
@@ -187,11 +188,11 @@ impl PushSender {
             }
         };
         let ttl = u32::try_from(d.ttl_secs).unwrap_or(0);
-        let urgency = match d.urgency.as_str() {
-            "high" => Urgency::High,
-            "low" => Urgency::Low,
-            "very-low" => Urgency::VeryLow,
-            _ => Urgency::Normal,
+        let urgency = match d.urgency {
+            PushUrgency::High => Urgency::High,
+            PushUrgency::Normal => Urgency::Normal,
+            PushUrgency::Low => Urgency::Low,
+            PushUrgency::VeryLow => Urgency::VeryLow,
         };
         // Encrypting is the costly part of a send: on the blocking pool, the worker's other sends
         // and the rest of the server go on meanwhile, on every core.
