@@ -103,16 +103,8 @@ impl Intake {
                 }
                 let pool = pool.clone();
                 tokio::spawn(async move {
-                    let rows: Vec<(ChatChannel, &NewUpdate)> = group
-                        .iter()
-                        .flat_map(|h| h.updates.iter().map(|u| (h.channel, u)))
-                        .collect();
-                    let result = insert(&pool, &rows).await.map(drop).map_err(Arc::new);
-                    drop(rows);
+                    store_group(&pool, group).await;
                     drop(permit);
-                    for h in group {
-                        let _ = h.stored.send(result.clone());
-                    }
                 });
             }
         });
@@ -140,6 +132,36 @@ impl Intake {
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Stores a group in one statement and tells each request. If the statement fails and the group
+/// holds several requests, each is stored on its own, so one update PostgreSQL refuses fails only
+/// its own request.
+async fn store_group(pool: &PgPool, group: Vec<Handed>) {
+    let rows: Vec<(ChatChannel, &NewUpdate)> = group
+        .iter()
+        .flat_map(|h| h.updates.iter().map(|u| (h.channel, u)))
+        .collect();
+    let together = insert(pool, &rows).await;
+    drop(rows);
+    match together {
+        Ok(_) => {
+            for h in group {
+                let _ = h.stored.send(Ok(()));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            if let Some(h) = group.into_iter().next() {
+                let _ = h.stored.send(Err(Arc::new(e)));
+            }
+        }
+        Err(_) => {
+            for h in group {
+                let result = store(pool, h.channel, &h.updates).await;
+                let _ = h.stored.send(result.map(drop).map_err(Arc::new));
+            }
+        }
     }
 }
 

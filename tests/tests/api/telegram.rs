@@ -623,7 +623,8 @@ async fn forged_duplicate_and_odd_updates(pool: PgPool) {
 }
 
 /// Updates that arrive at the same moment are stored together; each, and each copy Telegram
-/// sends again, is still stored once and answered once.
+/// sends again, is still stored once and answered once, and one that cannot be stored fails
+/// alone.
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_burst_of_updates_at_once_is_stored_and_answered_once_each(pool: PgPool) {
     let chat = Chat::start(pool).await;
@@ -632,14 +633,26 @@ async fn a_burst_of_updates_at_once_is_stored_and_answered_once_each(pool: PgPoo
         .iter()
         .map(|&c| chat.update("message", Chat::message(c, "es", json!({"text": "/start"}))))
         .collect();
+    // One update PostgreSQL cannot store (a NUL character has no place in `jsonb`) arrives
+    // among them: it fails alone, whichever group it lands in.
+    let refused = chat.update(
+        "message",
+        Chat::message(399, "es", json!({"text": "hola\u{0}"})),
+    );
     // Every update posted twice, all at once.
     let posts = updates
         .iter()
+        .chain(std::iter::once(&refused))
         .chain(&updates)
         .map(|u| chat.post_update(u, Some(SECRET)));
     let statuses = futures_util::future::join_all(posts).await;
+    let (refused_status, others): (Vec<_>, Vec<_>) = statuses
+        .iter()
+        .enumerate()
+        .partition(|(i, _)| *i == updates.len());
+    assert_eq!(*refused_status[0].1, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        statuses.iter().all(|s| *s == StatusCode::OK),
+        others.iter().all(|(_, s)| **s == StatusCode::OK),
         "{statuses:?}"
     );
     let stored: i64 = sqlx::query_scalar("select count(*) from bot_updates")
