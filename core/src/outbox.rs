@@ -414,10 +414,24 @@ async fn send_one<S: Sender>(sender: &S, claimed: Result<Claimed>) -> Result<(i6
     Ok((delivery.id, outcome))
 }
 
+/// Records the outcomes that finished together. If the database refuses the set, each is
+/// recorded on its own: one outcome it cannot take (a platform's error text it will not store)
+/// must not leave the others unrecorded, to be sent again when their leases lapse.
 async fn record_chunk(pool: PgPool, done: Vec<Result<(i64, Outcome)>>) -> Result<usize> {
     let outcomes = done.into_iter().collect::<Result<Vec<_>>>()?;
-    record_outcomes(&pool, &outcomes).await?;
-    Ok(outcomes.len())
+    match record_outcomes(&pool, &outcomes).await {
+        Ok(()) => Ok(outcomes.len()),
+        Err(e) if outcomes.len() == 1 => Err(e),
+        Err(_) => {
+            let mut first_error = None;
+            for one in &outcomes {
+                if let Err(e) = record_outcomes(&pool, std::slice::from_ref(one)).await {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(outcomes.len()), Err)
+        }
+    }
 }
 
 /// Records several outcomes in one transaction: the sent deliveries in one statement, the rest
