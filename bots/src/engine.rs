@@ -10,7 +10,7 @@ use atiende_core::blobs::{self, BlobId};
 use atiende_core::cases::{self, Actor, Filed, NewCase};
 use atiende_core::contacts::{self, ChatChannel, NewContact, PhoneMatch};
 use atiende_core::types::{CaseStatus, CaseType, DocumentType};
-use atiende_core::{Error, auth};
+use atiende_core::{Error, auth, terms};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -545,6 +545,7 @@ impl<M: Media> Engine<'_, M> {
                     conv.step = Step::Menu;
                     cases::add_message(
                         &mut *conn,
+                        &*terms::current(self.pool).await?,
                         Actor::Customer(chat.customer_id),
                         case_id,
                         &text,
@@ -841,6 +842,7 @@ impl<M: Media> Engine<'_, M> {
             // In the update's transaction: a replayed update adds the reply once.
             cases::add_message(
                 &mut *conn,
+                &*terms::current(self.pool).await?,
                 Actor::Customer(chat.customer_id),
                 case.id,
                 text,

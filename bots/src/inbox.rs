@@ -85,10 +85,10 @@ impl Intake {
             loop {
                 // Waiting for a free insert first lets requests gather meanwhile.
                 let Ok(permit) = inserts.clone().acquire_owned().await else {
-                    return;
+                    break;
                 };
                 let Some(first) = rx.recv().await else {
-                    return;
+                    break;
                 };
                 let mut group = vec![first];
                 let mut size = group[0].updates.len();
@@ -107,6 +107,7 @@ impl Intake {
                     drop(permit);
                 });
             }
+            tracing::info!("chat intake stopped: no webhook is left to hand it updates");
         });
         Intake { tx }
     }

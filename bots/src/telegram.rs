@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use atiende_core::contacts::ChatChannel;
 use atiende_core::outbox::{self, Channel, Claimed, Outcome, backoff};
+use atiende_core::worker::Ended;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -439,73 +440,72 @@ fn failure(e: &RequestError, attempts: i32, sent: usize) -> Outcome {
 
 /// Long polling: fetches updates with `getUpdates` and stores them like the webhook does, until
 /// `stop` completes. Only one process polls (Telegram allows one poller per bot): the others
-/// wait for the lock the poller holds.
+/// wait for the lock the poller holds, trying again every few seconds.
 pub async fn poll(db: PgPool, telegram: &Telegram, stop: impl std::future::Future<Output = ()>) {
-    tokio::pin!(stop);
-    let polling = async {
-        loop {
-            // The poller's lock lives on its own connection, released when it ends.
-            let mut conn = match db.acquire().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "telegram polling: no database connection");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    continue;
-                }
-            };
-            let locked: Result<bool, _> = sqlx::query_scalar(
-                "select pg_try_advisory_lock(hashtextextended('atiende:telegram-poller', 0))",
-            )
-            .fetch_one(&mut *conn)
+    atiende_core::worker::session(
+        "telegram polling",
+        (Duration::from_secs(5), Duration::from_secs(30)),
+        stop,
+        || poll_session(&db, telegram),
+    )
+    .await;
+}
+
+/// One polling session: takes the poller's lock and polls while it holds it. Ends at once when
+/// another process holds the lock; fails when the database does.
+async fn poll_session(db: &PgPool, telegram: &Telegram) -> Result<Ended, sqlx::Error> {
+    // The poller's lock lives on its own connection, released when it ends.
+    let mut conn = match db.acquire().await {
+        Err(sqlx::Error::PoolClosed) => {
+            return Ok(Ended::Finished("the database pool was closed"));
+        }
+        acquired => acquired?,
+    };
+    let locked: bool = sqlx::query_scalar(
+        "select pg_try_advisory_lock(hashtextextended('atiende:telegram-poller', 0))",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !locked {
+        return Ok(Ended::Again);
+    }
+    tracing::info!("polling Telegram for updates");
+    let mut offset: i32 = 0;
+    loop {
+        let got = telegram
+            .bot
+            .get_updates()
+            .offset(offset)
+            .timeout(25)
+            .allowed_updates(vec![
+                AllowedUpdate::Message,
+                AllowedUpdate::EditedMessage,
+                AllowedUpdate::CallbackQuery,
+            ])
             .await;
-            if !matches!(locked, Ok(true)) {
-                drop(conn);
-                tokio::time::sleep(Duration::from_secs(10)).await;
+        // getUpdates gives typed updates; the inbox keeps the platform's own JSON.
+        let updates = match got {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = describe(&e), "telegram getUpdates");
+                tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
-            tracing::info!("polling Telegram for updates");
-            let mut offset: i32 = 0;
-            loop {
-                let got = telegram
-                    .bot
-                    .get_updates()
-                    .offset(offset)
-                    .timeout(25)
-                    .allowed_updates(vec![
-                        AllowedUpdate::Message,
-                        AllowedUpdate::EditedMessage,
-                        AllowedUpdate::CallbackQuery,
-                    ])
-                    .await;
-                // getUpdates gives typed updates; the inbox keeps the platform's own JSON.
-                let updates = match got {
-                    Ok(u) => u,
-                    Err(e) => {
-                        tracing::warn!(error = describe(&e), "telegram getUpdates");
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                        continue;
-                    }
-                };
-                let new: Vec<NewUpdate> = updates
-                    .iter()
-                    .filter_map(|u| serde_json::to_value(u).ok().and_then(new_update))
-                    .collect();
-                if let Some(max) = updates.iter().map(|u| u.id.0).max() {
-                    match inbox::store(&db, ChatChannel::Telegram, &new).await {
-                        Ok(_) => offset = i32::try_from(max).unwrap_or(i32::MAX).saturating_add(1),
-                        Err(e) => {
-                            // Not confirmed to Telegram: fetched again next time.
-                            tracing::warn!(error = %e, "storing polled Telegram updates");
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                    }
+        };
+        let new: Vec<NewUpdate> = updates
+            .iter()
+            .filter_map(|u| serde_json::to_value(u).ok().and_then(new_update))
+            .collect();
+        if let Some(max) = updates.iter().map(|u| u.id.0).max() {
+            match inbox::store(db, ChatChannel::Telegram, &new).await {
+                Ok(_) => offset = i32::try_from(max).unwrap_or(i32::MAX).saturating_add(1),
+                Err(e) => {
+                    // Not confirmed to Telegram: fetched again next time.
+                    tracing::warn!(error = %e, "storing polled Telegram updates");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             }
         }
-    };
-    tokio::select! {
-        () = &mut stop => {},
-        () = polling => {},
     }
 }
 

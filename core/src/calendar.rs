@@ -473,6 +473,14 @@ mod tests {
     }
 
     #[test]
+    fn a_late_evening_in_bogota_is_still_the_day_before_in_utc() {
+        let late_evening = DateTime::parse_from_rfc3339("2026-01-01T03:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(local_date(late_evening), ymd(2025, 12, 31));
+    }
+
+    #[test]
     fn easter_known_dates() {
         for (y, m, d) in [
             (1984, 4, 22),

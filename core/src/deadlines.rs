@@ -3,86 +3,15 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::calendar::BusinessCalendar;
 use crate::calendar::local_date;
-use crate::clocks::{self, ClockEvent, ClockState, ClockStatus, WorkingHours};
+use crate::clocks::{self, ClockEvent, ClockState, ClockStatus};
 use crate::error::{Error, Result};
+use crate::terms::{self, Schedule};
 use crate::types::Priority;
-
-/// The calendar and the working hours, as configured in the database.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    pub calendar: BusinessCalendar,
-    pub hours: WorkingHours,
-    /// Percentages of each term at which people are warned (the breach, 100, always alerts).
-    pub warning_percents: Vec<i16>,
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule {
-            calendar: BusinessCalendar::default(),
-            hours: WorkingHours::default(),
-            warning_percents: vec![50, 75, 90],
-        }
-    }
-}
-
-pub async fn load_schedule(conn: &mut PgConnection) -> Result<Schedule> {
-    let calendar = crate::holidays::load_calendar(&mut *conn).await?;
-    let spec = sqlx::query_scalar!("select spec from working_hours")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let hours = match spec {
-        Some(spec) => WorkingHours::parse(&spec)
-            .map_err(|e| Error::Internal(format!("stored working hours {spec:?}: {e}")))?,
-        None => WorkingHours::default(),
-    };
-    let warning_percents = sqlx::query_scalar!("select warning_percents from deadline_settings")
-        .fetch_optional(&mut *conn)
-        .await?
-        .unwrap_or_else(|| vec![50, 75, 90]);
-    Ok(Schedule {
-        calendar,
-        hours,
-        warning_percents,
-    })
-}
-
-/// Sets the warning percentages every atiende process uses (each between 1 and 99).
-pub async fn set_warning_percents(db: impl PgExecutor<'_>, percents: &[i16]) -> Result<()> {
-    if percents.iter().any(|p| !(1..=99).contains(p)) {
-        return Err(Error::invalid(
-            "invalid_warning_percents",
-            "each warning is a percentage from 1 to 99",
-        ));
-    }
-    sqlx::query!(
-        "insert into deadline_settings (id, warning_percents) values (true, $1)
-         on conflict (id) do update set warning_percents = excluded.warning_percents",
-        percents
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Replaces the working hours every atiende process uses, e.g. `mon-fri 08:00-17:00 -05:00`.
-pub async fn set_working_hours(db: impl PgExecutor<'_>, spec: &str) -> Result<WorkingHours> {
-    let hours =
-        WorkingHours::parse(spec).map_err(|e| Error::invalid("invalid_working_hours", e))?;
-    sqlx::query!(
-        "insert into working_hours (id, spec) values (true, $1)
-         on conflict (id) do update set spec = excluded.spec",
-        hours.to_string()
-    )
-    .execute(db)
-    .await?;
-    Ok(hours)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -402,10 +331,10 @@ pub async fn inputs(conn: &mut PgConnection, case_id: Uuid) -> Result<ClockInput
 }
 
 /// A case's clocks as of now.
-pub async fn case_clocks(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseClocks> {
-    let schedule = load_schedule(&mut *conn).await?;
-    let inputs = inputs(&mut *conn, case_id).await?;
-    Ok(evaluate(&schedule, &inputs, Utc::now()))
+pub async fn case_clocks(pool: &PgPool, case_id: Uuid) -> Result<CaseClocks> {
+    let terms = terms::current(pool).await?;
+    let inputs = inputs(&mut *pool.acquire().await?, case_id).await?;
+    Ok(evaluate(&terms.schedule, &inputs, Utc::now()))
 }
 
 pub(crate) async fn record(
@@ -432,18 +361,21 @@ pub(crate) async fn record(
 
 /// Rewrites the cached due columns of a case from its clock events; called in the transaction that
 /// wrote the events, so the cache never disagrees with them after a commit.
-pub(crate) async fn refresh(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseClocks> {
-    let schedule = load_schedule(&mut *conn).await?;
+pub(crate) async fn refresh(
+    conn: &mut PgConnection,
+    schedule: &Schedule,
+    case_id: Uuid,
+) -> Result<CaseClocks> {
     let inputs = inputs(&mut *conn, case_id).await?;
     // The transaction's own time, so events written in it count as already happened.
     let now: DateTime<Utc> = sqlx::query_scalar!(r#"select now() as "now!""#)
         .fetch_one(&mut *conn)
         .await?;
-    let clocks = evaluate(&schedule, &inputs, now);
+    let clocks = evaluate(schedule, &inputs, now);
     rewrite_alerts(
         &mut *conn,
         case_id,
-        &alert_instants(&schedule, &inputs, &clocks),
+        &alert_instants(schedule, &inputs, &clocks),
     )
     .await?;
     sqlx::query!(

@@ -1,12 +1,11 @@
 //! The business calendar as configured: computed Colombian holidays plus the overrides an admin
-//! stores, and the legal answer terms per case type.
+//! stores.
 
 use chrono::NaiveDate;
 use sqlx::PgExecutor;
 
 use crate::calendar::{BusinessCalendar, HolidayOverride};
 use crate::error::{Error, Result};
-use crate::types::CaseType;
 
 pub async fn load_calendar(db: impl PgExecutor<'_>) -> Result<BusinessCalendar> {
     let rows = sqlx::query!("select date, kind, name from holiday_overrides order by date")
@@ -57,15 +56,4 @@ pub async fn clear_override(db: impl PgExecutor<'_>, date: NaiveDate) -> Result<
         .execute(db)
         .await?;
     Ok(done.rows_affected() > 0)
-}
-
-pub async fn legal_term_days(db: impl PgExecutor<'_>, case_type: CaseType) -> Result<u32> {
-    let days = sqlx::query_scalar!(
-        "select business_days from legal_terms where case_type = $1",
-        case_type.as_str()
-    )
-    .fetch_optional(db)
-    .await?
-    .ok_or_else(|| Error::Internal(format!("no legal term configured for {case_type}")))?;
-    u32::try_from(days).map_err(|_| Error::Internal(format!("negative legal term for {case_type}")))
 }

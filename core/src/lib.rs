@@ -22,6 +22,7 @@ pub mod processes;
 pub mod push_endpoint;
 pub mod scheduler;
 pub mod sync_tickets;
+pub mod terms;
 pub mod texts;
 pub mod types;
 pub mod work_orders;

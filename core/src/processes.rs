@@ -131,6 +131,17 @@ pub async fn staff(db: impl PgExecutor<'_>, process: &str) -> Result<Vec<Uuid>> 
     .await?)
 }
 
+/// Whether `user_id` leads the process: the one who approves or returns its answers.
+pub async fn leads(db: impl PgExecutor<'_>, process: &str, user_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"select exists(select 1 from processes where code = $1 and leader_id = $2) as "leads!""#,
+        process,
+        user_id
+    )
+    .fetch_one(db)
+    .await?)
+}
+
 /// Whether `user_id` is a member of the process (its leader is not, unless also added).
 pub async fn is_member(db: impl PgExecutor<'_>, process: &str, user_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar!(

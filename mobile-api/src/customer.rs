@@ -1,6 +1,7 @@
 //! The customer's side of a case: file, follow, talk, rate.
 
 use atiende_core::cases::{self, CustomerCursor, Filed, NewCase};
+use atiende_core::terms;
 use atiende_core::types::{CaseStatus, Channel};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -159,8 +160,15 @@ pub async fn post_message(
     Path(id): Path<Uuid>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    let (message, attachments) =
-        cases::add_message(&state.db, &who.user, id, &req.body, &req.attachments).await?;
+    let (message, attachments) = cases::add_message(
+        &state.db,
+        &*terms::current(&state.db).await?,
+        &who.user,
+        id,
+        &req.body,
+        &req.attachments,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(MessageView::new(message, attachments)),

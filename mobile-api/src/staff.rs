@@ -1,6 +1,7 @@
 //! The staff's side: the queue, and the moves of PRO-SIG-10 (assign, draft, approve, return, close).
 
 use atiende_core::cases::{self, Assignment, Closing, QueueCursor, QueueFilter, QueueOrder};
+use atiende_core::terms;
 use atiende_core::types::CaseStatus;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -135,12 +136,7 @@ async fn full_view(state: &ApiState, case: cases::Case) -> ApiResult<StaffCase> 
         message_page(&state.db, case.id, None, cases::LATEST).await?;
     let id = case.id;
     let mut view = StaffCase::from(case);
-    let mut conn = state
-        .db
-        .acquire()
-        .await
-        .map_err(atiende_core::Error::from)?;
-    view.clocks = Some(atiende_core::deadlines::case_clocks(&mut conn, id).await?);
+    view.clocks = Some(atiende_core::deadlines::case_clocks(&state.db, id).await?);
     view.events = Some(events.into_iter().map(Into::into).collect());
     view.events_before = events_before.map(|n| n.to_string());
     view.messages = Some(messages);
@@ -285,8 +281,15 @@ pub async fn post_message(
     Path(id): Path<Uuid>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    let (message, attachments) =
-        cases::add_message(&state.db, &user, id, &req.body, &req.attachments).await?;
+    let (message, attachments) = cases::add_message(
+        &state.db,
+        &*terms::current(&state.db).await?,
+        &user,
+        id,
+        &req.body,
+        &req.attachments,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(MessageView::new(message, attachments)),

@@ -325,6 +325,11 @@ pub async fn run(
         let sync = sync.clone();
         move |stopped| async move { sync.run_listener(stopped).await }
     });
+    // The terms filing and the clocks read are kept per process while this hears their changes.
+    let terms = spawn_until(&stop_rx, {
+        let db = db.clone();
+        move |stopped| atiende_core::terms::listen(db, stopped)
+    });
     let projector = spawn_until(&stop_rx, {
         let sync = sync.clone();
         move |stopped| async move { sync.run_projector(stopped).await }
@@ -369,6 +374,9 @@ pub async fn run(
     }
     if let Err(e) = sync_listener.await {
         tracing::error!(error = %e, "sync listener ended abnormally");
+    }
+    if let Err(e) = terms.await {
+        tracing::error!(error = %e, "terms listener ended abnormally");
     }
     if let Err(e) = projector.await {
         tracing::error!(error = %e, "sync projector ended abnormally");

@@ -350,9 +350,9 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
         }
         Command::Calendar(CalendarCommand::Hours { set }) => {
             let hours = match set {
-                Some(spec) => atiende_core::deadlines::set_working_hours(pool, &spec).await?,
+                Some(spec) => atiende_core::terms::set_working_hours(pool, &spec).await?,
                 None => {
-                    atiende_core::deadlines::load_schedule(&mut *pool.acquire().await?)
+                    atiende_core::terms::load_schedule(&mut *pool.acquire().await?)
                         .await?
                         .hours
                 }
@@ -361,10 +361,10 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
         }
         Command::Calendar(CalendarCommand::Warnings { set }) => {
             if let Some(percents) = set {
-                atiende_core::deadlines::set_warning_percents(pool, &percents).await?;
+                atiende_core::terms::set_warning_percents(pool, &percents).await?;
             }
             let schedule =
-                atiende_core::deadlines::load_schedule(&mut *pool.acquire().await?).await?;
+                atiende_core::terms::load_schedule(&mut *pool.acquire().await?).await?;
             let shown: Vec<String> = schedule
                 .warning_percents
                 .iter()

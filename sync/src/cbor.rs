@@ -7,7 +7,78 @@ use std::borrow::Cow;
 use minicbor::Decoder;
 use minicbor::data::Type;
 
-use crate::protocol::{DecodeError, Limits};
+/// Default largest frame [`decode`](crate::decode) accepts, in bytes.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Default deepest nesting [`decode`](crate::decode) accepts (the top-level map is level 1; the deepest
+/// structure of a known message, the heads in `remote-heads-changed`, is level 4).
+pub const MAX_DEPTH: usize = 32;
+
+/// Default largest number of list and map elements that a decoded message may hold in total.
+pub const MAX_ITEMS: usize = 65_536;
+
+/// Bounds on what [`decode_with`](crate::decode_with) accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame, in bytes.
+    pub max_frame: usize,
+    /// Deepest nesting of maps and arrays, the message itself being level 1.
+    pub max_depth: usize,
+    /// Most list and map elements kept in the decoded message, all fields together.
+    pub max_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: MAX_FRAME,
+            max_depth: MAX_DEPTH,
+            max_items: MAX_ITEMS,
+        }
+    }
+}
+
+/// Why a frame was refused. The text is short, fixed and never quotes the input, so it can be
+/// sent back to the peer in an `error` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("empty frame")]
+    Empty,
+    #[error("frame of {len} bytes is over the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("truncated frame")]
+    Truncated,
+    #[error("malformed CBOR at byte {offset}: {reason}")]
+    Malformed { offset: usize, reason: &'static str },
+    #[error("nested deeper than {max} levels")]
+    TooDeep { max: usize },
+    #[error("more than {max} list or map elements")]
+    TooManyItems { max: usize },
+    #[error("bytes after the end of the message")]
+    TrailingBytes,
+    #[error("message is not a CBOR map")]
+    NotAMap,
+    #[error("message has no `type`")]
+    MissingType,
+    #[error("`{message_type}` message has no `{field}`")]
+    MissingField {
+        message_type: &'static str,
+        field: &'static str,
+    },
+    #[error("`{field}` must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("`{field}` is {reason}")]
+    InvalidValue {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error("`{field}` appears twice")]
+    DuplicateField { field: &'static str },
+}
 
 /// 2^53: the largest integer up to which every integer is an exact JavaScript number.
 pub(crate) const MAX_SAFE_INTEGER: u64 = 1 << 53;

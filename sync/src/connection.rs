@@ -17,9 +17,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::chunks::{self, ChunkError};
-use crate::docs::{CloseReason, Control, Fatal, Opened, PeerLink};
+use crate::docs::{Fatal, Opened};
+use crate::peers::{CloseReason, Control, PeerEntry, PeerLink};
 use crate::protocol::{DecodeError, Limits, Message, PROTOCOL_V1, PeerMetadata, decode_with};
-use crate::server::{PeerEntry, SyncState, lock};
+use crate::state::SyncState;
 use crate::{DocumentId, encode};
 
 /// Longest peer id we keep (automerge-repo's are UUIDs or short names).
@@ -369,7 +370,7 @@ impl Connection {
             return Err(protocol_error("`senderId` must have 1 to 256 bytes"));
         }
         {
-            let mut peers = lock(&self.state.inner.peers);
+            let mut peers = self.state.inner.peers.lock();
             if let Some(existing) = peers.get(&sender_id) {
                 // Peer ids are chosen by clients: only the same user may take one over.
                 if existing.user_id != self.user_id {
@@ -506,7 +507,7 @@ impl Connection {
     async fn cleanup(&mut self) {
         self.state.unsubscribe(self.conn, self.open.drain()).await;
         if let Some(peer_id) = &self.peer_id {
-            let mut peers = lock(&self.state.inner.peers);
+            let mut peers = self.state.inner.peers.lock();
             if peers.get(peer_id).is_some_and(|e| e.conn == self.conn) {
                 peers.remove(peer_id);
             }

@@ -3,147 +3,21 @@
 //! order: apply the peer's message, commit new changes to PostgreSQL, then generate messages for
 //! every peer — so nobody hears of a change before it is durable.
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use automerge::AutoCommit;
 use automerge::sync::{self, SyncDoc};
-use axum::body::Bytes;
-use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
-use crate::server::{SyncState, lock};
-use crate::storage::{self, DocumentKind, Mode, StorageError};
-use crate::{DocumentId, Message, encode};
-
-/// Why the server closes a connection on its own initiative.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CloseReason {
-    /// A newer connection joined with the same peer id.
-    Retired,
-    /// The peer did not read what we sent fast enough.
-    TooSlow,
-    /// A document the peer had open could not be stored and was dropped from memory.
-    DocumentFailed,
-    /// The session the connection was opened with ended: logout, expiry or deactivation.
-    SessionEnded,
-}
-
-/// Lets anyone holding a peer's link ask its connection task to close.
-#[derive(Default)]
-pub(crate) struct Control {
-    notify: Notify,
-    reason: Mutex<Option<CloseReason>>,
-}
-
-impl Control {
-    pub fn close(&self, reason: CloseReason) {
-        lock(&self.reason).get_or_insert(reason);
-        self.notify.notify_one();
-    }
-
-    pub async fn closed(&self) -> CloseReason {
-        loop {
-            if let Some(reason) = *lock(&self.reason) {
-                return reason;
-            }
-            self.notify.notified().await;
-        }
-    }
-}
-
-/// How a document reaches one connection.
-#[derive(Clone)]
-pub(crate) struct PeerLink {
-    pub conn: u64,
-    pub peer_id: String,
-    pub user_id: Uuid,
-    pub tx: mpsc::Sender<Bytes>,
-    /// Bytes in `tx`; the connection subtracts what it writes.
-    pub queued: Arc<AtomicUsize>,
-    pub max_queued: usize,
-    pub control: Arc<Control>,
-}
-
-impl PeerLink {
-    /// Queues a frame without waiting: a full queue (in frames or bytes) means the peer is not
-    /// reading, and it is dropped rather than allowed to stall a document that other peers
-    /// share. An empty queue takes any frame, so a big document still reaches a slow peer.
-    pub fn send(&self, message: &Message) {
-        let frame = Bytes::from(encode(message));
-        let len = frame.len();
-        let before = self.queued.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before.saturating_add(len) > self.max_queued {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            self.control.close(CloseReason::TooSlow);
-            return;
-        }
-        match self.tx.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.queued.fetch_sub(len, Ordering::Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.queued.fetch_sub(len, Ordering::Relaxed);
-                self.control.close(CloseReason::TooSlow);
-            }
-        }
-    }
-}
-
-struct Subscriber {
-    link: PeerLink,
-    mode: Mode,
-    sync: sync::State,
-}
-
-pub(crate) struct DocHandle {
-    // In an `Arc` so a caller can hold the guard together with the handle it came from.
-    slot: Arc<tokio::sync::Mutex<Slot>>,
-}
-
-enum Slot {
-    /// Just registered; the first locker checks access and loads it.
-    Unloaded,
-    Loaded(Box<LoadedDoc>),
-    /// Unloaded or failed: whoever finds this takes a fresh handle from the registry.
-    Gone,
-}
-
-impl LoadedDoc {
-    /// A document just read from storage, with nobody subscribed yet.
-    fn slot(stored: storage::StoredDocument, compact_at: usize) -> Slot {
-        Slot::Loaded(Box::new(LoadedDoc {
-            doc: stored.doc,
-            kind: stored.kind,
-            subscribers: HashMap::new(),
-            incremental_rows: stored.incremental_rows,
-            seen: stored.seen,
-            stored_bytes: stored.stored_bytes,
-            compact_at,
-            last_used: Instant::now(),
-        }))
-    }
-}
-
-struct LoadedDoc {
-    doc: AutoCommit,
-    // Read by the projections that come later; kept with the document so they need no query.
-    #[allow(dead_code)]
-    kind: DocumentKind,
-    subscribers: HashMap<u64, Subscriber>,
-    incremental_rows: usize,
-    /// The stored content `doc` holds; what other processes store beyond it is read on `NOTIFY`.
-    seen: storage::Seen,
-    /// Bytes stored for it (snapshot and change rows), for the size quota.
-    stored_bytes: u64,
-    /// Compaction is tried again at this many rows after a failure, not on every message.
-    compact_at: usize,
-    last_used: Instant,
-}
+use crate::lock;
+use crate::peers::{CloseReason, PeerLink};
+use crate::registry::{DocHandle, LoadedDoc, Slot, Subscriber};
+use crate::state::SyncState;
+use crate::storage::{self, Mode, StorageError};
+use crate::{DocumentId, Message};
 
 /// What ends a connection from inside document work.
 #[derive(Debug)]
@@ -163,14 +37,7 @@ pub(crate) enum Opened {
 
 impl SyncState {
     fn handle(&self, id: DocumentId) -> Arc<DocHandle> {
-        lock(&self.inner.docs)
-            .entry(id)
-            .or_insert_with(|| {
-                Arc::new(DocHandle {
-                    slot: Arc::new(tokio::sync::Mutex::new(Slot::Unloaded)),
-                })
-            })
-            .clone()
+        self.inner.docs.handle(id)
     }
 
     /// The document's handle, locked; never one that was unloaded meanwhile.
@@ -188,31 +55,25 @@ impl SyncState {
     }
 
     fn existing_handle(&self, id: DocumentId) -> Option<Arc<DocHandle>> {
-        lock(&self.inner.docs).get(&id).cloned()
+        self.inner.docs.get(id)
     }
 
     /// Whether the document is in memory (or being loaded).
     pub(crate) fn is_loaded(&self, id: DocumentId) -> bool {
-        lock(&self.inner.docs).contains_key(&id)
+        self.inner.docs.contains(id)
     }
 
     /// Drops the handle from the registry, unless it was replaced already.
     fn forget(&self, id: DocumentId, handle: &Arc<DocHandle>) {
-        let mut docs = lock(&self.inner.docs);
-        if docs.get(&id).is_some_and(|h| Arc::ptr_eq(h, handle)) {
-            docs.remove(&id);
-        }
+        self.inner.docs.forget(id, handle);
     }
 
     pub(crate) fn loaded_documents(&self) -> usize {
-        lock(&self.inner.docs).len()
+        self.inner.docs.len()
     }
 
     pub(crate) fn unload_idle_older_than(&self, idle: Duration) -> usize {
-        let handles: Vec<(DocumentId, Arc<DocHandle>)> = lock(&self.inner.docs)
-            .iter()
-            .map(|(id, h)| (*id, h.clone()))
-            .collect();
+        let handles = self.inner.docs.all();
         let mut unloaded = 0;
         for (id, handle) in handles {
             // A busy document is in use, so not idle.
@@ -230,11 +91,7 @@ impl SyncState {
             }
         }
         if unloaded > 0 {
-            // A burst of documents must not keep its table allocated once they are gone.
-            let mut docs = lock(&self.inner.docs);
-            if docs.capacity() > 4 * docs.len() + 64 {
-                docs.shrink_to_fit();
-            }
+            self.inner.docs.shrink();
         }
         unloaded
     }
@@ -605,10 +462,7 @@ impl SyncState {
     /// What each document with subscribers here has seen of storage: its snapshot's version and
     /// how many change rows it holds (see [`storage::stored_versions`]).
     pub(crate) async fn seen_by_subscribed(&self) -> Vec<(DocumentId, Option<i64>, usize)> {
-        let handles: Vec<(DocumentId, Arc<DocHandle>)> = lock(&self.inner.docs)
-            .iter()
-            .map(|(id, h)| (*id, h.clone()))
-            .collect();
+        let handles = self.inner.docs.all();
         let mut seen = Vec::with_capacity(handles.len());
         for (id, handle) in handles {
             let slot = handle.slot.lock().await;
@@ -622,8 +476,7 @@ impl SyncState {
     }
 
     pub(crate) async fn refresh_all(&self) {
-        let ids: Vec<DocumentId> = lock(&self.inner.docs).keys().copied().collect();
-        for id in ids {
+        for (id, _) in self.inner.docs.all() {
             if let Err(e) = self.refresh_document(id).await {
                 tracing::error!(document = %id, error = %e, "reading changes stored elsewhere");
             }

@@ -15,10 +15,13 @@ mod connection;
 pub mod doc_id;
 mod docs;
 mod listen;
+mod peers;
 mod projector;
 pub mod protocol;
+mod registry;
 mod server;
 mod sessions;
+mod state;
 pub mod storage;
 
 pub use doc_id::{DocumentId, DocumentIdError};
@@ -28,5 +31,12 @@ pub use protocol::{
     DecodeError, Limits, MAX_DEPTH, MAX_FRAME, MAX_ITEMS, Message, PROTOCOL_V1, PeerMetadata,
     RemoteHeads, decode, decode_with, encode,
 };
-pub use server::{SyncSettings, SyncState, SyncStats, router};
+pub use server::router;
+pub use state::{SyncSettings, SyncState, SyncStats};
 pub use storage::{DocumentKind, Mode, StorageError, create_document, grant, revoke};
+
+/// A std mutex guard, whatever a panicking holder left behind: every critical section here
+/// leaves the maps consistent at each step.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

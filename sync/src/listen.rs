@@ -13,17 +13,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use atiende_core::documents::SYNC_CHANNEL;
+use atiende_core::worker::{self, Ended, Round};
 use serde::Deserialize;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::server::lock;
-use crate::{DocumentId, SyncState, storage};
+use crate::state::SyncState;
+use crate::{DocumentId, lock, storage};
 
-/// Wait before reconnecting after the database went away, doubling up to `RETRY_MAX`.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Wait before reconnecting after the database went away: from the first, doubling while it
+/// stays away, up to the second.
+const RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 /// Notifications read ahead of the work they cause. When full, reading waits and PostgreSQL
 /// keeps the rest queued.
 const QUEUE: usize = 1024;
@@ -67,32 +68,44 @@ impl SyncState {
     ///
     /// It also announces, in batches, the changes this process stores.
     pub async fn run_listener(&self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let announcer = self.run_announcer();
-        tokio::pin!(announcer);
-        let catch_up = self.run_catch_up();
-        tokio::pin!(catch_up);
-        let mut delay = RETRY_MIN;
-        loop {
-            let error = tokio::select! {
-                () = &mut shutdown => break,
-                () = &mut announcer => break,
-                () = &mut catch_up => break,
-                error = self.listen(&mut delay) => error,
-            };
-            if matches!(error, sqlx::Error::PoolClosed) {
-                tracing::debug!("database pool closed; the sync listener stops");
-                return;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stopped| *stopped).await;
             }
-            tracing::warn!(error = %error, retry_in = ?delay, "sync listener lost PostgreSQL");
+        };
+        let stop = async {
             tokio::select! {
-                () = &mut shutdown => break,
-                () = &mut announcer => break,
-                () = &mut catch_up => break,
-                () = tokio::time::sleep(delay) => {}
+                () = shutdown => {}
+                () = stopped() => {}
             }
-            delay = (delay * 2).min(RETRY_MAX);
-        }
+            let _ = stop_tx.send(true);
+        };
+        // A closed pool ends the listener for good, and the other two with it.
+        let listener = async {
+            worker::session("sync listener", RETRY, stopped(), || self.listen_session()).await;
+            let _ = stop_tx.send(true);
+        };
+        let announcer = worker::session("sync announcer", RETRY, stopped(), || {
+            self.announce_session()
+        });
+        let catch_up = worker::run(
+            "sync catch-up",
+            self.inner.settings.catch_up,
+            stopped(),
+            || async {
+                let behind = self.catch_up().await?;
+                if behind > 0 {
+                    tracing::info!(
+                        documents = behind,
+                        "read changes stored elsewhere that were never announced"
+                    );
+                }
+                Ok::<_, storage::StorageError>(Round::Idle)
+            },
+        );
+        tokio::join!(stop, listener, announcer, catch_up);
         if !self.announce_stored().await {
             tracing::warn!(
                 "stopping with stored changes not announced: other processes see them with the next change to those documents"
@@ -102,45 +115,27 @@ impl SyncState {
 
     /// Tells other processes which documents got stored changes. One `NOTIFY` per change in the
     /// storing transaction would serialise every commit on PostgreSQL's notification lock; one
-    /// statement per batch, sent while the next batch gathers, costs that lock once.
-    async fn run_announcer(&self) {
-        let mut delay = RETRY_MIN;
+    /// statement per batch, sent while the next batch gathers, costs that lock once. Returns
+    /// when the database is away; what was not announced waits in the set for the next session.
+    async fn announce_session(&self) -> Result<Ended, &'static str> {
         let window = self.inner.settings.announce_window;
         loop {
             self.inner.announce.notified().await;
             if !window.is_zero() {
                 tokio::time::sleep(window).await;
             }
-            if self.announce_stored().await {
-                delay = RETRY_MIN;
-            } else {
-                // The database is away; what was not announced waits in the set for next time.
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_MAX);
+            if !self.announce_stored().await {
                 self.inner.announce.notify_one();
+                return Err("the database is away");
             }
         }
     }
 
-    /// Every `catch_up` interval, compares the documents that have subscribers here with what
-    /// is stored, and reads what they lack. A process killed between storing a change and
-    /// announcing it leaves a change no other process heard of; this is how it still reaches
-    /// their peers.
-    async fn run_catch_up(&self) {
-        let mut tick = tokio::time::interval(self.inner.settings.catch_up);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is at once; the listener reads everything when it connects anyway.
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            match self.catch_up().await {
-                Ok(0) => {}
-                Ok(documents) => tracing::info!(
-                    documents,
-                    "read changes stored elsewhere that were never announced"
-                ),
-                Err(e) => tracing::warn!(error = %e, "comparing open documents with storage"),
-            }
+    /// One listening connection, until it fails; a closed pool finishes the listener.
+    async fn listen_session(&self) -> Result<Ended, sqlx::Error> {
+        match self.listen().await {
+            sqlx::Error::PoolClosed => Ok(Ended::Finished("the database pool was closed")),
+            e => Err(e),
         }
     }
 
@@ -186,7 +181,7 @@ impl SyncState {
     }
 
     /// Listens until the connection fails for good, and returns why.
-    async fn listen(&self, delay: &mut Duration) -> sqlx::Error {
+    async fn listen(&self) -> sqlx::Error {
         let mut listener = match PgListener::connect_with(&self.inner.db).await {
             Ok(listener) => listener,
             Err(e) => return e,
@@ -194,7 +189,6 @@ impl SyncState {
         if let Err(e) = listener.listen(SYNC_CHANNEL).await {
             return e;
         }
-        *delay = RETRY_MIN;
         tracing::debug!("sync listener connected");
         // Anything stored, and any session ended, before LISTEN took effect was not heard.
         if let Err(e) = self.recheck_sessions().await {

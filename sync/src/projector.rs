@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::DocumentId;
 use crate::docs::ChangeError;
-use crate::server::SyncState;
+use crate::state::SyncState;
 use crate::storage::{self, DocumentKind, StorageError};
 
 /// How often the queues are looked at when they were empty.

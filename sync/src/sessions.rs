@@ -6,20 +6,12 @@
 use std::sync::Arc;
 
 use atiende_core::auth::SessionInfo;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use uuid::Uuid;
 
-use crate::SyncState;
-use crate::docs::{CloseReason, Control};
-use crate::server::lock;
-
-/// An open connection, by the session that opened it.
-pub(crate) struct Live {
-    user_id: Uuid,
-    session: Vec<u8>,
-    expires_at: DateTime<Utc>,
-    control: Arc<Control>,
-}
+use crate::lock;
+use crate::peers::{CloseReason, Control, Live};
+use crate::state::SyncState;
 
 /// Forgets the connection when its task ends.
 pub(crate) struct Tracked {

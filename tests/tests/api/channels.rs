@@ -575,15 +575,30 @@ async fn a_customer_without_an_app_user_is_told_writes_and_rates(pool: PgPool) {
     );
 
     // Someone else cannot write on it; a blob nobody uploaded cannot be attached.
+    let terms = atiende_core::terms::load(&app.pool).await.expect("terms");
     let stranger = customer_without_user(&app, "50403020").await;
-    let refused = cases::add_message(&app.pool, Actor::Customer(stranger), id, "Hola", &[])
-        .await
-        .expect_err("not theirs");
+    let refused = cases::add_message(
+        &app.pool,
+        &terms,
+        Actor::Customer(stranger),
+        id,
+        "Hola",
+        &[],
+    )
+    .await
+    .expect_err("not theirs");
     assert_eq!(refused.to_string(), "case not found");
     let hash = "a".repeat(64);
-    let refused = cases::add_message(&app.pool, Actor::Customer(customer), id, "Foto", &[hash])
-        .await
-        .expect_err("no blob");
+    let refused = cases::add_message(
+        &app.pool,
+        &terms,
+        Actor::Customer(customer),
+        id,
+        "Foto",
+        &[hash],
+    )
+    .await
+    .expect_err("no blob");
     assert!(matches!(
         refused,
         atiende_core::Error::Invalid {
@@ -595,6 +610,7 @@ async fn a_customer_without_an_app_user_is_told_writes_and_rates(pool: PgPool) {
     // The customer's reply, from the chat, resumes the case as the app's reply does.
     let (message, _) = cases::add_message(
         &app.pool,
+        &terms,
         Actor::Customer(customer),
         id,
         "Calle 10 # 20-30",

@@ -1,5 +1,5 @@
 use atiende_core::clocks::WorkingHours;
-use atiende_core::deadlines::Schedule;
+use atiende_core::terms::Schedule;
 use atiende_tests::{Org, TestApp, spawn_app};
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::StatusCode;

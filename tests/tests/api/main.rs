@@ -22,5 +22,6 @@ mod sessions;
 mod staff_scope;
 mod sync_support;
 mod telegram;
+mod terms;
 mod whatsapp;
 mod work_orders;

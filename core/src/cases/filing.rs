@@ -1,0 +1,207 @@
+//! Filing: the radicado from a gapless yearly counter, the legal due date and the clocks, the
+//! acknowledgement and the first alerts, all in one statement; a retried filing returns the first case.
+
+use chrono::{DateTime, Datelike, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::User;
+use crate::calendar::local_date;
+use crate::deadlines::{self, Clock, Kind};
+use crate::error::{Error, Result, violates};
+use crate::input::{self, Text};
+use crate::notifications;
+use crate::terms;
+use crate::types::{CaseType, Channel, Level, Priority};
+
+use super::Case;
+use super::queries::get;
+
+/// What a customer (or a channel on their behalf) files.
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    /// Chosen by the device, so retries and offline syncs file once.
+    pub id: Uuid,
+    pub case_type: CaseType,
+    pub subject: String,
+    pub description: String,
+    pub channel: Channel,
+    /// The customer's chat it came from, whose replies go back there.
+    pub chat_id: Option<Uuid>,
+}
+
+pub enum Filed {
+    Created(Case),
+    /// The same request arrived before: this is the case it created.
+    Existing(Case),
+}
+
+fn request_hash(customer_id: Uuid, c: &NewCase) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for part in [
+        customer_id.as_bytes().as_slice(),
+        c.case_type.as_str().as_bytes(),
+        c.subject.as_bytes(),
+        c.description.as_bytes(),
+        c.channel.as_str().as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().to_vec()
+}
+
+/// Files a case: radicado, legal due date, priority and the `filed` event, in one transaction.
+/// Filing the same id again returns the first case when the content is the same and is a conflict
+/// when it is not.
+pub async fn file(
+    pool: &PgPool,
+    customer_id: Uuid,
+    filed_by: Option<&User>,
+    new: NewCase,
+) -> Result<Filed> {
+    let new = NewCase {
+        subject: Text::<input::Subject>::parse(&new.subject)?.into_string(),
+        description: Text::<input::Description>::parse(&new.description)?.into_string(),
+        ..new
+    };
+    let hash = request_hash(customer_id, &new);
+    if let Some(existing) = existing_filing(pool, new.id, customer_id, &hash).await? {
+        return Ok(Filed::Existing(existing));
+    }
+
+    let now = Utc::now();
+    let filed_on = local_date(now);
+    let terms = terms::current(pool).await?;
+    let (term, schedule) = (terms.legal_term_days(new.case_type)?, &terms.schedule);
+    let due = schedule.calendar.add_business_days(filed_on, term);
+    let (impact, urgency) = (Level::Medium, Level::Medium);
+    let priority = Priority::from_matrix(impact, urgency);
+    // The clocks start now: their due times and alert instants are written with the case.
+    let start = |clock: Clock| deadlines::StoredEvent {
+        clock,
+        kind: Kind::Start,
+        at: now,
+        extend_to: None,
+    };
+    let inputs = deadlines::ClockInputs {
+        filed_at: now,
+        legal_term_days: term,
+        priority,
+        events: vec![
+            start(Clock::Legal),
+            start(Clock::FirstResponse),
+            start(Clock::Resolution),
+        ],
+    };
+    let clocks = deadlines::evaluate(schedule, &inputs, now);
+    let (first_due, resolution_due) = (clocks.first_response.due_at, clocks.resolution.due_at);
+    let alerts = deadlines::alert_instants(schedule, &inputs, &clocks);
+    let alert_clocks: Vec<String> = alerts.iter().map(|a| a.0.as_str().to_owned()).collect();
+    let alert_percents: Vec<i16> = alerts.iter().map(|a| a.1).collect();
+    let alert_instants: Vec<DateTime<Utc>> = alerts.iter().map(|a| a.2).collect();
+    let actor_role = filed_by.map_or("system", |u| u.role.as_str());
+
+    let mut tx = pool.begin().await?;
+    // The counter row stays locked until commit: one statement, then commit, keeps that short.
+    let inserted = sqlx::query_scalar!(
+        "with n as (
+             insert into radicado_counters (year, last_number) values ($2, 1)
+             on conflict (year) do update set last_number = radicado_counters.last_number + 1
+             returning last_number
+         ), c as (
+             insert into cases (id, radicado, type, subject, description, channel, customer_id, filed_by,
+                                request_hash, status, impact, urgency, priority, legal_term_days,
+                                legal_due_date, created_at, updated_at, first_response_due_at, resolution_due_at,
+                                chat_id)
+             select $1, 'PQRS-' || $2::int || '-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
+                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23
+             from n
+             returning id, radicado
+         ), e as (
+             insert into case_events (case_id, actor_id, actor_role, at, kind, from_status, to_status, visible_to_customer)
+             select c.id, $8, $16, $15, 'filed', null, 'received', true from c
+         ), k as (
+             insert into case_clock_events (case_id, clock, kind, at)
+             select c.id, k.clock, 'start', $15
+             from c cross join (values ('legal'), ('first_response'), ('resolution')) as k (clock)
+         ), a as (
+             -- The acknowledgement, in this one statement (the counter row is locked until commit);
+             -- the database fans it out as it does every notification.
+             insert into notifications (dedupe_key, case_id, customer_id, kind, urgency, ttl_secs, data)
+             select 'acknowledgement:' || c.id, c.id, $7, 'acknowledgement', 'normal', $19,
+                    jsonb_build_object('radicado', c.radicado, 'type', $3::text, 'due_date', $14::date)
+             from c
+         ), al as (
+             insert into deadline_alerts (case_id, clock, percent, due_at)
+             select c.id, x.clock, x.percent, x.due_at
+             from c cross join unnest($20::text[], $21::int2[], $22::timestamptz[]) as x (clock, percent, due_at)
+         )
+         select radicado from c",
+        new.id,
+        filed_on.year(),
+        new.case_type as CaseType,
+        new.subject,
+        new.description,
+        new.channel as Channel,
+        customer_id,
+        filed_by.map(|u| u.id),
+        hash,
+        impact as Level,
+        urgency as Level,
+        priority as Priority,
+        term as i32,
+        due,
+        now,
+        actor_role,
+        first_due,
+        resolution_due,
+        notifications::NOTICE_TTL.as_secs() as i32,
+        &alert_clocks,
+        &alert_percents,
+        &alert_instants,
+        new.chat_id,
+    )
+    .fetch_one(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(Filed::Created(get(pool, new.id).await?))
+        }
+        // A concurrent request with the same id won; its case is the answer (or the conflict).
+        Err(e) if violates(&e, "cases_pkey") => {
+            drop(tx);
+            existing_filing(pool, new.id, customer_id, &hash)
+                .await?
+                .map(Filed::Existing)
+                .ok_or_else(|| Error::Internal("a case id conflicted but no case has it".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn existing_filing(
+    db: &PgPool,
+    id: Uuid,
+    customer_id: Uuid,
+    hash: &[u8],
+) -> Result<Option<Case>> {
+    let row = sqlx::query!(
+        "select customer_id, request_hash from cases where id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    match row {
+        None => Ok(None),
+        Some(r) if r.customer_id == customer_id && r.request_hash == hash => {
+            Ok(Some(get(db, id).await?))
+        }
+        Some(_) => Err(Error::conflict(
+            "idempotency_conflict",
+            "a different case was already filed with this id; generate a new id for a new case",
+        )),
+    }
+}
