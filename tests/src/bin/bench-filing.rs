@@ -1,5 +1,8 @@
 //! Filing throughput: PQRS filed through the HTTP API of a running server, then the same filings
-//! written straight to PostgreSQL with `atiende_core` (no HTTP, no auth), and the ratio.
+//! written straight to PostgreSQL with `atiende_core` (no HTTP, no auth), and the ratio. Both
+//! phases get customers registered the same way (through the API) and warmed up with one filing
+//! each, and each starts once the server has projected every earlier filing into its customer's
+//! inbox document, so neither pays for the other's background work.
 //!
 //!     cargo run --release -p atiende-tests --bin bench-filing -- \
 //!         --url http://127.0.0.1:8080 --database-url postgres://postgres@127.0.0.1:5432/atiende_bench
@@ -7,9 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atiende_core::auth::{self, Password, Registration};
+use atiende_core::auth::{self, User};
 use atiende_core::cases::{self, NewCase};
-use atiende_core::types::{CaseType, Channel, DocumentType};
+use atiende_core::types::{CaseType, Channel};
 use clap::Parser;
 use serde_json::json;
 use uuid::Uuid;
@@ -63,6 +66,74 @@ fn body(i: usize) -> serde_json::Value {
     json!({"id": Uuid::new_v4(), "type": "peticion", "subject": format!("Benchmark {i}"), "description": "Filed by bench-filing."})
 }
 
+fn new_case(i: usize) -> NewCase {
+    NewCase {
+        id: Uuid::new_v4(),
+        case_type: CaseType::Peticion,
+        subject: format!("Benchmark {i}"),
+        description: "Filed by bench-filing.".into(),
+        channel: Channel::App,
+        chat_id: None,
+    }
+}
+
+/// Registers a benchmark customer through the API; returns its session token.
+async fn register(
+    client: &reqwest::Client,
+    url: &str,
+    run_id: &str,
+    i: usize,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let r = client
+        .post(format!("{url}/api/v1/auth/register"))
+        .json(&json!({"email": format!("bench-{run_id}-{i}@bench.invalid"), "password": "benchmark password",
+                      "name": "Benchmark", "document_type": "CC", "document_number": format!("B{}{i}", &run_id[..12]),
+                      "accept_data_policy": true}))
+        .send()
+        .await?;
+    if r.status() != reqwest::StatusCode::CREATED {
+        return Err(format!(
+            "registering a benchmark customer: {} {}",
+            r.status(),
+            r.text().await?
+        )
+        .into());
+    }
+    Ok(r.json::<serde_json::Value>().await?["token"]
+        .as_str()
+        .ok_or("no token")?
+        .to_owned())
+}
+
+/// Waits until the server has projected every filed case into its customer's inbox document,
+/// saying how long that took; gives up after ten minutes.
+async fn drained(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar("select count(*) from sync_inbox_queue")
+            .fetch_one(pool)
+            .await?;
+        if waiting == 0 {
+            eprintln!(
+                "inbox queue drained in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(
+                format!("{waiting} cases still wait for their inbox after 10 minutes").into(),
+            );
+        }
+        if said.elapsed() > Duration::from_secs(5) {
+            eprintln!("waiting for the inbox queue to drain: {waiting} cases left…");
+            said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -74,30 +145,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let run_id = Uuid::new_v4().simple().to_string();
-    eprintln!("registering {} customers…", args.concurrency);
+    eprintln!("registering {} customers…", 2 * args.concurrency);
     let mut tokens = Vec::new();
-    for i in 0..args.concurrency {
-        let r = client
-            .post(format!("{}/api/v1/auth/register", args.url))
-            .json(&json!({"email": format!("bench-{run_id}-{i}@bench.invalid"), "password": "benchmark password",
-                          "name": "Benchmark", "document_type": "CC", "document_number": format!("B{}{i}", &run_id[..12]),
-                          "accept_data_policy": true}))
-            .send()
-            .await?;
-        if r.status() != reqwest::StatusCode::CREATED {
-            return Err(format!(
-                "registering a benchmark customer: {} {}",
-                r.status(),
-                r.text().await?
-            )
-            .into());
-        }
-        tokens.push(
-            r.json::<serde_json::Value>().await?["token"]
-                .as_str()
-                .ok_or("no token")?
-                .to_owned(),
-        );
+    for i in 0..2 * args.concurrency {
+        tokens.push(register(&client, &args.url, &run_id, i).await?);
+    }
+    let direct_tokens = tokens.split_off(args.concurrency);
+    let mut customers: Vec<(Uuid, User)> = Vec::new();
+    for token in &direct_tokens {
+        let (user, _) = auth::authenticate_session(&pool, token).await?;
+        customers.push((user.customer_id.ok_or("no customer")?, user));
     }
 
     eprintln!("warming up…");
@@ -110,6 +167,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?
             .error_for_status()?;
     }
+    for (i, (customer_id, user)) in customers.iter().enumerate() {
+        cases::file(&pool, *customer_id, Some(user), new_case(i)).await?;
+    }
+    drained(&pool).await?;
 
     eprintln!(
         "filing {} cases over HTTP with {} clients…",
@@ -141,34 +202,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let http = collect(&mut tasks, started).await?;
+    drained(&pool).await?;
 
     eprintln!(
         "filing {} cases straight to PostgreSQL with {} clients…",
         args.count, args.concurrency
     );
-    let customers: Vec<(Uuid, auth::User)> = {
-        let mut v = Vec::new();
-        for i in 0..args.concurrency {
-            let user = auth::register_customer(
-                &pool,
-                &auth::Hashing::default(),
-                Registration {
-                    email: format!("direct-{run_id}-{i}@bench.invalid"),
-                    password: Password::parse("benchmark password".into())?,
-                    name: "Benchmark".into(),
-                    phone: None,
-                    document_type: DocumentType::Cc,
-                    document_number: format!("D{}{i}", &run_id[..12]),
-                    accept_data_policy: true,
-                    language: "es".into(),
-                },
-                "app",
-            )
-            .await?;
-            v.push((user.customer_id.ok_or("no customer")?, user));
-        }
-        v
-    };
     let pool = Arc::new(pool);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -178,15 +217,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut lat = Vec::with_capacity(per_client);
             for i in 0..per_client {
                 let t0 = Instant::now();
-                let new = NewCase {
-                    id: Uuid::new_v4(),
-                    case_type: CaseType::Peticion,
-                    subject: format!("Benchmark {i}"),
-                    description: "Filed by bench-filing.".into(),
-                    channel: Channel::App,
-                    chat_id: None,
-                };
-                cases::file(&pool, customer_id, Some(&user), new)
+                cases::file(&pool, customer_id, Some(&user), new_case(i))
                     .await
                     .map_err(|e| e.to_string())?;
                 lat.push(t0.elapsed());
@@ -195,6 +226,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let direct = collect(&mut tasks, started).await?;
+    drained(&pool).await?;
 
     println!(
         "filing a PQRS, {} clients, {} cases per phase",
