@@ -7,11 +7,10 @@ mod common;
 
 use std::io::Write;
 
-use atiende_sync::{DocumentKind, Message, Mode, storage};
+use atiende_sync::{DocumentKind, Mode, storage};
 use automerge::ReadDoc;
 use automerge::transaction::Transactable;
-use common::device::{Device, text};
-use common::{Atiende, technician_with_ticket};
+use common::{Atiende, device, technician_with_ticket};
 use sqlx::PgPool;
 
 /// What the bomb claims to inflate to.
@@ -77,17 +76,11 @@ async fn a_deflate_bomb_is_refused_and_memory_does_not_move(pool: PgPool) {
     let server = Atiende::start(&pool, &dir.join("atiende.log"));
 
     for token in [&writer_token, &reader_token] {
-        let mut device = Device::open(&server.sync_url(token), id).await;
+        let mut device = device(&server.sync_url(token), id).await;
         let before = server.peak_memory();
-        let message = device.sync(frame.clone());
+        let message = device.peer.sync_carrying(id, frame.clone());
         device.send(&message).await;
-        let text = loop {
-            match device.next().await {
-                Some(Message::Error { message, .. }) => break message,
-                Some(_) => {}
-                None => panic!("no `error` for the bomb"),
-            }
-        };
+        let text = device.next_error().await;
         assert!(text.contains("size quota"), "{text}");
         let after = server.peak_memory();
         eprintln!(
@@ -102,17 +95,13 @@ async fn a_deflate_bomb_is_refused_and_memory_does_not_move(pool: PgPool) {
     }
 
     // The server is alive and the writer's changes are stored as before.
-    let mut device = Device::open(&server.sync_url(&writer_token), id).await;
+    let mut device = device(&server.sync_url(&writer_token), id).await;
     device
-        .doc
-        .put(automerge::ROOT, "status", "completed")
-        .expect("put");
-    device.doc.commit();
-    let data = device.sync_data().expect("sync message");
-    device.send(&device.sync(data)).await;
-    device
-        .sync_until(|d| text(d, "status").as_deref() == Some("completed"))
+        .change(id, |d| {
+            d.put(automerge::ROOT, "status", "completed").expect("put");
+        })
         .await;
+    device.wait_acknowledged(id).await;
     let stored = storage::load(&pool, id)
         .await
         .expect("load")

@@ -11,15 +11,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use atiende_sync::{DocumentId, DocumentKind, Message, Mode, decode, encode, storage};
-use automerge::sync::{self, SyncDoc};
+use atiende_sync::client::{Client, PATIENCE, Received, get_str};
+use atiende_sync::{DocumentId, DocumentKind, Message, Mode, storage};
+use automerge::sync;
 use automerge::transaction::Transactable;
 use automerge::{ChangeHash, ReadDoc};
-use common::device::Device;
-use common::{Atiende, PATIENCE};
-use futures_util::{SinkExt, StreamExt};
+use common::{Atiende, device};
 use sqlx::PgPool;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Changes the device sends at most, one per message: below the server's burst allowance
 /// (2,000 frames), so the stream is never cut for flooding.
@@ -50,21 +48,28 @@ fn key(n: usize) -> String {
     format!("reading-{n:04}")
 }
 
+/// Marks the report completed and waits until the server has stored it.
+async fn complete(device: &mut Client, id: DocumentId) {
+    device
+        .change(id, |d| {
+            d.put(automerge::ROOT, "status", "completed").expect("put");
+        })
+        .await;
+    device.wait_acknowledged(id).await;
+}
+
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
     let (token, id, dir) = field_report(&pool).await;
     let log = |name: &str| -> PathBuf { dir.join(name) };
 
     let mut server = Atiende::start(&pool, &log("first.log"));
-    let Device {
-        socket,
-        peer_id,
-        server_id,
-        mut doc,
-        mut state,
+    let Client {
+        connection,
+        mut peer,
         ..
-    } = Device::open(&server.sync_url(&token), id).await;
-    let (mut sink, mut stream) = socket.split();
+    } = device(&server.sync_url(&token), id).await;
+    let (mut sender, mut receiver) = connection.split();
 
     // Which change each hash is; the server acknowledges a change when the heads in its answer
     // are that change (one writer, so every change follows the one before).
@@ -76,12 +81,11 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
             // Until the socket dies with the server, frames already sent before the kill included.
             // No time limit here: a reader that gave up while the device still sends would stop
             // draining the socket, and the sends below would wait for ever behind it.
-            while let Some(Ok(frame)) = stream.next().await {
-                let WsMessage::Binary(bytes) = frame else {
-                    continue;
-                };
-                let Ok(Message::Sync { data, .. }) = decode(&bytes) else {
-                    continue;
+            loop {
+                let data = match receiver.next().await {
+                    Received::Message(Message::Sync { data, .. }) => data,
+                    Received::Closed(_) | Received::Lost(_) => break,
+                    _ => continue,
                 };
                 let heads = sync::Message::decode(&data).expect("sync message").heads;
                 let numbered = numbered.lock().expect("lock");
@@ -97,23 +101,13 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
 
     let mut sent = 0;
     for n in 0..CHANGES {
+        let doc = &mut peer.replica_mut(id).expect("document opened").doc;
         doc.put(automerge::ROOT, key(n), n as i64).expect("put");
         doc.commit();
         let head = doc.get_heads()[0];
         numbered.lock().expect("lock").insert(head, n);
-        let data = doc
-            .sync()
-            .generate_sync_message(&mut state)
-            .expect("a message for the new change")
-            .encode();
-        let message = Message::Sync {
-            sender_id: peer_id.clone(),
-            target_id: server_id.clone(),
-            document_id: id.to_string(),
-            data,
-        };
-        let frame = WsMessage::Binary(encode(&message).into());
-        match tokio::time::timeout(PATIENCE, sink.send(frame)).await {
+        let message = peer.sync_message(id).expect("a message for the new change");
+        match tokio::time::timeout(PATIENCE, sender.send(&message)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,
             Err(_) => panic!("the server stopped reading after {sent} changes"),
@@ -157,9 +151,9 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
 
     // And as a device sees it after a restart on the same database.
     let mut server = Atiende::start(&pool, &log("second.log"));
-    let mut device = Device::open(&server.sync_url(&token), id).await;
+    let mut device = device(&server.sync_url(&token), id).await;
     for n in 0..acknowledged {
-        let value = device.doc.get(automerge::ROOT, key(n)).expect("get");
+        let value = device.doc(id).get(automerge::ROOT, key(n)).expect("get");
         assert_eq!(
             value.and_then(|(v, _)| v.as_i64()),
             Some(n as i64),
@@ -167,7 +161,7 @@ async fn every_acknowledged_change_survives_kill_9(pool: PgPool) {
         );
     }
     // The restarted server takes new changes as before.
-    device.write_acknowledged("status", "completed").await;
+    complete(&mut device, id).await;
     drop(device);
     server.terminate();
     let _ = std::fs::remove_dir_all(&dir);
@@ -190,13 +184,15 @@ async fn a_change_whose_process_died_before_announcing_it_still_reaches_other_pr
         &dir.join("reading.log"),
         &[("ATIENDE_SYNC_CATCH_UP_SECS", "1")],
     );
-    let mut office = Device::open(&reading.sync_url(&token), id).await;
-    let mut technician = Device::open(&writing.sync_url(&token), id).await;
+    let mut office = device(&reading.sync_url(&token), id).await;
+    let mut technician = device(&writing.sync_url(&token), id).await;
 
-    technician.write_acknowledged("status", "completed").await;
+    complete(&mut technician, id).await;
     writing.kill_9();
     assert!(
-        office.receive_until("status", "completed").await,
+        office
+            .reaches(id, |d| get_str(d, "status").as_deref() == Some("completed"))
+            .await,
         "the change stored by the killed process never reached the device on the other process"
     );
     let log = std::fs::read_to_string(dir.join("reading.log")).expect("log");

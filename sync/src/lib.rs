@@ -8,9 +8,12 @@
 //!   commits every change before any peer hears of it.
 //! - [`SyncState::run_listener`]: several processes on one database, through PostgreSQL
 //!   `LISTEN/NOTIFY`.
+//! - `client` (feature `client`): a Rust peer of the same protocol, for tests and benchmarks.
 
 mod cbor;
 mod chunks;
+#[cfg(feature = "client")]
+pub mod client;
 mod connection;
 pub mod doc_id;
 mod docs;

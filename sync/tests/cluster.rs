@@ -78,8 +78,8 @@ async fn pair(pool: &PgPool, cluster: &Cluster) -> (DocumentId, Client, Client) 
     let (ana, ta) = technician(pool, "ana@example.com").await;
     let (beto, tb) = technician(pool, "beto@example.com").await;
     let id = report(pool, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
-    let mut a = Client::connect(&cluster.one, &ta).await;
-    let mut b = Client::connect(&cluster.two, &tb).await;
+    let mut a = Client::connect(&cluster.one.url(&ta)).await;
+    let mut b = Client::connect(&cluster.two.url(&tb)).await;
     open(&mut a, id).await;
     open(&mut b, id).await;
     (id, a, b)
@@ -121,10 +121,10 @@ async fn a_revocation_in_a_plain_transaction_stops_the_document_on_every_server(
     let (beto, tb) = technician(&pool, "beto@example.com").await;
     let id = report(&pool, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
     // Ana on both servers; Beto's phone and tablet, one on each.
-    let mut a1 = Client::connect(&cluster.one, &ta).await;
-    let mut a2 = Client::connect(&cluster.two, &ta).await;
-    let mut b1 = Client::connect(&cluster.one, &tb).await;
-    let mut b2 = Client::connect(&cluster.two, &tb).await;
+    let mut a1 = Client::connect(&cluster.one.url(&ta)).await;
+    let mut a2 = Client::connect(&cluster.two.url(&ta)).await;
+    let mut b1 = Client::connect(&cluster.one.url(&tb)).await;
+    let mut b2 = Client::connect(&cluster.two.url(&tb)).await;
     for c in [&mut a1, &mut a2, &mut b1, &mut b2] {
         open(c, id).await;
     }
@@ -141,7 +141,7 @@ async fn a_revocation_in_a_plain_transaction_stops_the_document_on_every_server(
             Some(Message::DocUnavailable { document_id, .. }) => {
                 assert_eq!(document_id, id.to_string());
             }
-            other => panic!("{}: expected doc-unavailable, got {other:?}", b.peer_id),
+            other => panic!("{}: expected doc-unavailable, got {other:?}", b.peer_id()),
         }
     }
 
@@ -151,8 +151,8 @@ async fn a_revocation_in_a_plain_transaction_stops_the_document_on_every_server(
         .await;
     for b in [&mut b1, &mut b2] {
         b.settle(QUIET).await;
-        assert_eq!(get_str(b.doc(id), "observations"), None, "{}", b.peer_id);
-        assert!(b.inbox.is_empty(), "{}: {:?}", b.peer_id, b.inbox);
+        assert_eq!(get_str(b.doc(id), "observations"), None, "{}", b.peer_id());
+        assert!(b.inbox.is_empty(), "{}: {:?}", b.peer_id(), b.inbox);
     }
 
     // Asking again gets the answer any unknown document gets, on both servers.
@@ -160,7 +160,7 @@ async fn a_revocation_in_a_plain_transaction_stops_the_document_on_every_server(
         b.request(id).await;
         match b.next_other().await {
             Some(Message::DocUnavailable { .. }) => {}
-            other => panic!("{}: expected doc-unavailable, got {other:?}", b.peer_id),
+            other => panic!("{}: expected doc-unavailable, got {other:?}", b.peer_id()),
         }
     }
 
@@ -173,18 +173,18 @@ async fn a_revocation_in_a_plain_transaction_stops_the_document_on_every_server(
     tx.commit().await.expect("commit");
     for a in [&mut a1, &mut a2] {
         let deadline = Instant::now() + PATIENCE;
-        while !a.docs[&id].1.peer_read_only {
+        while !a.sync_state(id).peer_read_only {
             assert!(
                 Instant::now() < deadline,
                 "{}: never told read-only",
-                a.peer_id
+                a.peer_id()
             );
             a.step(Duration::from_millis(100)).await;
         }
-        a.ignore_read_only_flag(id);
+        ignore_read_only_flag(a, id);
         a.change(id, |d| put(d, "observations", "late edit")).await;
         let message = a.next_error().await;
-        assert!(message.contains("read-only"), "{}: {message}", a.peer_id);
+        assert!(message.contains("read-only"), "{}: {message}", a.peer_id());
     }
     let stored = storage::load(&pool, id)
         .await
@@ -285,8 +285,8 @@ async fn logout_closes_a_socket_on_another_server(pool: PgPool) {
     let cluster = Cluster::start(&pool, SyncSettings::default()).await;
     let (ana, _) = technician(&pool, "ana@example.com").await;
     let (token, ticket) = session_for(&pool, &ana).await;
-    let mut on_one = Client::connect(&cluster.one, &ticket).await;
-    let mut on_two = Client::connect(&cluster.two, &ticket).await;
+    let mut on_one = Client::connect(&cluster.one.url(&ticket)).await;
+    let mut on_two = Client::connect(&cluster.two.url(&ticket)).await;
     atiende_core::auth::logout(&pool, &token)
         .await
         .expect("logout");

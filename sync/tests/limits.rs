@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use atiende_sync::storage;
-use atiende_sync::{DocumentId, Message, Mode, SyncSettings};
+use atiende_sync::{Message, Mode, SyncSettings};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ReadDoc, ScalarValue};
 use common::*;
@@ -66,15 +66,6 @@ fn leb(out: &mut Vec<u8>, mut n: usize) {
     }
 }
 
-fn sync_bytes(client: &Client, id: DocumentId, data: Vec<u8>) -> Message {
-    Message::Sync {
-        sender_id: client.peer_id.clone(),
-        target_id: client.server_id.clone(),
-        document_id: id.to_string(),
-        data,
-    }
-}
-
 async fn expect_error(client: &mut Client, contains: &str) {
     let message = client.next_error().await;
     assert!(message.contains(contains), "{message}");
@@ -90,12 +81,12 @@ async fn a_compressed_bomb_is_refused_before_it_is_inflated(pool: PgPool) {
     assert!(frame.len() < 1 << 20, "the frame is small: {}", frame.len());
 
     for token in [&ta, &tc] {
-        let mut c = Client::connect(&server, token).await;
+        let mut c = Client::connect(&server.url(token)).await;
         c.request(id).await;
         c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
             .await;
         c.settle(QUIET).await;
-        c.send(&sync_bytes(&c, id, frame.clone())).await;
+        c.send(&c.peer.sync_carrying(id, frame.clone())).await;
         expect_error(&mut c, "size quota").await;
         // The connection stays and keeps working.
         c.change(id, |d| put(d, "observations", "after the bomb"))
@@ -131,7 +122,7 @@ async fn a_document_over_its_size_quota_takes_no_more_changes(pool: PgPool) {
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write)]).await;
 
-    let mut c = Client::connect(&server, &ta).await;
+    let mut c = Client::connect(&server.url(&ta)).await;
     c.request(id).await;
     c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
         .await;
@@ -176,7 +167,7 @@ async fn a_user_past_the_write_budget_is_refused(pool: PgPool) {
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write)]).await;
 
-    let mut c = Client::connect(&server, &ta).await;
+    let mut c = Client::connect(&server.url(&ta)).await;
     c.request(id).await;
     c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
         .await;
@@ -201,7 +192,7 @@ async fn a_user_past_the_write_budget_is_refused(pool: PgPool) {
     assert_eq!(stored_str(&pool, id, "observations").await, None);
 
     // The budget is the user's, whatever the connection; reading needs none.
-    let mut again = Client::connect(&server, &ta).await;
+    let mut again = Client::connect(&server.url(&ta)).await;
     again.request(id).await;
     again
         .wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
@@ -219,8 +210,8 @@ async fn an_ephemeral_message_over_the_limit_is_refused_and_not_relayed(pool: Pg
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let (luis, tl) = technician(&pool, "luis@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write), (luis.id, Mode::Write)]).await;
-    let mut a = Client::connect(&server, &ta).await;
-    let mut b = Client::connect(&server, &tl).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
+    let mut b = Client::connect(&server.url(&tl)).await;
     for c in [&mut a, &mut b] {
         c.request(id).await;
         c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
@@ -228,8 +219,8 @@ async fn an_ephemeral_message_over_the_limit_is_refused_and_not_relayed(pool: Pg
         c.settle(QUIET).await;
     }
     let ephemeral = |c: &Client, count: u64, len: usize| Message::Ephemeral {
-        sender_id: c.peer_id.clone(),
-        target_id: c.server_id.clone(),
+        sender_id: c.peer_id().to_owned(),
+        target_id: c.server_id().to_owned(),
         count,
         session_id: "s".to_owned(),
         document_id: id.to_string(),
@@ -262,18 +253,18 @@ async fn a_user_over_the_connection_cap_is_refused_and_older_connections_stay(po
     let server = Server::start_with(pool.clone(), settings).await;
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write)]).await;
-    let mut first = Client::connect(&server, &ta).await;
-    let mut second = Client::connect(&server, &ta).await;
+    let mut first = Client::connect(&server.url(&ta)).await;
+    let mut second = Client::connect(&server.url(&ta)).await;
 
-    let mut third = connect_raw(&server.url(&ta)).await;
-    send(&mut third, &join(&new_peer_id())).await;
+    let mut third = Connection::connect(server.url(&ta)).await.expect("connect");
+    third.send(&join(&new_peer_id())).await.expect("send");
     let text = expect_error_and_close(&mut third).await;
     assert!(text.contains("too many sync connections"), "{text}");
 
     // A peer reconnecting with its own id replaces its older connection: not refused.
     let mut second = {
-        let peer_id = second.peer_id.clone();
-        let replacement = Client::connect_as(&server, &ta, &peer_id).await;
+        let peer_id = second.peer_id().to_owned();
+        let replacement = Client::connect_as(&server.url(&ta), &peer_id).await;
         second.settle(QUIET).await;
         assert!(second.closed.is_some(), "the older connection is retired");
         replacement
@@ -305,8 +296,8 @@ async fn a_peer_that_lets_bytes_pile_up_is_dropped(pool: PgPool) {
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let (luis, tl) = technician(&pool, "luis@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write), (luis.id, Mode::Write)]).await;
-    let mut writer = Client::connect(&server, &ta).await;
-    let mut slow = Client::connect(&server, &tl).await;
+    let mut writer = Client::connect(&server.url(&ta)).await;
+    let mut slow = Client::connect(&server.url(&tl)).await;
     for c in [&mut writer, &mut slow] {
         c.request(id).await;
         c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
@@ -327,13 +318,14 @@ async fn a_peer_that_lets_bytes_pile_up_is_dropped(pool: PgPool) {
     // wait for the closing handshake on a busy machine). What was queued, then why, then the close.
     let mut saw_error = false;
     loop {
-        match receive(&mut slow.socket, PATIENCE).await {
+        match slow.connection.receive(PATIENCE).await {
             Received::Message(Message::Error { message, .. }) => {
                 saw_error |= message.contains("not reading fast enough");
             }
             Received::Message(_) => {}
-            Received::Closed(_) => break,
+            Received::Closed(_) | Received::Lost(_) => break,
             Received::Nothing => panic!("the slow peer was neither told nor closed"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert!(saw_error, "the slow peer is told why");

@@ -23,21 +23,22 @@ const QUIET: Duration = Duration::from_millis(300);
 async fn join_is_answered_with_peer(pool: PgPool) {
     let server = Server::start(pool.clone()).await;
     let (_, token) = technician(&pool, "ana@example.com").await;
-    let mut socket = connect_raw(&server.url(&token)).await;
-    send(
-        &mut socket,
-        &Message::Join {
+    let mut socket = Connection::connect(server.url(&token))
+        .await
+        .expect("connect");
+    socket
+        .send(&Message::Join {
             sender_id: "phone-1".to_owned(),
             supported_protocol_versions: vec!["1".to_owned()],
             peer_metadata: Some(PeerMetadata {
                 storage_id: None,
                 is_ephemeral: Some(true),
             }),
-        },
-    )
-    .await;
+        })
+        .await
+        .expect("send");
     let storage_id = storage::storage_id(&pool).await.expect("storage id");
-    match receive(&mut socket, PATIENCE).await {
+    match socket.receive(PATIENCE).await {
         Received::Message(Message::Peer {
             sender_id,
             target_id,
@@ -65,43 +66,44 @@ async fn unsupported_versions_and_messages_before_join_are_refused(pool: PgPool)
     let server = Server::start(pool.clone()).await;
     let (_, token) = technician(&pool, "ana@example.com").await;
 
-    let mut socket = connect_raw(&server.url(&token)).await;
-    send(
-        &mut socket,
-        &Message::Join {
+    let mut socket = Connection::connect(server.url(&token))
+        .await
+        .expect("connect");
+    socket
+        .send(&Message::Join {
             sender_id: "phone-1".to_owned(),
             supported_protocol_versions: vec!["2".to_owned()],
             peer_metadata: None,
-        },
-    )
-    .await;
+        })
+        .await
+        .expect("send");
     let text = expect_error_and_close(&mut socket).await;
     assert!(text.contains("protocol version"), "{text}");
 
-    let mut socket = connect_raw(&server.url(&token)).await;
+    let mut socket = Connection::connect(server.url(&token))
+        .await
+        .expect("connect");
     let id = DocumentId::generate().expect("id");
-    send(
-        &mut socket,
-        &Message::Request {
+    socket
+        .send(&Message::Request {
             sender_id: "phone-1".to_owned(),
             target_id: "server".to_owned(),
             document_id: id.to_string(),
             data: vec![0x42, 0, 0, 0, 0],
-        },
-    )
-    .await;
+        })
+        .await
+        .expect("send");
     let text = expect_error_and_close(&mut socket).await;
     assert!(text.contains("join"), "{text}");
 
     // A peer may not speak for another.
     let (mut socket, server_id) = joined(&server, &token, "phone-1").await;
-    send(
-        &mut socket,
-        &Message::Leave {
+    socket
+        .send(&Message::Leave {
             sender_id: "phone-2".to_owned(),
-        },
-    )
-    .await;
+        })
+        .await
+        .expect("send");
     let text = expect_error_and_close(&mut socket).await;
     assert!(text.contains("senderId"), "{text}");
     assert!(!server_id.is_empty());
@@ -151,7 +153,7 @@ async fn bad_or_missing_ticket_gets_401_problem(pool: PgPool) {
 
     // A ticket is reusable until it expires (the stock client reconnects with the same URL).
     for _ in 0..2 {
-        let client = Client::connect(&server, &ticket).await;
+        let client = Client::connect(&server.url(&ticket)).await;
         drop(client);
     }
     sqlx::query("update sync_tickets set expires_at = now() - interval '1 second'")
@@ -178,12 +180,12 @@ async fn bad_or_missing_ticket_gets_401_problem(pool: PgPool) {
         "authorization",
         format!("Bearer {token}").parse().expect("header"),
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+    let mut socket = Connection::connect(request)
         .await
         .expect("a bearer header opens the socket");
-    send(&mut socket, &join("phone-h")).await;
+    socket.send(&join("phone-h")).await.expect("send");
     assert!(matches!(
-        receive(&mut socket, PATIENCE).await,
+        socket.receive(PATIENCE).await,
         Received::Message(Message::Peer { .. })
     ));
     server.stop().await;
@@ -196,8 +198,8 @@ async fn logout_and_deactivation_close_open_sockets(pool: PgPool) {
     let (ana, _) = technician(&pool, "ana@example.com").await;
     let (token, ticket) = session_for(&pool, &ana).await;
     let (_, other_ticket) = session_for(&pool, &ana).await;
-    let mut phone = Client::connect(&server, &ticket).await;
-    let mut tablet = Client::connect(&server, &other_ticket).await;
+    let mut phone = Client::connect(&server.url(&ticket)).await;
+    let mut tablet = Client::connect(&server.url(&other_ticket)).await;
 
     atiende_core::auth::logout(&pool, &token)
         .await
@@ -237,7 +239,7 @@ async fn an_expired_session_closes_its_socket(pool: PgPool) {
         ticket.expires_at <= chrono::Utc::now() + chrono::Duration::seconds(4),
         "a ticket does not outlive its session"
     );
-    let mut phone = Client::connect(&server, &ticket.ticket).await;
+    let mut phone = Client::connect(&server.url(&ticket.ticket)).await;
     wait_for_session_close(&mut phone).await;
     janitor.stop().await;
     server.stop().await;
@@ -254,6 +256,8 @@ async fn missing_and_forbidden_documents_get_the_same_doc_unavailable(pool: PgPo
     let missing = DocumentId::generate().expect("id");
 
     let (mut socket, server_id) = joined(&server, &token, "phone-1").await;
+    let mut phone = Peer::new("phone-1");
+    phone.joined(server_id.clone());
     let hello = {
         let mut doc = automerge::AutoCommit::new();
         let mut state = automerge::sync::State::new();
@@ -263,29 +267,19 @@ async fn missing_and_forbidden_documents_get_the_same_doc_unavailable(pool: PgPo
     for as_request in [true, false] {
         let mut frames = Vec::new();
         for id in [missing, forbidden] {
-            let (sender_id, target_id, document_id, data) = (
-                "phone-1".to_owned(),
-                server_id.clone(),
-                id.to_string(),
-                hello.clone(),
-            );
             let message = if as_request {
-                Message::Request {
-                    sender_id,
-                    target_id,
-                    document_id,
-                    data,
-                }
+                phone.request_carrying(id, hello.clone())
             } else {
-                Message::Sync {
-                    sender_id,
-                    target_id,
-                    document_id,
-                    data,
-                }
+                phone.sync_carrying(id, hello.clone())
             };
-            send(&mut socket, &message).await;
-            frames.push((id, receive_frame(&mut socket).await));
+            socket.send(&message).await.expect("send");
+            frames.push((
+                id,
+                socket
+                    .receive_frame(PATIENCE)
+                    .await
+                    .expect("a binary frame"),
+            ));
         }
         // Each answer is exactly the canonical `doc-unavailable`: nothing tells them apart but
         // the id the peer asked about.
@@ -310,8 +304,8 @@ async fn revoking_access_stops_the_document_live(pool: PgPool) {
     let (beto, tb) = technician(&pool, "beto@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
 
-    let mut a = Client::connect(&server, &ta).await;
-    let mut b = Client::connect(&server, &tb).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
     for c in [&mut a, &mut b] {
         c.request(id).await;
         c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
@@ -350,8 +344,8 @@ async fn two_technicians_converge_and_every_change_is_stored(pool: PgPool) {
     let (beto, tb) = technician(&pool, "beto@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
 
-    let mut a = Client::connect(&server, &ta).await;
-    let mut b = Client::connect(&server, &tb).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
     a.request(id).await;
     a.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
         .await;
@@ -412,7 +406,7 @@ async fn read_only_changes_are_neither_applied_nor_stored(pool: PgPool) {
     let (cliente, tc) = customer(&pool, "cliente@example.com", "1234567").await;
     let id = report(&server, &[(ana.id, Mode::Write), (cliente.id, Mode::Read)]).await;
 
-    let mut c = Client::connect(&server, &tc).await;
+    let mut c = Client::connect(&server.url(&tc)).await;
     c.request(id).await;
     c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
         .await;
@@ -420,7 +414,7 @@ async fn read_only_changes_are_neither_applied_nor_stored(pool: PgPool) {
 
     // Automerge 0.12 clients do not even send changes to a peer that says it is read-only for
     // them; older ones (and hostile ones) do.
-    c.ignore_read_only_flag(id);
+    ignore_read_only_flag(&mut c, id);
     c.change(id, |d| put(d, "status", "hacked")).await;
     let message = c.next_error().await;
     assert!(message.contains("read-only"), "{message}");
@@ -434,7 +428,7 @@ async fn read_only_changes_are_neither_applied_nor_stored(pool: PgPool) {
     assert_eq!(server.state.stats().read_only_rejections, 1);
 
     // The reader keeps receiving the document; writers never see its change.
-    let mut a = Client::connect(&server, &ta).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
     a.request(id).await;
     a.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
         .await;
@@ -454,7 +448,7 @@ async fn read_only_changes_are_neither_applied_nor_stored(pool: PgPool) {
         .await
         .expect("grant");
     a.settle(QUIET).await;
-    a.ignore_read_only_flag(id);
+    ignore_read_only_flag(&mut a, id);
     a.change(id, |d| put(d, "observations", "late edit")).await;
     let message = a.next_error().await;
     assert!(message.contains("read-only"), "{message}");
@@ -473,8 +467,8 @@ async fn a_change_that_cannot_be_stored_reaches_nobody(pool: PgPool) {
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let (beto, tb) = technician(&pool, "beto@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
-    let mut a = Client::connect(&server, &ta).await;
-    let mut b = Client::connect(&server, &tb).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
     for c in [&mut a, &mut b] {
         c.request(id).await;
         c.wait_until(id, |d| get_str(d, "status").is_some()).await;
@@ -508,7 +502,7 @@ async fn a_change_that_cannot_be_stored_reaches_nobody(pool: PgPool) {
         .execute(&pool)
         .await
         .expect("drop trigger");
-    let mut b = Client::connect(&server, &tb).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
     b.request(id).await;
     b.wait_until(id, |d| get_str(d, "status").is_some()).await;
     b.settle(QUIET).await;
@@ -529,8 +523,8 @@ async fn changes_survive_a_restart(pool: PgPool) {
     let (beto, tb) = technician(&pool, "beto@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
 
-    let mut a = Client::connect(&server, &ta).await;
-    let mut b = Client::connect(&server, &tb).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
     a.request(id).await;
     b.request(id).await;
     a.wait_until(id, |d| get_str(d, "status").is_some()).await;
@@ -548,7 +542,7 @@ async fn changes_survive_a_restart(pool: PgPool) {
     }
 
     let server = Server::start(pool.clone()).await;
-    let mut b = Client::connect(&server, &tb).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
     b.request(id).await;
     b.wait_until(id, |d| get_str(d, "arrival").as_deref() == Some("08:10"))
         .await;
@@ -568,7 +562,7 @@ async fn server_changes_reach_open_peers(pool: PgPool) {
         )
         .await
         .expect("create");
-    let mut c = Client::connect(&server, &tc).await;
+    let mut c = Client::connect(&server.url(&tc)).await;
     c.request(inbox).await;
     c.settle(QUIET).await;
     assert!(
@@ -606,9 +600,9 @@ async fn ephemeral_messages_reach_only_peers_on_the_document(pool: PgPool) {
     let id = report(&server, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
     let other = report(&server, &[(carla.id, Mode::Write)]).await;
 
-    let mut a = Client::connect(&server, &ta).await;
-    let mut b = Client::connect(&server, &tb).await;
-    let mut c = Client::connect(&server, &tc).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
+    let mut c = Client::connect(&server.url(&tc)).await;
     a.request(id).await;
     b.request(id).await;
     c.request(other).await;
@@ -617,8 +611,8 @@ async fn ephemeral_messages_reach_only_peers_on_the_document(pool: PgPool) {
     }
 
     let ephemeral = |from: &Client, document: DocumentId| Message::Ephemeral {
-        sender_id: from.peer_id.clone(),
-        target_id: from.server_id.clone(),
+        sender_id: from.peer_id().to_owned(),
+        target_id: from.server_id().to_owned(),
         count: 1,
         session_id: "session-1".to_owned(),
         document_id: document.to_string(),
@@ -634,8 +628,8 @@ async fn ephemeral_messages_reach_only_peers_on_the_document(pool: PgPool) {
             data,
             ..
         }) => {
-            assert_eq!(sender_id, a.peer_id);
-            assert_eq!(target_id, b.peer_id);
+            assert_eq!(sender_id, a.peer_id());
+            assert_eq!(target_id, b.peer_id());
             assert_eq!(document_id, id.to_string());
             assert_eq!(data, vec![0xa1, 0x61, 0x78, 0x01]);
         }
@@ -660,8 +654,8 @@ async fn a_second_connection_with_the_same_peer_id_retires_the_first(pool: PgPoo
     let (_, tb) = technician(&pool, "beto@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write)]).await;
 
-    let mut old = Client::connect_as(&server, &ta, "phone-1").await;
-    let mut new = Client::connect_as(&server, &ta, "phone-1").await;
+    let mut old = Client::connect_as(&server.url(&ta), "phone-1").await;
+    let mut new = Client::connect_as(&server.url(&ta), "phone-1").await;
     old.settle(QUIET).await;
     match &old.closed {
         Some(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal),
@@ -671,8 +665,8 @@ async fn a_second_connection_with_the_same_peer_id_retires_the_first(pool: PgPoo
     new.wait_until(id, |d| get_str(d, "status").is_some()).await;
 
     // Another user cannot take the peer id over.
-    let mut socket = connect_raw(&server.url(&tb)).await;
-    send(&mut socket, &join("phone-1")).await;
+    let mut socket = Connection::connect(server.url(&tb)).await.expect("connect");
+    socket.send(&join("phone-1")).await.expect("send");
     expect_error_and_close(&mut socket).await;
     new.change(id, |d| put(d, "still", "here")).await;
     new.settle(QUIET).await;
@@ -689,7 +683,7 @@ async fn bad_frames_get_an_error_and_a_close_and_others_are_served(pool: PgPool)
     let server = Server::start_with(pool.clone(), settings).await;
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write)]).await;
-    let mut bystander = Client::connect(&server, &ta).await;
+    let mut bystander = Client::connect(&server.url(&ta)).await;
     bystander.request(id).await;
     bystander.settle(QUIET).await;
 
@@ -719,62 +713,57 @@ async fn bad_frames_get_an_error_and_a_close_and_others_are_served(pool: PgPool)
         ),
     ];
     for (what, frame) in unjoined {
-        let mut socket = connect_raw(&server.url(&ta)).await;
-        futures_util::SinkExt::send(&mut socket, frame)
-            .await
-            .expect("send");
+        let mut socket = Connection::connect(server.url(&ta)).await.expect("connect");
+        socket.send_frame(frame).await.expect("send");
         let text = expect_error_and_close(&mut socket).await;
         assert!(!text.is_empty(), "{what}");
     }
 
     // After joining: a sync message that is not an Automerge sync message.
     let (mut socket, server_id) = joined(&server, &ta, "phone-y").await;
-    send(
-        &mut socket,
-        &Message::Sync {
+    socket
+        .send(&Message::Sync {
             sender_id: "phone-y".to_owned(),
             target_id: server_id,
             document_id: id.to_string(),
             data: vec![1, 2, 3],
-        },
-    )
-    .await;
+        })
+        .await
+        .expect("send");
     let text = expect_error_and_close(&mut socket).await;
     assert!(text.contains("sync message"), "{text}");
 
     // Far above the limit: refused before it is read; the socket is closed.
-    let mut socket = connect_raw(&server.url(&ta)).await;
-    let _ = futures_util::SinkExt::send(
-        &mut socket,
-        tungstenite::Message::binary(vec![0xa0; 1024 * 1024]),
-    )
-    .await;
+    let mut socket = Connection::connect(server.url(&ta)).await.expect("connect");
+    let _ = socket
+        .send_frame(tungstenite::Message::binary(vec![0xa0; 1024 * 1024]))
+        .await;
     loop {
-        match receive(&mut socket, PATIENCE).await {
+        match socket.receive(PATIENCE).await {
             Received::Message(Message::Error { .. }) => {}
-            Received::Closed(_) => break,
+            Received::Closed(_) | Received::Lost(_) => break,
             other => panic!("expected the connection to close, got {other:?}"),
         }
     }
 
     // Unknown message types are ignored and counted.
     let (mut socket, server_id) = joined(&server, &ta, "phone-z").await;
-    send_bytes(
-        &mut socket,
-        vec![0xa1, 0x64, b't', b'y', b'p', b'e', 0x63, b'f', b'o', b'o'],
-    )
-    .await;
-    send(
-        &mut socket,
-        &Message::Request {
+    socket
+        .send_frame(tungstenite::Message::binary(vec![
+            0xa1, 0x64, b't', b'y', b'p', b'e', 0x63, b'f', b'o', b'o',
+        ]))
+        .await
+        .expect("send");
+    socket
+        .send(&Message::Request {
             sender_id: "phone-z".to_owned(),
             target_id: server_id,
             document_id: DocumentId::generate().expect("id").to_string(),
             data: vec![0x42, 0, 0, 0, 0],
-        },
-    )
-    .await;
-    match receive(&mut socket, PATIENCE).await {
+        })
+        .await
+        .expect("send");
+    match socket.receive(PATIENCE).await {
         Received::Message(Message::DocUnavailable { .. }) => {}
         other => panic!("expected doc-unavailable after an unknown message, got {other:?}"),
     }
@@ -788,7 +777,7 @@ async fn bad_frames_get_an_error_and_a_close_and_others_are_served(pool: PgPool)
         stored_once(&pool, id, "still", "fine").await.as_deref(),
         Some("fine")
     );
-    let mut fresh = Client::connect(&server, &ta).await;
+    let mut fresh = Client::connect(&server.url(&ta)).await;
     fresh.request(id).await;
     fresh
         .wait_until(id, |d| get_str(d, "still").as_deref() == Some("fine"))
@@ -809,7 +798,8 @@ async fn floods_are_cut_off(pool: PgPool) {
     let (mut socket, _) = joined(&server, &token, "phone-1").await;
     let unknown = vec![0xa1, 0x64, b't', b'y', b'p', b'e', 0x63, b'f', b'o', b'o'];
     for _ in 0..100 {
-        if futures_util::SinkExt::send(&mut socket, tungstenite::Message::binary(unknown.clone()))
+        if socket
+            .send_frame(tungstenite::Message::binary(unknown.clone()))
             .await
             .is_err()
         {
@@ -829,7 +819,7 @@ async fn silent_peers_are_dropped_and_live_ones_kept(pool: PgPool) {
     };
     let server = Server::start_with(pool.clone(), settings).await;
     let (_, token) = technician(&pool, "ana@example.com").await;
-    let mut live = Client::connect(&server, &token).await;
+    let mut live = Client::connect(&server.url(&token)).await;
     // Never reads, so never answers a ping.
     let (mut silent, _) = joined(&server, &token, "phone-silent").await;
     live.settle(Duration::from_millis(800)).await;
@@ -839,10 +829,11 @@ async fn silent_peers_are_dropped_and_live_ones_kept(pool: PgPool) {
     );
     assert_eq!(server.state.stats().connections, 1);
     loop {
-        match receive(&mut silent, PATIENCE).await {
-            Received::Closed(_) => break,
+        match silent.receive(PATIENCE).await {
+            Received::Closed(_) | Received::Lost(_) => break,
             Received::Message(_) => {}
             Received::Nothing => panic!("the silent peer was never dropped"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     server.stop().await;
@@ -860,7 +851,7 @@ async fn idle_documents_are_unloaded_and_reload(pool: PgPool) {
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write)]).await;
 
-    let mut a = Client::connect(&server, &ta).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
     a.request(id).await;
     a.change(id, |d| put(d, "probe", "1")).await;
     a.settle(QUIET).await;
@@ -872,7 +863,7 @@ async fn idle_documents_are_unloaded_and_reload(pool: PgPool) {
         "an open document is not idle"
     );
 
-    a.socket.close(None).await.expect("close");
+    a.connection.close().await.expect("close");
     a.settle(QUIET).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while server.state.stats().connections > 0 {
@@ -883,13 +874,13 @@ async fn idle_documents_are_unloaded_and_reload(pool: PgPool) {
     assert_eq!(server.state.unload_idle(), 1);
     assert_eq!(server.state.stats().loaded_documents, 0);
 
-    let mut a = Client::connect(&server, &ta).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
     a.request(id).await;
     a.wait_until(id, |d| get_str(d, "probe").as_deref() == Some("1"))
         .await;
 
     // The janitor does the same on its own.
-    a.socket.close(None).await.expect("close");
+    a.connection.close().await.expect("close");
     a.settle(QUIET).await;
     let janitor_state = server.state.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -922,7 +913,7 @@ async fn change_rows_are_compacted_into_a_snapshot(pool: PgPool) {
     let server = Server::start_with(pool.clone(), settings).await;
     let (ana, ta) = technician(&pool, "ana@example.com").await;
     let id = report(&server, &[(ana.id, Mode::Write)]).await;
-    let mut a = Client::connect(&server, &ta).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
     a.request(id).await;
     a.settle(QUIET).await;
     for i in 0..7 {
@@ -946,7 +937,7 @@ async fn change_rows_are_compacted_into_a_snapshot(pool: PgPool) {
 async fn shutdown_closes_connections_and_refuses_new_ones(pool: PgPool) {
     let server = Server::start(pool.clone()).await;
     let (_, token) = staff(&pool, "admin@example.com", Role::Admin).await;
-    let mut a = Client::connect(&server, &token).await;
+    let mut a = Client::connect(&server.url(&token)).await;
     server.state.shutdown(Duration::from_secs(5)).await;
     a.settle(QUIET).await;
     match &a.closed {

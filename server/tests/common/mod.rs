@@ -1,19 +1,16 @@
 //! What the tests that run the `atiende` binary share. Each test binary uses part of it.
 #![allow(dead_code)]
 
-pub mod device;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use atiende_core::auth::{self, NewUser, Password, User};
 use atiende_core::types::Role;
+use atiende_sync::DocumentId;
+use atiende_sync::client::Client;
+use automerge::ReadDoc;
 use sqlx::PgPool;
-
-/// How long a test waits for a frame or a condition before it gives up: generous, because a busy
-/// CI machine can stall the binary for seconds; nothing asserts how fast anything happened.
-pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The URL of the test's database, for the binary's `DATABASE_URL`.
 pub fn database_url(pool: &PgPool) -> String {
@@ -98,7 +95,7 @@ impl Atiende {
     }
 
     pub fn sync_url(&self, ticket: &str) -> String {
-        format!("ws://{}/api/v1/sync?ticket={ticket}", self.addr)
+        atiende_sync::client::sync_url(&self.addr, ticket)
     }
 
     /// Peak resident memory so far, in bytes (VmHWM, which no allocator can hide).
@@ -148,4 +145,14 @@ pub async fn technician_with_ticket(pool: &PgPool, email: &str) -> (User, String
         .expect("sync ticket")
         .ticket;
     (user, ticket)
+}
+
+/// A device joined at `url` (the sync URL with its ticket) with the document as the server has it.
+pub async fn device(url: &str, id: DocumentId) -> Client {
+    let mut device = Client::connect(url).await;
+    device.request(id).await;
+    device
+        .wait_until(id, |doc| doc.length(automerge::ROOT) > 0)
+        .await;
+    device
 }

@@ -1,24 +1,24 @@
-//! A sync server started in-process on port 0, users with sync tickets, and a protocol client
-//! built from our own codec and the `automerge` crate, talking over tokio-tungstenite.
+//! A sync server started in-process on port 0, users with sync tickets, the crate's own client
+//! (`atiende_sync::client`) and what the tests check with it.
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use atiende_core::auth::{self, Hashing, NewUser, Password, Registration, User};
 use atiende_core::types::{DocumentType, Role};
-use atiende_sync::{DocumentId, Message, PROTOCOL_V1, SyncSettings, SyncState, decode, encode};
-use automerge::sync::{self, SyncDoc};
-use automerge::{AutoCommit, ReadDoc};
-use futures_util::{SinkExt, StreamExt};
+// The client as the tests use it; each test binary uses part of it.
+#[allow(unused_imports)]
+pub use atiende_sync::client::{
+    Client, Connection, PATIENCE, Peer, Received, get_str, join, new_peer_id,
+};
+use atiende_sync::{DocumentId, Message, SyncSettings, SyncState};
+use automerge::AutoCommit;
+use automerge::sync;
 use sqlx::PgPool;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A field report document created by the server with `status: scheduled`.
 pub async fn report(server: &Server, access: &[(uuid::Uuid, atiende_sync::Mode)]) -> DocumentId {
@@ -40,11 +40,6 @@ pub async fn stored_str(pool: &PgPool, id: DocumentId, key: &str) -> Option<Stri
         .expect("document exists");
     get_str(&stored.doc, key)
 }
-
-/// How long a test waits for something that should happen promptly: a deadline, never a
-/// duration the test relies on, so it is generous enough for a loaded 2-core machine running
-/// the whole suite (tests that pass return as soon as their condition holds).
-pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -70,7 +65,7 @@ impl Server {
 
     /// The sync URL with a ticket, as `POST /api/v1/sync/ticket` gives it.
     pub fn url(&self, ticket: &str) -> String {
-        format!("ws://{}/api/v1/sync?ticket={ticket}", self.addr)
+        atiende_sync::client::sync_url(self.addr, ticket)
     }
 
     /// Closes every connection, then stops accepting.
@@ -144,325 +139,26 @@ pub async fn customer(pool: &PgPool, email: &str, document_number: &str) -> (Use
     (user, token)
 }
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// What arrived on a socket.
-#[derive(Debug)]
-pub enum Received {
-    Message(Message),
-    Closed(Option<CloseFrame>),
-    Nothing,
-}
-
-pub async fn connect_raw(url: &str) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(url)
+/// A connection that has joined as `peer_id`, and the server's peer id.
+pub async fn joined(server: &Server, token: &str, peer_id: &str) -> (Connection, String) {
+    let mut socket = Connection::connect(server.url(token))
         .await
         .expect("connect");
-    socket
+    let server_id = socket.join(peer_id, PATIENCE).await.expect("peer");
+    (socket, server_id)
 }
 
-pub async fn receive(socket: &mut Socket, within: Duration) -> Received {
-    // One deadline for the call: the server's keepalive pings must not extend it.
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let next = tokio::time::timeout_at(deadline, socket.next()).await;
-        match next {
-            Err(_) => return Received::Nothing,
-            Ok(None) => return Received::Closed(None),
-            Ok(Some(Err(_))) => return Received::Closed(None),
-            Ok(Some(Ok(WsMessage::Binary(bytes)))) => {
-                return Received::Message(decode(&bytes).expect("server frames decode"));
-            }
-            Ok(Some(Ok(WsMessage::Close(frame)))) => return Received::Closed(frame),
-            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => {}
-            Ok(Some(Ok(other))) => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-pub fn join(peer_id: &str) -> Message {
-    Message::Join {
-        sender_id: peer_id.to_owned(),
-        supported_protocol_versions: vec![PROTOCOL_V1.to_owned()],
-        peer_metadata: None,
-    }
-}
-
-pub fn new_peer_id() -> String {
-    format!("test-{}", uuid::Uuid::new_v4())
-}
-
-/// A protocol client holding its own copies of the documents it opened.
-pub struct Client {
-    pub socket: Socket,
-    pub peer_id: String,
-    pub server_id: String,
-    pub docs: HashMap<DocumentId, (AutoCommit, sync::State)>,
-    /// Messages other than `sync` that arrived while syncing, oldest first.
-    pub inbox: VecDeque<Message>,
-    pub closed: Option<Option<CloseFrame>>,
-}
-
-impl Client {
-    pub async fn connect(server: &Server, token: &str) -> Client {
-        Client::connect_as(server, token, &new_peer_id()).await
-    }
-
-    pub async fn connect_as(server: &Server, token: &str, peer_id: &str) -> Client {
-        let mut socket = connect_raw(&server.url(token)).await;
-        send(&mut socket, &join(peer_id)).await;
-        let Received::Message(Message::Peer { sender_id, .. }) =
-            receive(&mut socket, PATIENCE).await
-        else {
-            panic!("no `peer` answer");
-        };
-        Client {
-            socket,
-            peer_id: peer_id.to_owned(),
-            server_id: sender_id,
-            docs: HashMap::new(),
-            inbox: VecDeque::new(),
-            closed: None,
-        }
-    }
-
-    pub async fn send(&mut self, message: &Message) {
-        send(&mut self.socket, message).await;
-    }
-
-    /// Starts syncing a document we do not have, as automerge-repo's `find` does.
-    pub async fn request(&mut self, id: DocumentId) {
-        let mut doc = AutoCommit::new();
-        let mut state = sync::State::new();
-        let data = doc
-            .sync()
-            .generate_sync_message(&mut state)
-            .expect("first sync message")
-            .encode();
-        self.docs.insert(id, (doc, state));
-        let message = Message::Request {
-            sender_id: self.peer_id.clone(),
-            target_id: self.server_id.clone(),
-            document_id: id.to_string(),
-            data,
-        };
-        self.send(&message).await;
-    }
-
-    /// Sends our next sync message for the document, if there is one.
-    pub async fn push(&mut self, id: DocumentId) {
-        let (doc, state) = self.docs.get_mut(&id).expect("document opened");
-        let next = doc.sync().generate_sync_message(state);
-        if let Some(message) = next {
-            let message = Message::Sync {
-                sender_id: self.peer_id.clone(),
-                target_id: self.server_id.clone(),
-                document_id: id.to_string(),
-                data: message.encode(),
-            };
-            self.send(&message).await;
-        }
-    }
-
-    /// Edits our copy and sends the change.
-    pub async fn change(&mut self, id: DocumentId, edit: impl FnOnce(&mut AutoCommit)) {
-        let (doc, _) = self.docs.get_mut(&id).expect("document opened");
-        edit(doc);
-        doc.commit();
-        self.push(id).await;
-    }
-
-    /// Handles one incoming message (answering sync messages); false when nothing came within
-    /// `within` or the socket closed.
-    pub async fn step(&mut self, within: Duration) -> bool {
-        match receive(&mut self.socket, within).await {
-            Received::Message(Message::Sync {
-                document_id, data, ..
-            }) => {
-                let id = DocumentId::parse(&document_id).expect("document id");
-                let (doc, state) = self.docs.get_mut(&id).expect("document opened");
-                let message = sync::Message::decode(&data).expect("sync message");
-                doc.sync()
-                    .receive_sync_message(state, message)
-                    .expect("apply sync message");
-                self.push(id).await;
-                true
-            }
-            Received::Message(other) => {
-                self.inbox.push_back(other);
-                true
-            }
-            Received::Closed(frame) => {
-                self.closed = Some(frame);
-                false
-            }
-            Received::Nothing => false,
-        }
-    }
-
-    /// Syncs until nothing arrives for `quiet`.
-    pub async fn settle(&mut self, quiet: Duration) {
-        while self.step(quiet).await {}
-    }
-
-    /// [`Self::wait_until`] while `other` keeps answering the server too, as a real client
-    /// does: when a bloom filter false positive makes the server miss a change, it asks the
-    /// sender for it, and a sender that is not listening would stall the test.
-    pub async fn wait_until_with(
-        &mut self,
-        other: &mut Client,
-        id: DocumentId,
-        done: impl Fn(&AutoCommit) -> bool,
-    ) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some((doc, _)) = self.docs.get(&id)
-                && done(doc)
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: document never reached the expected state",
-                self.peer_id
-            );
-            self.step(Duration::from_millis(20)).await;
-            other.step(Duration::from_millis(20)).await;
-            assert!(
-                self.closed.is_none(),
-                "connection closed: {:?}",
-                self.closed
-            );
-        }
-    }
-
-    /// Syncs until our copy of the document satisfies `done`.
-    pub async fn wait_until(&mut self, id: DocumentId, done: impl Fn(&AutoCommit) -> bool) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some((doc, _)) = self.docs.get(&id)
-                && done(doc)
-            {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let (doc, state) = self.docs.get(&id).expect("document opened");
-                let keys: Vec<String> = doc.keys(automerge::ROOT).collect();
-                panic!(
-                    "{}: document never reached the expected state; keys {keys:?}, inbox {:?}, \
-                     sync state {state:?}",
-                    self.peer_id, self.inbox
-                );
-            }
-            if !self.step(Duration::from_millis(200)).await {
-                assert!(
-                    self.closed.is_none(),
-                    "connection closed: {:?}",
-                    self.closed
-                );
-            }
-        }
-    }
-
-    /// Waits for a message other than `sync`.
-    pub async fn next_other(&mut self) -> Option<Message> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.inbox.is_empty() && tokio::time::Instant::now() < deadline {
-            if !self.step(Duration::from_millis(200)).await && self.closed.is_some() {
-                break;
-            }
-        }
-        self.inbox.pop_front()
-    }
-
-    /// Waits for an `error` message and returns its text: steps (answering sync messages) until
-    /// one arrives, however long a busy machine takes, up to [`PATIENCE`].
-    pub async fn next_error(&mut self) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(at) = self
-                .inbox
-                .iter()
-                .position(|m| matches!(m, Message::Error { .. }))
-                && let Some(Message::Error { message, .. }) = self.inbox.remove(at)
-            {
-                return message;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: no `error` message; inbox {:?}, closed {:?}",
-                self.peer_id,
-                self.inbox,
-                self.closed
-            );
-            if !self.step(Duration::from_millis(200)).await && self.closed.is_some() {
-                // The error comes before the close frame: it is in the inbox or never came.
-                assert!(
-                    self.inbox
-                        .iter()
-                        .any(|m| matches!(m, Message::Error { .. })),
-                    "{}: closed without an `error`: {:?}",
-                    self.peer_id,
-                    self.closed
-                );
-            }
-        }
-    }
-
-    /// Forgets that the server said it is read-only for us, as a client built on an older
-    /// Automerge (automerge-repo 2.x ships one) does: such a client sends its changes anyway.
-    ///
-    /// It also forgets which changes the server said it has, so that our next message carries
-    /// every change for certain: otherwise a bloom filter false positive (Automerge accepts
-    /// about 1%) makes us send only our heads, and a read-only server never asks for the
-    /// missing change, so the test would wait for an `error` that never comes.
-    pub fn ignore_read_only_flag(&mut self, id: DocumentId) {
-        let state = &mut self.docs.get_mut(&id).expect("document opened").1;
-        state.peer_read_only = false;
-        state.their_have = Some(vec![sync::Have {
-            last_sync: Vec::new(),
-            bloom: sync::BloomFilter::default(),
-        }]);
-        state.sent_hashes.clear();
-    }
-
-    pub fn doc(&mut self, id: DocumentId) -> &mut AutoCommit {
-        &mut self.docs.get_mut(&id).expect("document opened").0
-    }
-}
-
-pub async fn send(socket: &mut Socket, message: &Message) {
-    send_bytes(socket, encode(message)).await;
-}
-
-pub async fn send_bytes(socket: &mut Socket, bytes: Vec<u8>) {
-    socket
-        .send(WsMessage::Binary(bytes.into()))
-        .await
-        .expect("send");
-}
-
-/// Reads frames until an `error` message and a close frame arrive (in that order).
-pub async fn expect_error_and_close(socket: &mut Socket) -> String {
-    let text = match receive(socket, PATIENCE).await {
+/// Reads frames until an `error` message and the end of the connection arrive (in that order).
+pub async fn expect_error_and_close(socket: &mut Connection) -> String {
+    let text = match socket.receive(PATIENCE).await {
         Received::Message(Message::Error { message, .. }) => message,
         other => panic!("expected an `error` message, got {other:?}"),
     };
-    match receive(socket, PATIENCE).await {
-        Received::Closed(_) => {}
+    match socket.receive(PATIENCE).await {
+        Received::Closed(_) | Received::Lost(_) => {}
         other => panic!("expected the connection to close, got {other:?}"),
     }
     text
-}
-
-/// A string field, whether a plain string (as Rust writes them) or a text object (as
-/// JavaScript's Automerge 3 writes them).
-pub fn get_str(doc: &AutoCommit, key: &str) -> Option<String> {
-    match doc.get(automerge::ROOT, key) {
-        Ok(Some((automerge::Value::Object(automerge::ObjType::Text), obj))) => doc.text(&obj).ok(),
-        Ok(Some((value, _))) => value.as_str().map(str::to_owned),
-        _ => None,
-    }
 }
 
 pub fn put(doc: &mut AutoCommit, key: &str, value: &str) {
@@ -470,33 +166,21 @@ pub fn put(doc: &mut AutoCommit, key: &str, value: &str) {
     doc.put(automerge::ROOT, key, value).expect("put");
 }
 
-pub fn is_close_error(e: &tungstenite::Error) -> bool {
-    matches!(
-        e,
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed
-    )
-}
-
-/// The next binary frame, undecoded.
-pub async fn receive_frame(socket: &mut Socket) -> Vec<u8> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio::time::timeout_at(deadline, socket.next()).await {
-            Ok(Some(Ok(WsMessage::Binary(bytes)))) => return bytes.to_vec(),
-            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => {}
-            other => panic!("expected a binary frame, got {other:?}"),
-        }
-    }
-}
-
-/// A joined socket and the server's peer id.
-pub async fn joined(server: &Server, token: &str, peer_id: &str) -> (Socket, String) {
-    let mut socket = connect_raw(&server.url(token)).await;
-    send(&mut socket, &join(peer_id)).await;
-    match receive(&mut socket, PATIENCE).await {
-        Received::Message(Message::Peer { sender_id, .. }) => (socket, sender_id),
-        other => panic!("no `peer` answer: {other:?}"),
-    }
+/// Forgets that the server said it is read-only for us, as a client built on an older
+/// Automerge (automerge-repo 2.x ships one) does: such a client sends its changes anyway.
+///
+/// It also forgets which changes the server said it has, so that our next message carries
+/// every change for certain: otherwise a bloom filter false positive (Automerge accepts
+/// about 1%) makes us send only our heads, and a read-only server never asks for the
+/// missing change, so the test would wait for an `error` that never comes.
+pub fn ignore_read_only_flag(client: &mut Client, id: DocumentId) {
+    let state = client.sync_state(id);
+    state.peer_read_only = false;
+    state.their_have = Some(vec![sync::Have {
+        last_sync: Vec::new(),
+        bloom: sync::BloomFilter::default(),
+    }]);
+    state.sent_hashes.clear();
 }
 
 /// What `read` gives once `done` holds for it (or what it gives after [`PATIENCE`]): the server
