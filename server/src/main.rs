@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use atiende_core::auth::Password;
 use atiende_core::types::Role;
+use atiende_server::embedded_pg::test_suite;
 use atiende_server::{Database, Settings, admin, demo};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
@@ -48,7 +49,30 @@ enum Command {
     /// The Telegram bot.
     #[command(subcommand)]
     Telegram(TelegramCommand),
+    /// Find or start a PostgreSQL for the test suite and print `export DATABASE_URL='…'`.
+    ///
+    /// scripts/test runs `eval "$(atiende test-database)"`; what was chosen goes to standard error.
+    /// In order: DATABASE_URL if set; else a server on 127.0.0.1:5432 that lets role `postgres`
+    /// create databases without a password; else a private cluster of the installed PostgreSQL
+    /// under --data-dir (here target/test-postgres unless given), left running for the next run.
+    /// That cluster runs without fsync: never point it at data you want to keep.
+    TestDatabase(TestDatabaseArgs),
 }
+
+#[derive(Args)]
+struct TestDatabaseArgs {
+    /// Always use the private cluster, even when DATABASE_URL is set or a server answers on
+    /// 127.0.0.1 (a suite that must not share its server).
+    #[arg(long)]
+    private: bool,
+    /// The port on 127.0.0.1 to look for a server on.
+    #[arg(long, default_value_t = 5432)]
+    port: u16,
+}
+
+/// Where `test-database` keeps its private cluster unless --data-dir says otherwise: apart from
+/// the server's ./data, because it runs without fsync.
+const TEST_DATA_DIR: &str = "target/test-postgres";
 
 #[derive(Subcommand)]
 enum TelegramCommand {
@@ -180,7 +204,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command, settings)) {
+    let command = match cli.command {
+        Command::TestDatabase(args) => {
+            let data_dir = cli.data_dir.unwrap_or_else(|| PathBuf::from(TEST_DATA_DIR));
+            return runtime.block_on(test_database(args, &settings, data_dir));
+        }
+        other => other,
+    };
+    match runtime.block_on(execute(command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -190,6 +221,30 @@ fn main() -> ExitCode {
 }
 
 type AnyError = Box<dyn std::error::Error>;
+
+/// Prints the `export DATABASE_URL=…` line for the test suite, or says on stderr what is missing.
+async fn test_database(args: TestDatabaseArgs, settings: &Settings, data_dir: PathBuf) -> ExitCode {
+    let search = test_suite::Search {
+        database_url: settings
+            .database_url
+            .as_ref()
+            .map(|u| u.expose().to_owned()),
+        private: args.private,
+        port: args.port,
+        data_dir,
+    };
+    let say = |line: &str| eprintln!("atiende test-database: {line}");
+    match test_suite::find_or_start(&search, say).await {
+        Ok(url) => {
+            println!("{}", test_suite::export_line(&url));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say(&format!("error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
 
 async fn execute(command: Command, mut settings: Settings) -> Result<(), AnyError> {
     match command {
@@ -363,8 +418,7 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
             if let Some(percents) = set {
                 atiende_core::terms::set_warning_percents(pool, &percents).await?;
             }
-            let schedule =
-                atiende_core::terms::load_schedule(&mut *pool.acquire().await?).await?;
+            let schedule = atiende_core::terms::load_schedule(&mut *pool.acquire().await?).await?;
             let shown: Vec<String> = schedule
                 .warning_percents
                 .iter()
@@ -390,7 +444,8 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
         | Command::Demo { .. }
         | Command::Migrate
         | Command::VapidKeys
-        | Command::Telegram(_) => {
+        | Command::Telegram(_)
+        | Command::TestDatabase(_) => {
             unreachable!("handled by execute")
         }
     }

@@ -411,3 +411,180 @@ async fn serve_runs_on_its_own_postgres_and_stops_cleanly() {
     terminate(&mut child.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `atiende test-database` with `args`, with DATABASE_URL as given (or unset).
+fn test_database(args: &[&str], database_url: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atiende"));
+    cmd.arg("test-database")
+        .args(args)
+        .env("ATIENDE_LOG", "warn")
+        .env_remove("DATABASE_URL");
+    if let Some(url) = database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    cmd.output().expect("run atiende test-database")
+}
+
+/// What `DATABASE_URL` a shell has after `eval` of the printed line.
+fn eval_in_shell(printed: &str) -> String {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            r#"eval "$1" && printf '%s' "$DATABASE_URL""#,
+            "sh",
+            printed,
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run sh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("atiende-cli-pg-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// scripts/test runs `eval "$(atiende test-database)"`: DATABASE_URL, when set, comes back as is,
+/// quoted so that the shell reads it back unchanged.
+#[test]
+fn test_database_prints_the_database_url_it_is_given() {
+    let url = "postgres://tester:it's$HOME@db.example:6543/atiende_it";
+    let data_dir = scratch_dir();
+    let out = test_database(&["--data-dir", &data_dir.to_string_lossy()], Some(url));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "export DATABASE_URL='postgres://tester:it'\\''s$HOME@db.example:6543/atiende_it'\n"
+    );
+    assert!(stderr(&out).contains("DATABASE_URL"), "{}", stderr(&out));
+    assert_eq!(eval_in_shell(&stdout(&out)), url);
+    assert!(!data_dir.exists(), "no cluster is made when one is given");
+}
+
+/// Without DATABASE_URL, a server on 127.0.0.1 that lets role `postgres` create databases is used.
+/// The suite's own PostgreSQL is such a server when scripts/test found it on 127.0.0.1.
+#[test]
+fn test_database_uses_a_local_server_that_lets_postgres_in() {
+    let suite: sqlx::postgres::PgConnectOptions = std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL for the suite")
+        .parse()
+        .expect("the suite's DATABASE_URL");
+    if suite.get_socket().is_some()
+        || suite.get_host() != "127.0.0.1"
+        || suite.get_username() != "postgres"
+    {
+        eprintln!("skipped: the suite's PostgreSQL is not role postgres on 127.0.0.1");
+        return;
+    }
+    let port = suite.get_port().to_string();
+    let data_dir = scratch_dir();
+    let out = test_database(
+        &["--port", &port, "--data-dir", &data_dir.to_string_lossy()],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("export DATABASE_URL='postgres://postgres@127.0.0.1:{port}/postgres'\n")
+    );
+    assert!(
+        stderr(&out).contains(&format!("using the PostgreSQL server on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !data_dir.exists(),
+        "no cluster is made when a server is there"
+    );
+}
+
+/// Runs the "stop it with: …" command `test-database` printed, even when an assertion fails.
+struct StopCluster(Option<String>);
+
+impl Drop for StopCluster {
+    fn drop(&mut self) {
+        if let Some(command) = self.0.take() {
+            let _ = Command::new("sh").args(["-c", &command]).status();
+        }
+    }
+}
+
+/// A server on the port that is no PostgreSQL is passed over for a private cluster, which keeps
+/// running after the command exits, is found again by the next run, and stops as it says.
+#[tokio::test]
+async fn test_database_starts_a_private_cluster_that_outlives_it() {
+    use sqlx::Connection as _;
+
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = impostor.local_addr().expect("address").port().to_string();
+    std::thread::spawn(move || {
+        for stream in impostor.incoming() {
+            drop(stream);
+        }
+    });
+    let dir = scratch_dir();
+    let data_dir = dir.join("data").to_string_lossy().into_owned();
+
+    let out = test_database(&["--port", &port, "--data-dir", &data_dir], None);
+    let err = stderr(&out);
+    let stop = err
+        .split("(stop it with: ")
+        .nth(1)
+        .and_then(|rest| rest.split(")\n").next())
+        .map(str::to_owned);
+    let mut cluster = StopCluster(stop);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("a server answers on 127.0.0.1:{port}"))
+            && err.contains("not using it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("started a test PostgreSQL") && err.contains("left it running"),
+        "{err}"
+    );
+    let printed = stdout(&out);
+    assert!(
+        printed.starts_with("export DATABASE_URL='postgres:///atiende?host="),
+        "{printed}"
+    );
+
+    // The command has exited; its cluster still takes connections, and lets the tests create
+    // databases.
+    let url = eval_in_shell(&printed);
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let can_create: bool = sqlx::query_scalar(
+        "select rolcreatedb or rolsuper from pg_roles where rolname = current_user",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("query");
+    assert!(can_create);
+    conn.close().await.expect("close");
+
+    // --private ignores DATABASE_URL and finds the same cluster running.
+    let again = test_database(
+        &["--private", "--data-dir", &data_dir],
+        Some("postgres://nobody@db.example/none"),
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("using the test PostgreSQL already running"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stdout(&again), printed);
+
+    let stop = cluster.0.take().expect("a command to stop the cluster");
+    let stopped = Command::new("sh")
+        .args(["-c", &stop])
+        .output()
+        .expect("run the stop command");
+    assert!(stopped.status.success(), "{stop}: {}", stderr(&stopped));
+    assert!(
+        sqlx::PgConnection::connect(&url).await.is_err(),
+        "the cluster stopped"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,7 +17,7 @@ pub fn database_url(pool: &PgPool) -> String {
     let o = pool.connect_options();
     let user = o.get_username();
     let db = o.get_database().unwrap_or("postgres");
-    // A Unix socket (the private cluster of scripts/ensure-postgres.sh) is not the host: sqlx
+    // A Unix socket (the private cluster of `atiende test-database`) is not the host: sqlx
     // keeps it apart and leaves the host at its default.
     match o.get_socket() {
         Some(dir) => format!(
