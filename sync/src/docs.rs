@@ -359,13 +359,14 @@ impl SyncState {
         }
         d.last_used = Instant::now();
         if changed && d.incremental_rows >= d.compact_at {
-            match storage::compact(&self.inner.db, id).await {
+            match storage::compact_held(&self.inner.db, id, &d.seen, &mut d.doc).await {
                 Ok(done) => {
                     d.incremental_rows = d.incremental_rows.saturating_sub(done.folded_rows);
                     d.stored_bytes = done.snapshot_bytes as u64;
-                    // The rows we had are folded; the snapshot may also hold rows another
-                    // process stored that we have not read yet, so the next refresh reads it.
-                    d.seen = storage::Seen::default();
+                    // Saved from this copy, the snapshot is what it holds; otherwise it may also
+                    // hold rows another process stored that we have not read yet, so the next
+                    // refresh reads it.
+                    d.seen = done.seen.unwrap_or_default();
                     d.compact_at = self.inner.settings.compact_after;
                     tracing::debug!(document = %id, folded = done.folded_rows, bytes = done.snapshot_bytes, "compacted");
                 }

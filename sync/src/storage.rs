@@ -397,17 +397,40 @@ pub async fn append_with_retry(db: &PgPool, id: DocumentId, changes: &[u8]) -> R
 }
 
 /// What a compaction did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compaction {
     /// Change rows folded into the snapshot and deleted.
     pub folded_rows: usize,
     /// Size of the new snapshot in bytes.
     pub snapshot_bytes: usize,
+    /// What is stored now, when the snapshot was saved from the copy in memory (see
+    /// [`compact_held`]): that copy holds exactly this.
+    pub seen: Option<Seen>,
 }
 
 /// Folds every change row of the document into a new snapshot, deleting the rows in the same
 /// transaction. Rows appended meanwhile (by this or another process) are left for next time.
 pub async fn compact(db: &PgPool, id: DocumentId) -> Result<Compaction> {
+    compact_with(db, id, None).await
+}
+
+/// The same, for a process that holds the document in memory having seen `seen`: when what is
+/// stored is exactly that, the snapshot is saved from `doc` rather than assembled again from the
+/// stored rows, which costs reading them back and loading them.
+pub async fn compact_held(
+    db: &PgPool,
+    id: DocumentId,
+    seen: &Seen,
+    doc: &mut AutoCommit,
+) -> Result<Compaction> {
+    compact_with(db, id, Some((seen, doc))).await
+}
+
+async fn compact_with(
+    db: &PgPool,
+    id: DocumentId,
+    held: Option<(&Seen, &mut AutoCommit)>,
+) -> Result<Compaction> {
     let key = id.to_string();
     let mut tx = db.begin().await?;
     // Serialises compactions of one document; `no key update` does not block appends, whose
@@ -421,27 +444,51 @@ pub async fn compact(db: &PgPool, id: DocumentId) -> Result<Compaction> {
     if exists.is_none() {
         return Err(StorageError::NoSuchDocument(id));
     }
-    let Content {
-        snapshot, changes, ..
-    } = read_content(&mut *tx, &key).await?;
-    if changes.is_empty() {
+    let stored = sqlx::query!(
+        r#"select s.version, s.bytes,
+                  array(select seq from sync_changes where document_id = $1 order by seq) as "seqs!"
+           from (select) as one
+           left join (select (extract(epoch from updated_at) * 1000000)::bigint as version,
+                             octet_length(data) as bytes
+                      from sync_snapshots where document_id = $1) as s on true"#,
+        key
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if stored.seqs.is_empty() {
         return Ok(Compaction {
             folded_rows: 0,
-            snapshot_bytes: snapshot.map_or(0, |s| s.len()),
+            snapshot_bytes: usize::try_from(stored.bytes.unwrap_or(0)).unwrap_or(0),
+            seen: None,
         });
     }
-    let mut doc = assemble(id, snapshot.as_deref(), &changes)?;
-    let bytes = doc.save();
-    let seqs: Vec<i64> = changes.iter().map(|(seq, _)| *seq).collect();
+    let holds_all = |seen: &Seen| {
+        let mut rows = seen.rows.clone();
+        rows.sort_unstable();
+        rows.dedup();
+        seen.snapshot == stored.version && rows == stored.seqs
+    };
+    let (bytes, seqs, from_memory) = match held {
+        Some((seen, doc)) if holds_all(seen) => (doc.save(), stored.seqs, true),
+        _ => {
+            let Content {
+                snapshot, changes, ..
+            } = read_content(&mut *tx, &key).await?;
+            let mut doc = assemble(id, snapshot.as_deref(), &changes)?;
+            let seqs: Vec<i64> = changes.iter().map(|(seq, _)| *seq).collect();
+            (doc.save(), seqs, false)
+        }
+    };
     // `updated_at` is the snapshot's version for other processes (`Seen::snapshot`): the clock,
     // not the transaction start, so two compactions never share one.
-    sqlx::query!(
-        "insert into sync_snapshots (document_id, data) values ($1, $2)
-         on conflict (document_id) do update set data = excluded.data, updated_at = clock_timestamp()",
+    let version = sqlx::query_scalar!(
+        r#"insert into sync_snapshots (document_id, data) values ($1, $2)
+           on conflict (document_id) do update set data = excluded.data, updated_at = clock_timestamp()
+           returning (extract(epoch from updated_at) * 1000000)::bigint as "version!""#,
         key,
         bytes,
     )
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     sqlx::query!(
         "delete from sync_changes where document_id = $1 and seq = any($2)",
@@ -454,6 +501,10 @@ pub async fn compact(db: &PgPool, id: DocumentId) -> Result<Compaction> {
     Ok(Compaction {
         folded_rows: seqs.len(),
         snapshot_bytes: bytes.len(),
+        seen: from_memory.then(|| Seen {
+            snapshot: Some(version),
+            rows: Vec::new(),
+        }),
     })
 }
 

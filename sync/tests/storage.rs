@@ -219,3 +219,47 @@ async fn corrupt_content_is_an_error_not_an_empty_document(pool: PgPool) {
         "a failed compaction deletes nothing"
     );
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_copy_holding_all_that_is_stored_becomes_the_snapshot(pool: PgPool) {
+    let id = report(&pool, &[]).await;
+    let a = edit(&pool, id, "a").await;
+    storage::append(&pool, id, &a).await.expect("append");
+    let mut held = storage::load(&pool, id)
+        .await
+        .expect("load")
+        .expect("exists");
+
+    // The copy holds exactly what is stored: it is saved, and it is told what it now holds.
+    let done = storage::compact_held(&pool, id, &held.seen, &mut held.doc)
+        .await
+        .expect("compact");
+    assert_eq!(done.folded_rows, 1);
+    let seen = done.seen.expect("the snapshot was saved from the copy");
+    assert!(seen.rows.is_empty() && seen.snapshot.is_some());
+    let unseen = storage::read_unseen(&pool, id, &seen)
+        .await
+        .expect("read unseen");
+    assert!(unseen.snapshot.is_none() && unseen.rows.is_empty());
+    assert_eq!(change_rows(&pool, id).await, 0);
+
+    // Another process stores a change the copy has not read: the copy is not saved over it.
+    let b = edit(&pool, id, "b").await;
+    storage::append(&pool, id, &b).await.expect("append");
+    let done = storage::compact_held(&pool, id, &seen, &mut held.doc)
+        .await
+        .expect("compact");
+    assert_eq!((done.folded_rows, done.seen), (1, None));
+    let stored = storage::load(&pool, id)
+        .await
+        .expect("load")
+        .expect("exists");
+    for key in ["status", "a", "b"] {
+        assert!(get_str(&stored.doc, key).is_some(), "{key}");
+    }
+    assert_eq!(
+        get_str(&held.doc, "b"),
+        None,
+        "the copy itself is untouched"
+    );
+}
