@@ -16,7 +16,7 @@ use crate::lock;
 use crate::peers::{CloseReason, PeerLink};
 use crate::registry::{DocHandle, LoadedDoc, Slot, Subscriber};
 use crate::state::SyncState;
-use crate::storage::{self, Mode, StorageError};
+use crate::storage::{self, DocumentKind, Mode, StorageError};
 use crate::{DocumentId, Message};
 
 /// What ends a connection from inside document work.
@@ -457,6 +457,28 @@ impl SyncState {
         }
         self.fan_out(id, &mut slot, 0, true).await;
         Ok(true)
+    }
+
+    /// Runs `read` on the document's copy in memory, first brought up to date with what other
+    /// processes stored, so it holds at least everything committed before the call. `None` when
+    /// no copy is held here (or nobody has it open, so it was dropped): read it from storage.
+    pub(crate) async fn read_held<T>(
+        &self,
+        id: DocumentId,
+        read: impl FnOnce(DocumentKind, &mut AutoCommit) -> T,
+    ) -> Result<Option<T>, StorageError> {
+        if !self.is_loaded(id) {
+            return Ok(None);
+        }
+        self.refresh_document(id).await?;
+        let Some(handle) = self.existing_handle(id) else {
+            return Ok(None);
+        };
+        let mut slot = handle.slot.lock().await;
+        Ok(match &mut *slot {
+            Slot::Loaded(d) => Some(read(d.kind, &mut d.doc)),
+            Slot::Unloaded | Slot::Gone => None,
+        })
     }
 
     /// [`Self::refresh_document`] for every document in memory.

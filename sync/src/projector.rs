@@ -107,17 +107,16 @@ impl SyncState {
     }
 
     async fn project(&self, id: DocumentId) -> Result<(), ProjectionError> {
-        let Some(mut stored) = storage::load(self.db(), id).await? else {
-            return Ok(());
+        // From the copy in memory when one is held (the document is being synced), which spares
+        // reading and loading it again; from storage otherwise.
+        let (kind, heads, content) = match self.read_held(id, view).await? {
+            Some(view) => view?,
+            None => match storage::load(self.db(), id).await? {
+                Some(mut stored) => view(stored.kind, &mut stored.doc)?,
+                None => return Ok(()),
+            },
         };
-        let heads: Vec<String> = stored
-            .doc
-            .get_heads()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let content = serde_json::to_value(automerge::AutoSerde::from(&stored.doc))?;
-        match stored.kind {
+        match kind {
             DocumentKind::FieldReport => {
                 let mut tx = self.db().begin().await?;
                 let projected = field_reports::project(&mut tx, id, &heads, &content).await?;
@@ -193,6 +192,16 @@ impl SyncState {
             .await?;
         Ok(())
     }
+}
+
+/// What a projection reads of a document: its kind, its heads and its content as JSON.
+fn view(
+    kind: DocumentKind,
+    doc: &mut AutoCommit,
+) -> Result<(DocumentKind, Vec<String>, Value), serde_json::Error> {
+    let heads = doc.get_heads().iter().map(ToString::to_string).collect();
+    let content = serde_json::to_value(automerge::AutoSerde::from(&*doc))?;
+    Ok((kind, heads, content))
 }
 
 /// The two queues the projector works; keys are their primary keys as text.

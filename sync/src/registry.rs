@@ -50,8 +50,7 @@ impl LoadedDoc {
 
 pub(crate) struct LoadedDoc {
     pub doc: AutoCommit,
-    // Read by the projections that come later; kept with the document so they need no query.
-    #[allow(dead_code)]
+    /// Read by the projector, which projects from this copy when it is held.
     pub kind: DocumentKind,
     pub subscribers: HashMap<u64, Subscriber>,
     pub incremental_rows: usize,
