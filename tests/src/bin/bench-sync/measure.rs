@@ -1,0 +1,73 @@
+//! CPU time and memory of processes, read from `/proc`: the server under test, the PostgreSQL
+//! backends serving it, and this driver.
+
+use std::collections::HashMap;
+
+use sqlx::PgPool;
+
+/// Marks the driver's own database sessions, which are left out of PostgreSQL's CPU figures.
+pub const DRIVER_APP: &str = "bench-sync-driver";
+
+/// Clock ticks per second, the unit of CPU times in `/proc`.
+pub fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// User plus system CPU time of a process (all its threads), in seconds.
+pub fn cpu_seconds(pid: &str, hz: f64) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name may hold spaces; the fields after it do not.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / hz
+}
+
+/// A `/proc/<pid>/status` figure in kB (`VmRSS`, `VmHWM`).
+pub fn status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::to_owned))
+        })
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds of every PostgreSQL backend serving the scratch database but ours.
+pub async fn backend_cpu(pool: &PgPool, hz: f64) -> HashMap<i32, f64> {
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "select pid from pg_stat_activity where datname = current_database() \
+         and coalesce(application_name, '') <> $1",
+    )
+    .bind(DRIVER_APP)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    pids.into_iter()
+        .map(|pid| (pid, cpu_seconds(&pid.to_string(), hz)))
+        .collect()
+}
+
+pub fn cpu_delta(before: &HashMap<i32, f64>, after: &HashMap<i32, f64>) -> f64 {
+    after
+        .iter()
+        .map(|(pid, t)| t - before.get(pid).copied().unwrap_or(0.0))
+        .sum()
+}
