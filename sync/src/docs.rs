@@ -319,7 +319,8 @@ impl SyncState {
             return Ok(false);
         }
         let bytes = d.doc.save_after(before);
-        match storage::append_with_retry(&self.inner.db, id, &bytes).await {
+        let stored = storage::with_retry(id, || self.inner.writer.append(id, bytes.clone())).await;
+        match stored {
             Ok(seq) => {
                 d.incremental_rows += 1;
                 d.stored_bytes += bytes.len() as u64;

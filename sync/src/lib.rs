@@ -26,6 +26,7 @@ mod server;
 mod sessions;
 mod state;
 pub mod storage;
+mod writer;
 
 pub use doc_id::{DocumentId, DocumentIdError};
 pub use docs::ChangeError;

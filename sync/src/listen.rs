@@ -15,11 +15,13 @@ use std::time::Duration;
 use atiende_core::documents::SYNC_CHANNEL;
 use atiende_core::worker::{self, Ended, Round};
 use serde::Deserialize;
+use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::state::SyncState;
+use crate::writer;
 use crate::{DocumentId, lock, storage};
 
 /// Wait before reconnecting after the database went away: from the first, doubling while it
@@ -106,7 +108,11 @@ impl SyncState {
             },
         );
         tokio::join!(stop, listener, announcer, catch_up);
-        if !self.announce_stored().await {
+        let announced = match self.inner.db.acquire().await {
+            Ok(mut conn) => self.announce_stored(&mut conn).await,
+            Err(_) => lock(&self.inner.unannounced).is_empty(),
+        };
+        if !announced {
             tracing::warn!(
                 "stopping with stored changes not announced: other processes see them with the next change to those documents"
             );
@@ -117,16 +123,31 @@ impl SyncState {
     /// storing transaction would serialise every commit on PostgreSQL's notification lock; one
     /// statement per batch, sent while the next batch gathers, costs that lock once. Returns
     /// when the database is away; what was not announced waits in the set for the next session.
-    async fn announce_session(&self) -> Result<Ended, &'static str> {
+    /// The session keeps its connection when the pool has room for it (see
+    /// `writer::may_hold`), sparing each announcement a round trip through the pool.
+    async fn announce_session(&self) -> Result<Ended, String> {
         let window = self.inner.settings.announce_window;
+        let mut held = None;
         loop {
             self.inner.announce.notified().await;
             if !window.is_zero() {
                 tokio::time::sleep(window).await;
             }
-            if !self.announce_stored().await {
+            let mut conn = match held.take() {
+                Some(conn) => conn,
+                None => match self.inner.db.acquire().await {
+                    Err(sqlx::Error::PoolClosed) => {
+                        return Ok(Ended::Finished("the database pool was closed"));
+                    }
+                    acquired => acquired.map_err(|e| format!("taking a connection: {e}"))?,
+                },
+            };
+            if !self.announce_stored(&mut conn).await {
                 self.inner.announce.notify_one();
-                return Err("the database is away");
+                return Err("announcing failed; the connection is taken again".into());
+            }
+            if writer::may_hold(&self.inner.db) {
+                held = Some(conn);
             }
         }
     }
@@ -163,14 +184,15 @@ impl SyncState {
         Ok(behind)
     }
 
-    /// Announces what is waiting. Returns false if some of it could not be sent (it is kept).
-    async fn announce_stored(&self) -> bool {
+    /// Announces what is waiting, on `conn`. Returns false if some of it could not be sent (it
+    /// is kept).
+    async fn announce_stored(&self, conn: &mut PgConnection) -> bool {
         let ids: Vec<DocumentId> = std::mem::take(&mut *lock(&self.inner.unannounced))
             .into_iter()
             .collect();
         for (i, batch) in ids.chunks(ANNOUNCE_BATCH).enumerate() {
             if let Err(e) =
-                storage::notify_stored(&self.inner.db, batch, Some(&self.inner.peer_id)).await
+                storage::notify_stored(&mut *conn, batch, Some(&self.inner.peer_id)).await
             {
                 tracing::warn!(error = %e, documents = batch.len(), "announcing stored changes; retrying");
                 lock(&self.inner.unannounced).extend(&ids[i * ANNOUNCE_BATCH..]);

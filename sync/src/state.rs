@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::peers::{Live, Peers};
 use crate::registry::Registry;
 use crate::storage::{self, DocumentKind, Mode, StorageError};
+use crate::writer::Writer;
 use crate::{DocumentId, lock};
 
 /// How the sync server behaves; `Default` is what production uses.
@@ -148,6 +149,8 @@ pub(crate) struct Inner {
     pub live: Mutex<HashMap<u64, Live>>,
     /// Each user's write budget, in bytes, shared by their connections.
     pub write_budgets: Mutex<HashMap<Uuid, WriteBudget>>,
+    /// Stores the changes peers send.
+    pub writer: Writer,
 }
 
 /// A token bucket of bytes that may go into debt: a message is refused only once the budget is
@@ -163,6 +166,7 @@ impl SyncState {
         let storage_id = storage::storage_id(&db).await?;
         Ok(SyncState {
             inner: Arc::new(Inner {
+                writer: Writer::start(db.clone()),
                 db,
                 settings,
                 peer_id: format!("atiende-{}", Uuid::new_v4()),

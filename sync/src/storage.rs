@@ -356,6 +356,37 @@ pub async fn append_from(db: impl PgExecutor<'_>, id: DocumentId, changes: &[u8]
     })
 }
 
+/// [`append_from`] for many changes at once, of one document or several, in one statement;
+/// returns their seqs in the order given. One that cannot be stored fails them all.
+pub async fn append_many(
+    db: impl PgExecutor<'_>,
+    ids: &[String],
+    data: &[&[u8]],
+) -> Result<Vec<i64>> {
+    // The seqs are drawn in `rows`, which is computed once, so each input row's seq is known
+    // without relying on the order `returning` gives rows back in.
+    sqlx::query_scalar!(
+        r#"with rows as (
+               select nextval(pg_get_serial_sequence('sync_changes', 'seq')) as seq, u.d, u.x, u.n
+               from unnest($1::text[], $2::bytea[]) with ordinality as u (d, x, n)
+           ), stored as (
+               insert into sync_changes (seq, document_id, data) overriding system value
+               select seq, d, x from rows
+           )
+           select seq as "seq!" from rows order by n"#,
+        ids,
+        data as &[&[u8]],
+    )
+    .fetch_all(db)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.constraint() == Some("sync_changes_document_id_fkey") => {
+            StorageError::Other("a document of the batch does not exist".into())
+        }
+        _ => StorageError::Database(e),
+    })
+}
+
 /// Tells every sync server that these documents have new stored changes; `origin` is the peer
 /// id of the server that stored them, which then does not read back what it already has.
 pub async fn notify_stored(
@@ -378,13 +409,17 @@ pub async fn notify_stored(
     Ok(())
 }
 
-/// [`append_from`], trying again after transient database errors (three attempts in about a
-/// second), so a blip does not fail the peer's connection.
-pub async fn append_with_retry(db: &PgPool, id: DocumentId, changes: &[u8]) -> Result<i64> {
+/// `append`, trying again after transient database errors (three attempts in about a second),
+/// so a blip does not fail the peer's connection.
+pub(crate) async fn with_retry<F, Fut>(id: DocumentId, mut append: F) -> Result<i64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<i64>>,
+{
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        match append_from(db, id, changes).await {
+        match append().await {
             Err(e) if e.is_transient() && attempt < 3 => {
                 tracing::warn!(document = %id, attempt, error = %e, "storing changes; retrying");
                 tokio::time::sleep(delay).await;

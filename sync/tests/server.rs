@@ -951,3 +951,45 @@ async fn shutdown_closes_connections_and_refuses_new_ones(pool: PgPool) {
     }
     server.stop().await;
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn many_peers_writing_at_once_through_a_held_connection_are_all_stored(pool: PgPool) {
+    // A pool with room to spare, as in production: the change writer and the announcer keep a
+    // connection of their own (test pools are too small for that).
+    let roomy = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(12)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .expect("a larger pool");
+    let server = Server::start_with(roomy, SyncSettings::default()).await;
+    let mut peers = Vec::new();
+    for i in 0..8 {
+        let (user, ticket) = technician(&pool, &format!("tecnico{i}@example.com")).await;
+        let id = report(&server, &[(user.id, Mode::Write)]).await;
+        let mut client = Client::connect(&server.url(&ticket)).await;
+        client.request(id).await;
+        client
+            .wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
+            .await;
+        peers.push((client, id));
+    }
+    // Every peer sends its changes without waiting, so appends of several documents meet in the
+    // writer's queue.
+    let sent = peers.iter_mut().map(|(client, id)| async move {
+        for n in 0..10 {
+            client
+                .change(*id, |d| put(d, "observations", &format!("visita {n}")))
+                .await;
+        }
+        client.wait_acknowledged(*id).await;
+    });
+    futures_util::future::join_all(sent).await;
+    for (_, id) in &peers {
+        assert_eq!(
+            stored_str(&pool, *id, "observations").await.as_deref(),
+            Some("visita 9")
+        );
+        assert_eq!(change_rows(&pool, *id).await, 10);
+    }
+    server.stop().await;
+}

@@ -263,3 +263,35 @@ async fn a_copy_holding_all_that_is_stored_becomes_the_snapshot(pool: PgPool) {
         "the copy itself is untouched"
     );
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn appends_of_several_documents_are_stored_together_or_not_at_all(pool: PgPool) {
+    let one = report(&pool, &[]).await;
+    let two = report(&pool, &[]).await;
+    let (a, b, c) = (
+        edit(&pool, one, "a").await,
+        edit(&pool, two, "b").await,
+        edit(&pool, one, "c").await,
+    );
+    let ids = [one.to_string(), two.to_string(), one.to_string()];
+    let seqs = storage::append_many(&pool, &ids, &[&a, &b, &c])
+        .await
+        .expect("append");
+    assert_eq!(seqs.len(), 3);
+    // Each seq is the row of the change given in its place.
+    for (seq, (id, data)) in seqs.iter().zip(ids.iter().zip([&a, &b, &c])) {
+        let row: (String, Vec<u8>) =
+            sqlx::query_as("select document_id, data from sync_changes where seq = $1")
+                .bind(seq)
+                .fetch_one(&pool)
+                .await
+                .expect("the row");
+        assert_eq!((&row.0, &row.1), (id, data));
+    }
+
+    // A batch naming a document that does not exist stores none of it.
+    let missing = DocumentId::generate().expect("id").to_string();
+    let refused = storage::append_many(&pool, &[two.to_string(), missing], &[&b, &b]).await;
+    assert!(refused.is_err());
+    assert_eq!(change_rows(&pool, two).await, 1);
+}
