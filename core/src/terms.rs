@@ -167,7 +167,7 @@ pub fn kept(pool: &PgPool) -> bool {
     cache_for(pool).lock().listeners > 0
 }
 
-/// How many times this process has read the terms of `pool`'s database (for tests and metrics).
+/// How many times this process has read the terms of `pool`'s database (tests watch it).
 pub fn loads(pool: &PgPool) -> u64 {
     cache_for(pool).lock().loads
 }

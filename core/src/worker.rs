@@ -104,6 +104,7 @@ pub async fn session<F, Fut, E>(
 {
     tokio::pin!(stop);
     tracing::info!(worker = name, "background worker started");
+    // Sessions in a row that ended sooner than `retry`.
     let mut early: u32 = 0;
     let why = loop {
         let started = tokio::time::Instant::now();
@@ -112,12 +113,11 @@ pub async fn session<F, Fut, E>(
             () = &mut stop => break "shutting down",
             ended = session() => ended,
         };
-        early = if started.elapsed() >= retry {
-            0
-        } else {
-            early.saturating_add(1)
-        };
+        if started.elapsed() >= retry {
+            early = 0;
+        }
         let wait = backoff(retry, early, most);
+        early = early.saturating_add(1);
         match ended {
             Ok(Ended::Finished(why)) => break why,
             Ok(Ended::Again) => {
