@@ -1,6 +1,6 @@
 //! One simulated device: joins, opens its documents when the coordinator says so, makes its
-//! changes at its pace and times their acknowledgements (and, in c), their arrival on the other
-//! devices), the same way against both servers.
+//! changes at its pace and times their acknowledgements (and, in c) and f), their arrival on the
+//! other devices), the same way against both servers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,11 +9,11 @@ use std::time::Duration;
 use atiende_sync::client::{Connection, Peer, Received, join};
 use atiende_sync::{DocumentId, Message};
 use automerge::{AutoCommit, ChangeHash};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use uuid::Uuid;
 
-use crate::scenarios::{Pace, edit, initial};
+use crate::scenarios::{Pace, edit};
 
 pub type SentAt = Arc<Mutex<HashMap<ChangeHash, std::time::Instant>>>;
 
@@ -30,8 +30,9 @@ pub const DONE_DRAINED: u8 = 2;
 pub struct DeviceSpec {
     pub index: usize,
     pub url: String,
-    /// Document id and whether this device opens it first (and, on the reference, announces it).
-    pub docs: Vec<(DocumentId, bool)>,
+    /// Document id, whether this device opens it first (and, on the reference, announces it),
+    /// and its initial content as Atiende saved it.
+    pub docs: Vec<(DocumentId, bool, Arc<[u8]>)>,
     pub announce: bool,
     pub changes: usize,
     pub pace: Pace,
@@ -39,6 +40,9 @@ pub struct DeviceSpec {
     pub step: watch::Receiver<u8>,
     pub done: mpsc::UnboundedSender<u8>,
     pub sent_at: Option<SentAt>,
+    /// Held while connecting and while opening documents, so that only so many devices do at
+    /// once.
+    pub permits: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -63,6 +67,7 @@ struct Slot {
     pending: VecDeque<(ChangeHash, Instant)>,
     first: bool,
     opened: bool,
+    saved: Arc<[u8]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,11 +103,11 @@ impl Device {
     fn open(&mut self, i: usize) {
         let slot = &mut self.slots[i];
         slot.opened = true;
-        let mut doc = AutoCommit::new();
-        if slot.first && self.announce {
-            initial(&mut doc).expect("initial content");
-            doc.commit();
-        }
+        let doc = if slot.first && self.announce {
+            AutoCommit::load(&slot.saved).expect("initial content")
+        } else {
+            AutoCommit::new()
+        };
         if let Some(message) = self.peer.open(slot.id, doc) {
             self.send(message);
         }
@@ -248,6 +253,7 @@ pub async fn device(mut spec: DeviceSpec) -> DeviceResult {
             *told += 1;
         }
     };
+    let mut permit = spec.permits.clone().acquire_owned().await.ok();
     let connected = timeout(
         Duration::from_secs(60),
         Connection::connect(spec.url.as_str()),
@@ -291,11 +297,12 @@ pub async fn device(mut spec: DeviceSpec) -> DeviceResult {
     let slots = spec
         .docs
         .iter()
-        .map(|&(id, first)| Slot {
-            id,
+        .map(|(id, first, saved)| Slot {
+            id: *id,
             pending: VecDeque::new(),
-            first,
+            first: *first,
             opened: false,
+            saved: saved.clone(),
         })
         .collect();
     let mut dev = Device {
@@ -327,10 +334,12 @@ pub async fn device(mut spec: DeviceSpec) -> DeviceResult {
                     stage = Stage::OpeningOwned;
                 }
                 Stage::OpeningOwned if dev.all(|s| s.first) => {
+                    drop(permit.take());
                     tell(&mut told, DONE_OWNED);
                     stage = Stage::WaitingForRest;
                 }
                 Stage::WaitingForRest if step >= STEP_OPEN_REST => {
+                    permit = spec.permits.clone().acquire_owned().await.ok();
                     for i in 0..dev.slots.len() {
                         if !dev.slots[i].opened {
                             dev.open(i);
@@ -339,15 +348,20 @@ pub async fn device(mut spec: DeviceSpec) -> DeviceResult {
                     stage = Stage::OpeningRest;
                 }
                 Stage::OpeningRest if dev.all(|_| true) => {
+                    drop(permit.take());
                     tell(&mut told, DONE_OPEN);
                     stage = Stage::Ready;
                 }
                 Stage::Ready if step >= STEP_GO => {
-                    next_change = Some(match spec.pace {
-                        Pace::AfterAck => Instant::now(),
-                        Pace::Every { offset, .. } => Instant::now() + offset,
-                    });
-                    stage = Stage::Running;
+                    next_change = match spec.pace {
+                        Pace::AfterAck => Some(Instant::now()),
+                        Pace::Every { offset, .. } => Some(Instant::now() + offset),
+                        Pace::Idle => None,
+                    };
+                    stage = match spec.pace {
+                        Pace::Idle => Stage::Draining,
+                        _ => Stage::Running,
+                    };
                 }
                 Stage::Running if result.sent >= spec.changes => {
                     next_change = None;
@@ -411,6 +425,7 @@ pub async fn device(mut spec: DeviceSpec) -> DeviceResult {
                     Pace::AfterAck => None,
                     // Delayed rather than bunched up when the driver falls behind.
                     Pace::Every { period, .. } => Some((change_at + period).max(Instant::now())),
+                    Pace::Idle => None,
                 };
             }
             () = sleep_until(drain_at), if stage == Stage::Draining => {}

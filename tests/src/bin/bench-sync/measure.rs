@@ -42,27 +42,54 @@ pub fn cpu_seconds(pid: &str, hz: f64) -> f64 {
 pub fn status_kb(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::to_owned))
-        })
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .and_then(|s| kb_field(&s, key))
         .unwrap_or(0)
 }
 
-/// CPU seconds of every PostgreSQL backend serving the scratch database but ours.
-pub async fn backend_cpu(pool: &PgPool, hz: f64) -> HashMap<i32, f64> {
-    let pids: Vec<i32> = sqlx::query_scalar(
+/// Every PostgreSQL backend serving the scratch database but ours.
+async fn backends(pool: &PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
         "select pid from pg_stat_activity where datname = current_database() \
          and coalesce(application_name, '') <> $1",
     )
     .bind(DRIVER_APP)
     .fetch_all(pool)
     .await
-    .unwrap_or_default();
-    pids.into_iter()
+    .unwrap_or_default()
+}
+
+/// CPU seconds of every PostgreSQL backend serving the scratch database but ours.
+pub async fn backend_cpu(pool: &PgPool, hz: f64) -> HashMap<i32, f64> {
+    backends(pool)
+        .await
+        .into_iter()
         .map(|pid| (pid, cpu_seconds(&pid.to_string(), hz)))
         .collect()
+}
+
+/// Memory of the PostgreSQL backends serving the scratch database but ours, in kB: the sum of
+/// their proportional set sizes (`Pss` in `/proc/<pid>/smaps_rollup`). Each backend's RSS counts
+/// every page of shared buffers it has touched, so RSS summed over backends counts the shared
+/// memory once per backend; `Pss` charges a shared page to each process mapping it in equal
+/// parts, so the sum counts each page once among them (their fair part of `shared_buffers`).
+pub async fn backend_pss_kb(pool: &PgPool) -> u64 {
+    backends(pool)
+        .await
+        .into_iter()
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+                .ok()
+                .and_then(|s| kb_field(&s, "Pss"))
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// `key:   1234 kB` in a `/proc` file.
+fn kb_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 pub fn cpu_delta(before: &HashMap<i32, f64>, after: &HashMap<i32, f64>) -> f64 {

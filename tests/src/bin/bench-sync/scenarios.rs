@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::Args;
 
@@ -15,6 +16,8 @@ pub enum Pace {
     AfterAck,
     /// This long after its previous change (the first one `offset` after the start).
     Every { period: Duration, offset: Duration },
+    /// Never: the device only holds its documents open and receives.
+    Idle,
 }
 
 pub struct Scenario {
@@ -140,6 +143,31 @@ pub fn scenario(key: char, args: &Args) -> Option<Scenario> {
                 duration: Duration::from_secs(args.d_seconds),
             }
         }
+        'f' => {
+            let (docs, device_docs) = layout(args.f_devices, g, true);
+            let active = args.f_active.clamp(1, args.f_devices.max(1));
+            let (changes, active_pace) = at_rate(active, args.f_rate, args.f_seconds);
+            // Active devices spread over the groups, so each change reaches idle devices.
+            let stride = args.f_devices / active;
+            let mut pace = vec![Pace::Idle; args.f_devices];
+            for (k, p) in active_pace.into_iter().enumerate() {
+                pace[k * stride] = p;
+            }
+            Scenario {
+                key,
+                title: format!(
+                    "f) scale: {} devices connected, each with its own and its group's document \
+                     open; {} of them making {} changes/s in total for {} s",
+                    args.f_devices, active, args.f_rate, args.f_seconds
+                ),
+                docs,
+                device_docs,
+                changes,
+                pace,
+                track_arrivals: true,
+                duration: Duration::from_secs(args.f_seconds),
+            }
+        }
         'e' => {
             let (docs, device_docs) = layout(args.e_devices, g, true);
             Scenario {
@@ -161,21 +189,28 @@ pub fn scenario(key: char, args: &Args) -> Option<Scenario> {
     })
 }
 
-/// What every document starts with, on both servers.
-pub fn initial(doc: &mut AutoCommit) -> Result<(), automerge::AutomergeError> {
-    doc.put(ROOT, "status", "scheduled")?;
-    doc.put(ROOT, "observations", "")?;
-    doc.put(ROOT, "updated_at", 0_i64)?;
-    Ok(())
+/// The visit of every benchmark work order.
+pub const ADDRESS: &str = "Carrera 1 # 2-34, Cartagena";
+pub const SERVICE_TYPE: &str = "Control de plagas";
+
+pub fn scheduled_at() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_261_600, 0).unwrap_or_default()
 }
 
-/// One device's edit: a technician's note and a counter, the same size for every change.
+/// One device's edit, a valid field report every time (`core/src/field_reports.rs` `parse`), so
+/// the server projects it into its work order's rows: the technician's note and the arrival time,
+/// the same size for every change.
 pub fn edit(doc: &mut AutoCommit, device: usize, i: usize) {
     let note = format!(
         "device {device:04} change {i:06}: kitchen and storage room treated, no activity found"
     );
+    let arrival = scheduled_at() + chrono::Duration::seconds(i as i64);
     doc.put(ROOT, "observations", note)
         .expect("put observations");
-    doc.put(ROOT, "updated_at", i as i64)
-        .expect("put updated_at");
+    doc.put(
+        ROOT,
+        "arrival_at",
+        arrival.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+    .expect("put arrival_at");
 }
