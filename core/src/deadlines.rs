@@ -297,7 +297,7 @@ pub(crate) async fn rewrite_alerts(
 
 pub async fn inputs(conn: &mut PgConnection, case_id: Uuid) -> Result<ClockInputs> {
     let case = sqlx::query!(
-        r#"select created_at, legal_term_days, priority as "priority: Priority" from cases where id = $1"#,
+        r#"select received_at, legal_term_days, priority as "priority: Priority" from cases where id = $1"#,
         case_id
     )
     .fetch_optional(&mut *conn)
@@ -323,7 +323,7 @@ pub async fn inputs(conn: &mut PgConnection, case_id: Uuid) -> Result<ClockInput
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(ClockInputs {
-        filed_at: case.created_at,
+        filed_at: case.received_at,
         legal_term_days: u32::try_from(case.legal_term_days).unwrap_or(0),
         priority: case.priority,
         events,

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod blobs;
 pub mod calendar;
+pub mod case_links;
 pub mod cases;
 pub mod clocks;
 pub mod contacts;

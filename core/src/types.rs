@@ -81,7 +81,8 @@ impl Role {
 }
 
 text_enum!(
-    /// PQRS(D) types, plus the two kinds of petition Ley 1755 gives other terms.
+    /// PQRS(D) types, the two kinds of petition Ley 1755 gives other terms, and the two habeas-data
+    /// requests of Ley 1581 (a consultation and a claim about one's personal data).
     CaseType, "snake_case", "snake_case" {
         Peticion => "peticion",
         Queja => "queja",
@@ -90,6 +91,11 @@ text_enum!(
         Denuncia => "denuncia",
         SolicitudInformacion => "solicitud_informacion",
         Consulta => "consulta",
+        // Ley 1581 de 2012 art. 14: someone asks what personal data the company holds of them.
+        DatosConsulta => "datos_consulta",
+        // Ley 1581 de 2012 art. 15: someone asks to correct, update or delete their data, or
+        // withdraws their consent.
+        DatosReclamo => "datos_reclamo",
     }
 );
 
@@ -102,6 +108,10 @@ text_enum!(
         Web => "web",
         Phone => "phone",
         Email => "email",
+        // Taken by staff at the front desk.
+        InPerson => "in_person",
+        // A letter staff registered.
+        Letter => "letter",
     }
 );
 

@@ -37,8 +37,12 @@ pub enum Filed {
     Existing(Case),
 }
 
-fn request_hash(customer_id: Uuid, c: &NewCase) -> Vec<u8> {
+fn request_hash(customer_id: Uuid, c: &NewCase, received_at: Option<DateTime<Utc>>) -> Vec<u8> {
     let mut h = Sha256::new();
+    // Staff registering a case also say when it was received; a retry says the same.
+    if let Some(at) = received_at {
+        h.update(at.timestamp_micros().to_be_bytes());
+    }
     for part in [
         customer_id.as_bytes().as_slice(),
         c.case_type.as_str().as_bytes(),
@@ -61,18 +65,32 @@ pub async fn file(
     filed_by: Option<&User>,
     new: NewCase,
 ) -> Result<Filed> {
+    file_received(pool, customer_id, filed_by, new, None).await
+}
+
+/// Files a case received earlier, at `received_at` (a call, a visit or a letter staff register
+/// afterwards): the legal term and the clocks run from then, so a clock may be late already; the
+/// radicado is numbered now, when it is registered. `None` means received now.
+pub(super) async fn file_received(
+    pool: &PgPool,
+    customer_id: Uuid,
+    filed_by: Option<&User>,
+    new: NewCase,
+    received_at: Option<DateTime<Utc>>,
+) -> Result<Filed> {
     let new = NewCase {
         subject: Text::<input::Subject>::parse(&new.subject)?.into_string(),
         description: Text::<input::Description>::parse(&new.description)?.into_string(),
         ..new
     };
-    let hash = request_hash(customer_id, &new);
+    let hash = request_hash(customer_id, &new, received_at);
     if let Some(existing) = existing_filing(pool, new.id, customer_id, &hash).await? {
         return Ok(Filed::Existing(existing));
     }
 
     let now = Utc::now();
-    let filed_on = local_date(now);
+    let received = received_at.unwrap_or(now).min(now);
+    let filed_on = local_date(received);
     let terms = terms::current(pool).await?;
     let (term, schedule) = (terms.legal_term_days(new.case_type)?, &terms.schedule);
     let due = schedule.calendar.add_business_days(filed_on, term);
@@ -82,11 +100,11 @@ pub async fn file(
     let start = |clock: Clock| deadlines::StoredEvent {
         clock,
         kind: Kind::Start,
-        at: now,
+        at: received,
         extend_to: None,
     };
     let inputs = deadlines::ClockInputs {
-        filed_at: now,
+        filed_at: received,
         legal_term_days: term,
         priority,
         events: vec![
@@ -102,6 +120,15 @@ pub async fn file(
     let alert_percents: Vec<i16> = alerts.iter().map(|a| a.1).collect();
     let alert_instants: Vec<DateTime<Utc>> = alerts.iter().map(|a| a.2).collect();
     let actor_role = filed_by.map_or("system", |u| u.role.as_str());
+    // The trail says when a case registered afterwards was actually received.
+    let note = received_at.map(|at| {
+        format!(
+            "received by {} at {}",
+            new.channel,
+            at.with_timezone(&crate::calendar::COLOMBIA)
+                .format("%Y-%m-%d %H:%M %:z")
+        )
+    });
 
     let mut tx = pool.begin().await?;
     // The counter row stays locked until commit: one statement, then commit, keeps that short.
@@ -114,17 +141,17 @@ pub async fn file(
              insert into cases (id, radicado, type, subject, description, channel, customer_id, filed_by,
                                 request_hash, status, impact, urgency, priority, legal_term_days,
                                 legal_due_date, created_at, updated_at, first_response_due_at, resolution_due_at,
-                                chat_id)
+                                chat_id, received_at)
              select $1, 'PQRS-' || $2::int || '-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
-                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23
+                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23, $24
              from n
              returning id, radicado
          ), e as (
-             insert into case_events (case_id, actor_id, actor_role, at, kind, from_status, to_status, visible_to_customer)
-             select c.id, $8, $16, $15, 'filed', null, 'received', true from c
+             insert into case_events (case_id, actor_id, actor_role, at, kind, from_status, to_status, visible_to_customer, comment)
+             select c.id, $8, $16, $15, 'filed', null, 'received', true, $25 from c
          ), k as (
              insert into case_clock_events (case_id, clock, kind, at)
-             select c.id, k.clock, 'start', $15
+             select c.id, k.clock, 'start', $24
              from c cross join (values ('legal'), ('first_response'), ('resolution')) as k (clock)
          ), a as (
              -- The acknowledgement, in this one statement (the counter row is locked until commit);
@@ -162,6 +189,8 @@ pub async fn file(
         &alert_percents,
         &alert_instants,
         new.chat_id,
+        received,
+        note,
     )
     .fetch_one(&mut *tx)
     .await;
@@ -180,6 +209,80 @@ pub async fn file(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// How far back staff may date a request they register: a call or a letter is registered within
+/// this many business days of its receipt.
+pub const MAX_BACKDATE_BUSINESS_DAYS: u32 = 10;
+
+/// A request a staff member registers for a customer who called, came to the front desk or
+/// wrote a letter.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub customer_id: Uuid,
+    pub case: NewCase,
+    /// When the company actually received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Registers a case taken by staff (`channel` phone, in person or letter) with the instant it was
+/// received: never in the future, at most [`MAX_BACKDATE_BUSINESS_DAYS`] business days back. The
+/// customer hears of it as of any case; the staff member is named in the trail as who registered it.
+pub async fn register(pool: &PgPool, staff: &User, r: Registration) -> Result<Filed> {
+    if !staff.role.is_staff() {
+        return Err(Error::forbidden(
+            "role_not_allowed",
+            "only staff register cases for customers",
+        ));
+    }
+    if !matches!(
+        r.case.channel,
+        Channel::Phone | Channel::InPerson | Channel::Letter
+    ) {
+        return Err(Error::invalid(
+            "invalid_channel",
+            "staff register cases received by phone, in_person or letter",
+        ));
+    }
+    let now = Utc::now();
+    // A few seconds of clock difference between the staff member's device and the server.
+    if r.received_at > now + chrono::Duration::seconds(60) {
+        return Err(Error::invalid(
+            "received_in_future",
+            "received_at is in the future",
+        ));
+    }
+    let terms = terms::current(pool).await?;
+    let back = terms
+        .schedule
+        .calendar
+        .business_days_between(local_date(r.received_at), local_date(now));
+    if back > MAX_BACKDATE_BUSINESS_DAYS {
+        return Err(Error::invalid(
+            "received_too_long_ago",
+            format!(
+                "received_at is {back} business days ago; a case is registered within \
+                 {MAX_BACKDATE_BUSINESS_DAYS} business days of its receipt"
+            ),
+        ));
+    }
+    let exists = sqlx::query_scalar!(
+        "select exists (select 1 from customers where id = $1) as \"e!\"",
+        r.customer_id
+    )
+    .fetch_one(pool)
+    .await?;
+    if !exists {
+        return Err(Error::not_found("customer_not_found", "customer"));
+    }
+    file_received(
+        pool,
+        r.customer_id,
+        Some(staff),
+        r.case,
+        Some(r.received_at.min(now)),
+    )
+    .await
 }
 
 async fn existing_filing(

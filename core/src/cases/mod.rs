@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::User;
 use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
 
-pub use filing::{Filed, NewCase, file};
+pub use filing::{Filed, MAX_BACKDATE_BUSINESS_DAYS, NewCase, Registration, file, register};
 pub use lifecycle::{Action, next_status};
 pub use moves::{
     Assignment, Closing, add_message, approve, assign, close, comment_rating, draft,
@@ -54,6 +54,10 @@ pub struct Case {
     pub rating_comment: Option<String>,
     pub legal_term_days: i32,
     pub legal_due_date: NaiveDate,
+    /// When the company received the request; the legal term runs from it.
+    pub received_at: DateTime<Utc>,
+    /// When the case was registered (numbered); later than `received_at` for a case staff took
+    /// by phone, at the front desk or by letter.
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,

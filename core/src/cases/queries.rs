@@ -21,7 +21,7 @@ pub async fn fetch_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Cas
                   c.channel as "channel: Channel", c.status as "status: CaseStatus",
                   c.priority as "priority: Priority", c.impact as "impact: Level", c.urgency as "urgency: Level",
                   c.customer_id, c.process_code, c.assignee_id, c.answer, c.in_favor_of_customer, c.outcome,
-                  c.rating_score, c.rating_comment, c.legal_term_days, c.legal_due_date, c.created_at,
+                  c.rating_score, c.rating_comment, c.legal_term_days, c.legal_due_date, c.received_at, c.created_at,
                   c.updated_at, c.answered_at, c.rated_at
            from unnest($1::uuid[]) with ordinality as ids(id, ord)
            join cases c on c.id = ids.id
