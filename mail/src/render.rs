@@ -1,0 +1,208 @@
+//! What an e-mail about a case says, in the customer's language (texts in `locales/mail.yml`):
+//! the radicado in the subject, the notice itself with what staff wrote in full, and the case's
+//! secret link.
+
+use atiende_core::texts::{LANGUAGES, acknowledgement, case_type, long_date, push};
+use atiende_core::types::CaseType;
+use chrono::NaiveDate;
+
+/// An e-mail ready to be sent: its subject and its plain-text body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+}
+
+/// Who the e-mail is for and where their case lives.
+pub struct Addressee<'a> {
+    pub name: &'a str,
+    pub language: &'a str,
+    /// The case's secret page, when the notice is about a case.
+    pub link: Option<&'a str>,
+}
+
+fn lang(language: &str) -> &str {
+    if LANGUAGES.contains(&language) {
+        language
+    } else {
+        "es"
+    }
+}
+
+fn text(l: &str, key: &str, vars: &[(&str, &str)]) -> String {
+    let key = format!("mail.{key}");
+    let mut out = rust_i18n::t!(&key, locale = l).into_owned();
+    // One pass over the template's own placeholders: a customer's or staff's text that contains
+    // `%{…}` is written as it is.
+    for (name, value) in vars {
+        out = out.replacen(&format!("%{{{name}}}"), &value.replace('%', "\u{0}"), 1);
+    }
+    out.replace('\u{0}', "%")
+}
+
+/// The e-mail for notification `kind` with its stored `data`.
+pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rendered {
+    let l = lang(to.language);
+    let field = |k: &str| {
+        data.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let radicado = field("radicado");
+    let kind_of_case = field("type").parse::<CaseType>().ok();
+    let type_name = kind_of_case.map(|t| case_type(l, t)).unwrap_or_default();
+    let date = |k: &str| {
+        field(k)
+            .parse::<NaiveDate>()
+            .map(|d| long_date(l, d))
+            .unwrap_or_else(|_| field(k))
+    };
+    let case_vars = [
+        ("radicado", radicado.as_str()),
+        ("case_type", type_name.as_str()),
+    ];
+    let subject_key = match kind {
+        "acknowledgement"
+        | "extension"
+        | "answer"
+        | "information_request"
+        | "staff_message"
+        | "rating_prompt" => format!("subject.{kind}"),
+        _ => "subject.other".to_owned(),
+    };
+    let (title, fallback_body) = push(l, kind, data);
+    let mut subject_vars = case_vars.to_vec();
+    subject_vars.push(("title", title.as_str()));
+    let subject = text(l, &subject_key, &subject_vars);
+
+    let mut paragraphs = vec![text(l, "greeting", &[("name", to.name)])];
+    match kind {
+        "acknowledgement" => paragraphs.push(
+            match (kind_of_case, field("due_date").parse::<NaiveDate>()) {
+                (Some(t), Ok(due)) => acknowledgement(l, t, &radicado, due),
+                _ => fallback_body,
+            },
+        ),
+        "extension" => {
+            let due = date("due_date");
+            let reason = field("reason");
+            let mut vars = case_vars.to_vec();
+            vars.extend([("due_date", due.as_str()), ("reason", reason.as_str())]);
+            paragraphs.push(text(l, "extension", &vars));
+        }
+        "answer" => {
+            paragraphs.push(text(l, "answer", &case_vars));
+            paragraphs.push(field("answer"));
+            paragraphs.push(text(l, "answer_rate", &[]));
+        }
+        "information_request" => {
+            paragraphs.push(text(l, "information_request", &case_vars));
+            paragraphs.push(field("question"));
+            paragraphs.push(text(l, "information_request_reply", &[]));
+        }
+        "staff_message" => {
+            paragraphs.push(text(l, "staff_message", &case_vars));
+            paragraphs.push(field("message"));
+        }
+        "rating_prompt" => {
+            paragraphs.push(atiende_core::texts::rating_prompt(l, &radicado));
+            paragraphs.push(text(l, "rating_prompt", &[]));
+        }
+        _ => paragraphs.push(fallback_body),
+    }
+    if let Some(link) = to.link {
+        paragraphs.push(format!("{}\n{link}", text(l, "link", &[])));
+        paragraphs.push(text(l, "link_secret", &[]));
+    }
+    paragraphs.push(format!(
+        "{}\n-- \n{}",
+        text(l, "signature", &[]),
+        text(l, "automatic", &[])
+    ));
+    paragraphs.retain(|p| !p.trim().is_empty());
+    Rendered {
+        subject: subject.replace(['\r', '\n'], " "),
+        text: paragraphs.join("\n\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atiende_core::notifications::Kind;
+
+    fn to<'a>(language: &'a str, link: Option<&'a str>) -> Addressee<'a> {
+        Addressee {
+            name: "Ana Pérez",
+            language,
+            link,
+        }
+    }
+
+    #[test]
+    fn every_kind_reads_in_both_languages_with_the_radicado_in_the_subject() {
+        let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "answer": "Ya quedó resuelto.", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00"});
+        for &l in LANGUAGES {
+            for kind in Kind::ALL {
+                let mail = render(
+                    &to(l, Some("https://pqrs.example.co/pqrs/caso/pqrs_x")),
+                    kind.as_str(),
+                    &data,
+                );
+                assert!(
+                    mail.subject.contains("PQRS-2026-000001"),
+                    "{l} {kind:?}: {}",
+                    mail.subject
+                );
+                for t in [&mail.subject, &mail.text] {
+                    assert!(
+                        !t.contains("mail.") && !t.contains("%{"),
+                        "{l} {kind:?}: {t}"
+                    );
+                }
+                assert!(
+                    mail.text
+                        .contains("https://pqrs.example.co/pqrs/caso/pqrs_x")
+                );
+                assert!(mail.text.contains("Ana Pérez"));
+            }
+        }
+    }
+
+    #[test]
+    fn spanish_and_english_and_what_staff_wrote_in_full() {
+        let data = serde_json::json!({"radicado": "PQRS-2026-000009", "type": "reclamo", "answer": "a".repeat(2000)});
+        let es = render(&to("es", None), "answer", &data);
+        assert_eq!(
+            es.subject,
+            "Radicado PQRS-2026-000009: respuesta a su reclamo"
+        );
+        assert!(es.text.contains(&"a".repeat(2000)), "the whole answer");
+        let en = render(&to("en", None), "answer", &data);
+        assert_eq!(en.subject, "PQRS-2026-000009: the answer to your claim");
+        assert!(en.text.starts_with("Hello Ana Pérez,"), "{}", en.text);
+        let fr = render(&to("fr", None), "answer", &data);
+        assert_eq!(fr.subject, es.subject, "unknown languages read Spanish");
+    }
+
+    #[test]
+    fn placeholders_in_what_people_wrote_stay_as_written() {
+        let data = serde_json::json!({"radicado": "PQRS-2026-000009", "type": "reclamo", "message": "100% listo %{radicado}"});
+        let mail = render(
+            &Addressee {
+                name: "%{name}",
+                language: "es",
+                link: None,
+            },
+            "staff_message",
+            &data,
+        );
+        assert!(
+            mail.text.contains("100% listo %{radicado}"),
+            "{}",
+            mail.text
+        );
+        assert!(mail.text.starts_with("Hola, %{name}:"), "{}", mail.text);
+    }
+}
