@@ -341,6 +341,7 @@ impl<M: Media> Engine<'_, M> {
                     document_type,
                     document_number: number.clone(),
                     phone,
+                    email: None,
                 };
                 let registered = contacts::register(&mut *conn, &new, conv.channel).await?;
                 self.link(conn, conv, registered.customer_id).await?;

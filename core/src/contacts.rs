@@ -1,4 +1,4 @@
-//! Customers who reach the company from a chat (and later the web form or the mailbox) without
+//! Customers who reach the company from a chat or the web form (and later the mailbox) without
 //! an app user: how a chat finds its customer, and how someone new is registered without being
 //! handed another customer's record.
 //!
@@ -46,6 +46,30 @@ impl ChatChannel {
     }
 }
 
+/// A door someone registers through without an app user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Door {
+    Chat(ChatChannel),
+    /// The public web form.
+    Web,
+}
+
+impl Door {
+    /// The channel a consent given here is recorded with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Chat(c) => c.as_str(),
+            Door::Web => "web",
+        }
+    }
+}
+
+impl From<ChatChannel> for Door {
+    fn from(c: ChatChannel) -> Self {
+        Door::Chat(c)
+    }
+}
+
 /// Who a phone number belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhoneMatch {
@@ -71,17 +95,20 @@ pub async fn find_by_phone(db: impl PgExecutor<'_>, phone: &str) -> Result<Phone
     })
 }
 
-/// Someone registering from a chat.
+/// Someone registering from a chat or the web form.
 #[derive(Debug, Clone)]
 pub struct NewContact {
     pub name: String,
     pub document_type: DocumentType,
     pub document_number: String,
-    /// A number the platform vouches for (the WhatsApp sender's), if any.
+    /// From a chat, a number the platform vouches for (the WhatsApp sender's), if any; from the
+    /// web form, the number the person typed.
     pub phone: Option<String>,
+    /// The e-mail address the person typed on the web form.
+    pub email: Option<String>,
 }
 
-/// A customer record made from a chat.
+/// A customer record made from a chat or the web form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registered {
     pub customer_id: Uuid,
@@ -90,47 +117,56 @@ pub struct Registered {
     pub verified: bool,
 }
 
-/// Registers someone who consented from `channel`: a new customer, or, when the document number
-/// is a customer's already, an unverified contact. The consent is recorded with it.
+/// Registers someone who consented at `door`: a new customer, or, when the document number is a
+/// customer's already, an unverified contact. The consent is recorded with it.
+///
+/// Either way it is one insert of the same cost, so neither the answer nor its timing tells the
+/// caller whether the number was known.
 pub async fn register(
     conn: &mut PgConnection,
     new: &NewContact,
-    channel: ChatChannel,
+    door: impl Into<Door>,
 ) -> Result<Registered> {
+    let door = door.into();
     let name = parse_name(&new.name)?;
     let number = parse_document_number(&new.document_number)?;
     let phone = new.phone.as_deref().map(auth::parse_phone).transpose()?;
+    let email = new.email.as_deref().map(auth::parse_email).transpose()?;
     let kind = new.document_type.customer_kind();
-    // First as the verified customer with that number; when one exists already, as a contact
-    // of their own (the unique index covers verified customers only).
+    // Verified when no customer has the number yet; a concurrent registration of the same new
+    // number makes the insert conflict (the unique index covers verified customers only), and the
+    // second try stores a contact of its own.
     let mut registered = None;
-    for verified in [true, false] {
-        let id = sqlx::query_scalar!(
-            "insert into customers (id, kind, document_type, document_number, name, phone, verified)
-             values ($1, $2, $3, $4, $5, $6, $7)
-             on conflict (document_type, document_number) where verified do nothing
-             returning id",
+    for first in [true, false] {
+        let row = sqlx::query!(
+            r#"insert into customers (id, kind, document_type, document_number, name, phone, email, verified)
+               select $1, $2, $3, $4, $5, $6, $7,
+                      $8 and not exists (select 1 from customers
+                                         where verified and document_type = $3 and document_number = $4)
+               on conflict (document_type, document_number) where verified do nothing
+               returning id, verified"#,
             Uuid::new_v4(),
             kind as _,
             new.document_type as DocumentType,
             number,
             name,
             phone,
-            verified,
+            email,
+            first,
         )
         .fetch_optional(&mut *conn)
         .await?;
-        if let Some(customer_id) = id {
+        if let Some(row) = row {
             registered = Some(Registered {
-                customer_id,
-                verified,
+                customer_id: row.id,
+                verified: row.verified,
             });
             break;
         }
     }
     let registered = registered
         .ok_or_else(|| Error::Internal("an unverified contact could not be stored".into()))?;
-    auth::record_consent(&mut *conn, registered.customer_id, true, channel.as_str()).await?;
+    auth::record_consent(&mut *conn, registered.customer_id, true, door.as_str()).await?;
     Ok(registered)
 }
 

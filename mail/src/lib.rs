@@ -2,17 +2,18 @@
 //! customers write to the mailbox comes in over IMAP.
 //!
 //! Out: [`Mailer`] is the outbox's `email` channel ([`atiende_core::outbox`] claims, retries and
-//! records). Each delivery becomes one message to the customer's address, in their language, with
-//! the radicado in the subject, the case's secret link, and a `Message-ID` made from the delivery
-//! (stored on it as `external_message_id`) so that replies can be matched to the case. The answer
-//! is copied (Bcc, in the same SMTP transaction) to the service mailbox.
+//! records). Each delivery becomes one message (plain text, and the same as HTML) to the
+//! customer's address, in their language, with the radicado in the subject, the case's secret
+//! link, and a `Message-ID` made from the delivery (stored on it as `external_message_id`) so that
+//! replies can be matched to the case. The answer is copied (Bcc, in the same SMTP transaction) to
+//! the service mailbox.
 
 use std::fmt;
 use std::time::Duration;
 
 use atiende_core::outbox::{Channel, Claimed, Outcome, Sender, backoff};
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -236,7 +237,6 @@ impl Mailer {
             .to(Mailbox::new(Some(recipient.name.clone()), to))
             .subject(mail.subject)
             .message_id(Some(format!("<{message_id}>")))
-            .header(ContentType::TEXT_PLAIN)
             // RFC 3834: a notice, not a person writing; auto-responders should not answer it.
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
@@ -253,7 +253,7 @@ impl Mailer {
             }
         }
         let message = builder
-            .body(mail.text)
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
             .map_err(|e| failed(format!("the e-mail could not be written: {e}")))?;
         Ok((message, message_id))
     }

@@ -6,11 +6,12 @@ use atiende_core::texts::{LANGUAGES, acknowledgement, case_type, long_date, push
 use atiende_core::types::CaseType;
 use chrono::NaiveDate;
 
-/// An e-mail ready to be sent: its subject and its plain-text body.
+/// An e-mail ready to be sent: its subject, its plain-text body and the same as HTML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub subject: String,
     pub text: String,
+    pub html: String,
 }
 
 /// Who the e-mail is for and where their case lives.
@@ -74,7 +75,12 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
     let (title, fallback_body) = push(l, kind, data);
     let mut subject_vars = case_vars.to_vec();
     subject_vars.push(("title", title.as_str()));
-    let subject = text(l, &subject_key, &subject_vars);
+    // A notice this crate has no subject of its own for: the push title, with the radicado.
+    let subject = if subject_key == "subject.other" && title.contains(&radicado) {
+        title.clone()
+    } else {
+        text(l, &subject_key, &subject_vars)
+    };
 
     let mut paragraphs = vec![text(l, "greeting", &[("name", to.name)])];
     match kind {
@@ -121,10 +127,50 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
         text(l, "automatic", &[])
     ));
     paragraphs.retain(|p| !p.trim().is_empty());
+    let subject = subject.replace(['\r', '\n'], " ");
+    let html = html(l, &subject, &paragraphs, to.link);
     Rendered {
-        subject: subject.replace(['\r', '\n'], " "),
+        subject,
         text: paragraphs.join("\n\n"),
+        html,
     }
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The same paragraphs as a small HTML page, everything escaped, the case's link clickable.
+fn html(l: &str, subject: &str, paragraphs: &[String], link: Option<&str>) -> String {
+    let anchor = link.map(|link| {
+        let link = escape(link);
+        (link.clone(), format!("<a href=\"{link}\">{link}</a>"))
+    });
+    let body: String = paragraphs
+        .iter()
+        .map(|p| {
+            let mut p = escape(p).replace('\n', "<br>\n");
+            if let Some((link, a)) = &anchor {
+                p = p.replace(link.as_str(), a);
+            }
+            format!("<p>{p}</p>\n")
+        })
+        .collect();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"{l}\">\n<head><meta charset=\"utf-8\"><title>{}</title></head>\n<body>\n{body}</body>\n</html>\n",
+        escape(subject)
+    )
 }
 
 #[cfg(test)]
@@ -184,6 +230,28 @@ mod tests {
         assert!(en.text.starts_with("Hello Ana Pérez,"), "{}", en.text);
         let fr = render(&to("fr", None), "answer", &data);
         assert_eq!(fr.subject, es.subject, "unknown languages read Spanish");
+    }
+
+    #[test]
+    fn the_html_part_escapes_what_people_wrote_and_links_the_case() {
+        let data = serde_json::json!({"radicado": "PQRS-2026-000009", "type": "reclamo", "message": "<script>alert('x')</script> & más\notra línea"});
+        let link = "https://pqrs.example.co/pqrs/caso/pqrs_abc";
+        let mail = render(&to("es", Some(link)), "staff_message", &data);
+        assert!(!mail.html.contains("<script>"), "{}", mail.html);
+        assert!(
+            mail.html.contains(
+                "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; más<br>\notra línea"
+            ),
+            "{}",
+            mail.html
+        );
+        assert!(
+            mail.html
+                .contains(&format!("<a href=\"{link}\">{link}</a>")),
+            "{}",
+            mail.html
+        );
+        assert!(mail.html.starts_with("<!DOCTYPE html>\n<html lang=\"es\">"));
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub fn app(
         trusted_proxies: settings.trusted_proxies.clone(),
         sync_ticket_ttl: Duration::from_secs(settings.sync_ticket_ttl_secs),
     };
+    let db_web = db.clone();
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -157,6 +158,7 @@ pub fn app(
         });
     let request_id = HeaderName::from_static("x-request-id");
     ops.merge(atiende_mobile_api::router(api))
+        .merge(atiende_web::router(web_state(db_web, settings)))
         .merge(atiende_sync::router(sync))
         .merge(bots.router())
         .layer(axum::middleware::from_fn_with_state(
@@ -184,6 +186,25 @@ pub fn app(
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The public web pages' state: the company's brand, the limits and who the client is.
+fn web_state(db: PgPool, settings: &Settings) -> atiende_web::WebState {
+    let trusted = settings.trusted_proxies.clone();
+    atiende_web::WebState {
+        db,
+        brand: Arc::new(atiende_web::Brand {
+            company_name: settings.company_name.clone(),
+            logo_url: settings.company_logo_url.clone(),
+            color: settings.company_color.clone(),
+        }),
+        blob_limit: settings.blob_max_bytes,
+        posts_per_window: settings.web_posts_per_window,
+        window_secs: settings.web_window_secs,
+        client_ip: Arc::new(move |peer, headers| {
+            atiende_mobile_api::client::client_addr(peer, headers, &trusted).ip
+        }),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -267,15 +288,6 @@ pub async fn run(
             None
         }
     };
-    let mailer = match settings.mail() {
-        Some(mail) => Some(Arc::new(
-            atiende_mail::Mailer::new(db.clone(), &mail).map_err(std::io::Error::other)?,
-        )),
-        None => {
-            tracing::warn!("no SMTP host (ATIENDE_SMTP_HOST): e-mails wait in the outbox");
-            None
-        }
-    };
     let sync = atiende_sync::SyncState::new(db.clone(), settings.sync())
         .await
         .map_err(std::io::Error::other)?;
@@ -352,12 +364,6 @@ pub async fn run(
         move |stopped| run_purge(db, every, window, stopped)
     });
     let chats = spawn_until(&stop_rx, move |stopped| bots.run(stopped));
-    let mail_worker = mailer.map(|mailer| {
-        let (db, interval) = (db.clone(), Duration::from_millis(settings.mail_interval_ms));
-        spawn_until(&stop_rx, move |stopped| async move {
-            atiende_core::outbox::run(db, mailer.as_ref(), interval, stopped).await;
-        })
-    });
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         spawn_until(&stop_rx, move |stopped| async move {
@@ -409,11 +415,6 @@ pub async fn run(
         && let Err(e) = worker.await
     {
         tracing::error!(error = %e, "push worker ended abnormally");
-    }
-    if let Some(worker) = mail_worker
-        && let Err(e) = worker.await
-    {
-        tracing::error!(error = %e, "e-mail worker ended abnormally");
     }
     served
 }
@@ -472,7 +473,8 @@ async fn run_purge(
 /// One round of [`run_purge`]: how many sessions and login counters went.
 pub async fn purge_once(db: &PgPool, login_window: Duration) -> atiende_core::Result<(u64, u64)> {
     let sessions = atiende_core::auth::purge_sessions(db).await?;
-    let counters = atiende_core::login_limits::purge(db, login_window).await?;
+    let counters =
+        atiende_core::login_limits::purge(db, login_window).await? + atiende_web::purge(db).await?;
     Ok((sessions, counters))
 }
 

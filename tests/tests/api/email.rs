@@ -131,7 +131,13 @@ async fn a_web_case_is_acknowledged_by_email_in_the_customers_language(pool: PgP
         )),
         "{body}"
     );
-    assert!(body.contains(&case_link(&app, en_case).await), "{body}");
+    let link = case_link(&app, en_case).await;
+    assert!(body.contains(&link), "{body}");
+    let html = mail.body_html(0).expect("an HTML alternative").into_owned();
+    assert!(
+        html.contains(&format!("<a href=\"{link}\">{link}</a>")),
+        "{html}"
+    );
     assert_eq!(header_text(&mail, "Reply-To"), MAILBOX);
     assert_eq!(header_text(&mail, "Auto-Submitted"), "auto-generated");
     // The Message-ID is stored on the delivery, so a reply can be matched to the case.
