@@ -288,6 +288,15 @@ pub async fn run(
             None
         }
     };
+    let mailer = match settings.mail() {
+        Some(mail) => Some(Arc::new(
+            atiende_mail::Mailer::new(db.clone(), &mail).map_err(std::io::Error::other)?,
+        )),
+        None => {
+            tracing::warn!("no SMTP host (ATIENDE_SMTP_HOST): e-mails wait in the outbox");
+            None
+        }
+    };
     let sync = atiende_sync::SyncState::new(db.clone(), settings.sync())
         .await
         .map_err(std::io::Error::other)?;
@@ -364,6 +373,12 @@ pub async fn run(
         move |stopped| run_purge(db, every, window, stopped)
     });
     let chats = spawn_until(&stop_rx, move |stopped| bots.run(stopped));
+    let mail_worker = mailer.map(|mailer| {
+        let (db, interval) = (db.clone(), Duration::from_millis(settings.mail_interval_ms));
+        spawn_until(&stop_rx, move |stopped| async move {
+            atiende_core::outbox::run(db, mailer.as_ref(), interval, stopped).await;
+        })
+    });
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         spawn_until(&stop_rx, move |stopped| async move {
@@ -415,6 +430,11 @@ pub async fn run(
         && let Err(e) = worker.await
     {
         tracing::error!(error = %e, "push worker ended abnormally");
+    }
+    if let Some(worker) = mail_worker
+        && let Err(e) = worker.await
+    {
+        tracing::error!(error = %e, "e-mail worker ended abnormally");
     }
     served
 }

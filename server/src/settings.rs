@@ -108,6 +108,28 @@ pub struct Settings {
     /// How often ended sessions, expired tickets and old login counters are deleted, in seconds
     /// (`ATIENDE_PURGE_INTERVAL_SECS`).
     pub purge_interval_secs: u64,
+    /// The outgoing mail server (`ATIENDE_SMTP_HOST`). Without it the e-mail channel is off and
+    /// e-mails wait in the outbox.
+    pub smtp_host: Option<String>,
+    /// Its port (`ATIENDE_SMTP_PORT`); by default 25, 587 or 465 after `smtp_tls`.
+    pub smtp_port: Option<u16>,
+    /// How the connection is protected (`ATIENDE_SMTP_TLS`): `none`, `starttls` or `tls`.
+    pub smtp_tls: SmtpTls,
+    /// The account to log in with, if the server wants one (`ATIENDE_SMTP_USERNAME`).
+    pub smtp_username: Option<String>,
+    /// Its password (`ATIENDE_SMTP_PASSWORD`).
+    pub smtp_password: Option<Secret>,
+    /// Who e-mails come from (`ATIENDE_MAIL_FROM`): `Servicio al cliente <pqrs@empresa.co>`.
+    pub mail_from: String,
+    /// The service mailbox (`ATIENDE_MAIL_SERVICE_MAILBOX`): customers' replies go there and every
+    /// answer is copied to it.
+    pub mail_service_mailbox: Option<String>,
+    /// How often the e-mail worker looks for due deliveries, in milliseconds
+    /// (`ATIENDE_MAIL_INTERVAL_MS`).
+    pub mail_interval_ms: u64,
+    /// The public address of this site, which links in e-mails point to
+    /// (`ATIENDE_PUBLIC_BASE_URL`).
+    pub public_base_url: String,
     /// The Telegram bot's token from @BotFather (`ATIENDE_TELEGRAM_BOT_TOKEN`). Without it the
     /// Telegram channel is off.
     pub telegram_bot_token: Option<Secret>,
@@ -180,6 +202,16 @@ fn template(kind: &str, value: &str) -> Result<atiende_bots::whatsapp::Template,
     }
 }
 
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TelegramMode {
@@ -221,6 +253,15 @@ impl Default for Settings {
             sync_catch_up_secs: sync.catch_up.as_secs(),
             sync_announce_window_ms: 0,
             purge_interval_secs: 3600,
+            smtp_host: None,
+            smtp_port: None,
+            smtp_tls: SmtpTls::Starttls,
+            smtp_username: None,
+            smtp_password: None,
+            mail_from: "Servicio al cliente <pqrs@localhost>".into(),
+            mail_service_mailbox: None,
+            mail_interval_ms: 1000,
+            public_base_url: "http://127.0.0.1:8080".into(),
             telegram_bot_token: None,
             telegram_webhook_secret: None,
             telegram_api_url: "https://api.telegram.org".into(),
@@ -513,6 +554,7 @@ impl Settings {
                 })?;
         }
         settings.check_whatsapp()?;
+        settings.load_mail(&env)?;
         if let Some(v) = env("ATIENDE_HASH_CONCURRENCY") {
             // 0 means one per core.
             settings.hash_concurrency = v.parse().map_err(|_| SettingsError::Env {
@@ -661,6 +703,98 @@ impl Settings {
             template(kind, value).map_err(|m| invalid("ATIENDE_WHATSAPP_TEMPLATES", m))?;
         }
         Ok(())
+    }
+
+    /// The e-mail settings from the environment, each checked and named when wrong.
+    fn load_mail(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), SettingsError> {
+        let invalid = |name: &'static str, message: &str| SettingsError::Env {
+            name,
+            message: message.into(),
+        };
+        if let Some(v) = env("ATIENDE_SMTP_HOST").filter(|v| !v.trim().is_empty()) {
+            self.smtp_host = Some(v.trim().to_owned());
+        }
+        if let Some(v) = env("ATIENDE_SMTP_PORT") {
+            self.smtp_port = Some(
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or(invalid("ATIENDE_SMTP_PORT", "expected a port, 1 to 65535"))?,
+            );
+        }
+        if let Some(v) = env("ATIENDE_SMTP_TLS") {
+            self.smtp_tls = match v.trim() {
+                "none" => SmtpTls::None,
+                "starttls" => SmtpTls::Starttls,
+                "tls" => SmtpTls::Tls,
+                _ => {
+                    return Err(invalid(
+                        "ATIENDE_SMTP_TLS",
+                        "expected none, starttls or tls",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = env("ATIENDE_SMTP_USERNAME").filter(|v| !v.is_empty()) {
+            self.smtp_username = Some(v);
+        }
+        if let Some(v) = env("ATIENDE_SMTP_PASSWORD").filter(|v| !v.is_empty()) {
+            self.smtp_password = Some(Secret::new(v));
+        }
+        if let Some(v) = env("ATIENDE_MAIL_FROM").filter(|v| !v.trim().is_empty()) {
+            self.mail_from = v.trim().to_owned();
+        }
+        if let Some(v) = env("ATIENDE_MAIL_SERVICE_MAILBOX").filter(|v| !v.trim().is_empty()) {
+            self.mail_service_mailbox = Some(v.trim().to_owned());
+        }
+        if let Some(v) = env("ATIENDE_PUBLIC_BASE_URL").filter(|v| !v.trim().is_empty()) {
+            self.public_base_url = v.trim().to_owned();
+        }
+        positive_number(env, "ATIENDE_MAIL_INTERVAL_MS", &mut self.mail_interval_ms)?;
+        if atiende_mail::parse_mailbox(&self.mail_from).is_none() {
+            return Err(invalid(
+                "ATIENDE_MAIL_FROM",
+                "expected an address: user@domain or Name <user@domain>",
+            ));
+        }
+        if let Some(m) = &self.mail_service_mailbox
+            && atiende_mail::parse_mailbox(m).is_none()
+        {
+            return Err(invalid(
+                "ATIENDE_MAIL_SERVICE_MAILBOX",
+                "expected an address: user@domain or Name <user@domain>",
+            ));
+        }
+        if atiende_mail::parse_base_url(&self.public_base_url).is_none() {
+            return Err(invalid(
+                "ATIENDE_PUBLIC_BASE_URL",
+                "expected an http or https URL, such as https://pqrs.empresa.co",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The e-mail channel's settings; off (none) without an SMTP host.
+    pub fn mail(&self) -> Option<atiende_mail::MailSettings> {
+        let tls = match self.smtp_tls {
+            SmtpTls::None => atiende_mail::TlsMode::None,
+            SmtpTls::Starttls => atiende_mail::TlsMode::StartTls,
+            SmtpTls::Tls => atiende_mail::TlsMode::Tls,
+        };
+        self.smtp_host
+            .as_ref()
+            .map(|host| atiende_mail::MailSettings {
+                host: host.clone(),
+                port: self.smtp_port.unwrap_or(tls.default_port()),
+                tls,
+                username: self.smtp_username.clone(),
+                password: self.smtp_password.as_ref().map(|p| p.expose().to_owned()),
+                from: self.mail_from.clone(),
+                service_mailbox: self.mail_service_mailbox.clone(),
+                public_base_url: self.public_base_url.clone(),
+                timeout: Duration::from_secs(30),
+            })
     }
 
     /// The chat channels' settings; a channel without its token is off.
@@ -832,6 +966,38 @@ mod tests {
         let bad = |k: &str| (k == "ATIENDE_TRUSTED_PROXIES").then(|| "proxy.local".to_owned());
         let err = Settings::load_from(None, bad).expect_err("must fail");
         assert!(err.to_string().contains("ATIENDE_TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
+    fn mail_settings_come_from_the_environment_and_the_password_does_not_print() {
+        assert!(Settings::default().mail().is_none(), "off without a host");
+        let env = |k: &str| match k {
+            "ATIENDE_SMTP_HOST" => Some("smtp.empresa.co".to_owned()),
+            "ATIENDE_SMTP_TLS" => Some("tls".to_owned()),
+            "ATIENDE_SMTP_USERNAME" => Some("pqrs".to_owned()),
+            "ATIENDE_SMTP_PASSWORD" => Some("smtp-password-value".to_owned()),
+            "ATIENDE_MAIL_FROM" => Some("Servicio <pqrs@empresa.co>".to_owned()),
+            "ATIENDE_MAIL_SERVICE_MAILBOX" => Some("buzon@empresa.co".to_owned()),
+            "ATIENDE_PUBLIC_BASE_URL" => Some("https://pqrs.empresa.co/".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_from(None, env).expect("valid settings");
+        let mail = s.mail().expect("on with a host");
+        assert_eq!((mail.port, mail.tls), (465, atiende_mail::TlsMode::Tls));
+        for printed in [format!("{s:?}"), format!("{mail:?}")] {
+            assert!(!printed.contains("smtp-password-value"), "{printed}");
+        }
+        for (name, bad) in [
+            ("ATIENDE_SMTP_TLS", "ssl"),
+            ("ATIENDE_SMTP_PORT", "0"),
+            ("ATIENDE_MAIL_FROM", "pqrs"),
+            ("ATIENDE_MAIL_SERVICE_MAILBOX", "buzón sin arroba"),
+            ("ATIENDE_PUBLIC_BASE_URL", "pqrs.empresa.co"),
+        ] {
+            let env = |k: &str| (k == name).then(|| bad.to_owned());
+            let err = Settings::load_from(None, env).expect_err(bad);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]
