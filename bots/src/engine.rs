@@ -342,6 +342,7 @@ impl<M: Media> Engine<'_, M> {
                     document_number: number.clone(),
                     phone,
                     email: None,
+                    language: None,
                 };
                 let registered = contacts::register(&mut *conn, &new, conv.channel).await?;
                 self.link(conn, conv, registered.customer_id).await?;

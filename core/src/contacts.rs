@@ -106,6 +106,9 @@ pub struct NewContact {
     pub phone: Option<String>,
     /// The e-mail address the person typed on the web form.
     pub email: Option<String>,
+    /// The language they read where no app user or chat says it (the web form's page): `es` or
+    /// `en`. E-mails about their cases are written in it.
+    pub language: Option<String>,
 }
 
 /// A customer record made from a chat or the web form.
@@ -132,6 +135,16 @@ pub async fn register(
     let number = parse_document_number(&new.document_number)?;
     let phone = new.phone.as_deref().map(auth::parse_phone).transpose()?;
     let email = new.email.as_deref().map(auth::parse_email).transpose()?;
+    let language = match new.language.as_deref() {
+        None => None,
+        Some(l @ ("es" | "en")) => Some(l),
+        Some(_) => {
+            return Err(Error::invalid(
+                "invalid_language",
+                "the language must be es or en",
+            ));
+        }
+    };
     let kind = new.document_type.customer_kind();
     // Verified when no customer has the number yet; a concurrent registration of the same new
     // number makes the insert conflict (the unique index covers verified customers only), and the
@@ -139,8 +152,8 @@ pub async fn register(
     let mut registered = None;
     for first in [true, false] {
         let row = sqlx::query!(
-            r#"insert into customers (id, kind, document_type, document_number, name, phone, email, verified)
-               select $1, $2, $3, $4, $5, $6, $7,
+            r#"insert into customers (id, kind, document_type, document_number, name, phone, email, language, verified)
+               select $1, $2, $3, $4, $5, $6, $7, $9,
                       $8 and not exists (select 1 from customers
                                          where verified and document_type = $3 and document_number = $4)
                on conflict (document_type, document_number) where verified do nothing
@@ -153,6 +166,7 @@ pub async fn register(
             phone,
             email,
             first,
+            language,
         )
         .fetch_optional(&mut *conn)
         .await?;

@@ -204,6 +204,7 @@ fn web_state(db: PgPool, settings: &Settings) -> atiende_web::WebState {
         client_ip: Arc::new(move |peer, headers| {
             atiende_mobile_api::client::client_addr(peer, headers, &trusted).ip
         }),
+        public_base_url: settings.public_base_url.trim_end_matches('/').to_owned(),
     }
 }
 

@@ -93,7 +93,9 @@ pub struct FiledPage<'a> {
     pub radicado: String,
     pub case_type: String,
     pub due_date: String,
+    /// The case page's path, and the same as a full URL to keep.
     pub link: String,
+    pub full_link: String,
 }
 
 fn form_page<'a>(
@@ -411,6 +413,7 @@ fn check(lang: Lang, state: &WebState, posted: Posted) -> Result<Filing, Vec<Fie
                     document_number: v.document_number.clone(),
                     phone: phone.map(str::to_owned),
                     email: email.map(str::to_owned),
+                    language: Some(lang.code().to_owned()),
                 },
                 case_type,
                 subject: subject.into_string(),
@@ -519,6 +522,7 @@ async fn file<'a>(
         radicado: case.radicado,
         case_type: texts::case_type(lang.code(), case.case_type),
         due_date: texts::long_date(lang.code(), case.legal_due_date),
+        full_link: format!("{}/pqrs/caso/{token}", state.public_base_url),
         link: format!("/pqrs/caso/{token}"),
     })
 }
@@ -565,6 +569,11 @@ fn decoy(state: &WebState, lang: Lang, filing_id: Uuid) -> Response {
         radicado: format!("PQRS-{}-{number:06}", chrono::Datelike::year(&today)),
         case_type: texts::case_type(lang.code(), CaseType::Peticion),
         due_date: texts::long_date(lang.code(), today + chrono::Days::new(21)),
+        full_link: format!(
+            "{}/pqrs/caso/pqrs_{}",
+            state.public_base_url,
+            filing_id.simple()
+        ),
         link: format!("/pqrs/caso/pqrs_{}", filing_id.simple()),
     };
     pages::html(StatusCode::OK, &page)

@@ -55,6 +55,9 @@ pub struct WebState {
     pub posts_per_window: u32,
     pub window_secs: u32,
     pub client_ip: ClientIp,
+    /// Where this site is reached from outside, without a trailing slash: the case's link is
+    /// shown in full.
+    pub public_base_url: String,
 }
 
 impl WebState {

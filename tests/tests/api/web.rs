@@ -212,7 +212,7 @@ async fn the_form_files_a_case_with_its_attachment(pool: PgPool) {
     assert!(html.contains("Recibimos su solicitud"), "{html}");
 
     let case = sqlx::query!(
-        r#"select c.id, c.radicado, c.channel, c.type, c.legal_due_date, cu.email, cu.phone, cu.verified,
+        r#"select c.id, c.radicado, c.channel, c.type, c.legal_due_date, cu.email, cu.phone, cu.verified, cu.language,
                   l.token, (select count(*) from case_attachments a where a.case_id = c.id) as "attachments!",
                   (select channel from consents where customer_id = cu.id) as "consent!"
            from cases c join customers cu on cu.id = c.customer_id join case_links l on l.case_id = c.id"#
@@ -238,6 +238,11 @@ async fn the_form_files_a_case_with_its_attachment(pool: PgPool) {
     assert_eq!(case.email.as_deref(), Some("ana@example.co"));
     assert_eq!(case.phone.as_deref(), Some("+573001234567"));
     assert!(case.verified, "a new document number makes a customer");
+    assert_eq!(
+        case.language.as_deref(),
+        Some("es"),
+        "e-mails follow the page's language"
+    );
     assert_eq!(case.attachments, 1);
     assert_eq!(case.consent, "web");
     app.stop().await;
