@@ -361,6 +361,12 @@ async fn an_unreachable_mail_server_is_tried_again(pool: PgPool) {
         .await;
     assert_eq!(waiting["state"], "pending", "{waiting}");
     assert_eq!(waiting["last_status"], Value::Null);
+    assert!(
+        waiting["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{waiting}"
+    );
     app.stop().await;
 }
 
@@ -379,5 +385,39 @@ async fn without_an_smtp_host_emails_wait_in_the_outbox(pool: PgPool) {
     .await
     .expect("deliveries");
     assert_eq!(waiting, vec![("pending".to_owned(), 0)]);
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn with_starttls_required_nothing_leaves_in_clear_text(pool: PgPool) {
+    // The receiver does not offer STARTTLS: a server (or someone in the middle) that strips it
+    // gets no message, and the delivery waits to be tried again.
+    let receiver = SmtpReceiver::start().await;
+    let settings = Settings {
+        smtp_tls: SmtpTls::Starttls,
+        ..mail_settings(receiver.addr.port())
+    };
+    let app = spawn_app_with(pool, settings).await;
+    let director = director(&app).await;
+    let customer = web_customer(&app, "900888", "clara@example.test", None).await;
+    let (case, _) = file_by(&app, customer, Door::Web).await;
+    let waiting = app
+        .staff_sees_delivery(&director, case, "acknowledgement", "email", |d| {
+            d["attempts"] == 1 && d["last_error"].is_string()
+        })
+        .await;
+    assert_eq!(waiting["state"], "pending", "{waiting}");
+    assert!(
+        waiting["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("STARTTLS is not supported")),
+        "{waiting}"
+    );
+    assert!(receiver.messages().is_empty());
+    assert_eq!(
+        receiver.attempts("clara@example.test"),
+        0,
+        "not even the envelope"
+    );
     app.stop().await;
 }
