@@ -77,6 +77,8 @@ fields! {
     Question: "invalid_question", "the question", 5_000;
     /// Why a legal term is extended.
     ExtensionReason: "reason_required", "the reason for the extension", 2_000;
+    /// Why the quality director changed a case's type.
+    ReclassificationReason: "reason_required", "the reason for the new type", 2_000;
     /// Where a visit is.
     Address: "invalid_address", "the address", 500;
     /// The service a visit is for.

@@ -9,6 +9,7 @@ pub mod cases;
 pub mod clocks;
 pub mod contacts;
 pub mod customer_documents;
+pub mod customers;
 pub mod deadlines;
 pub mod doc_id;
 pub mod documents;

@@ -30,11 +30,13 @@ pub enum Kind {
     StaffMessage,
     /// The case was answered: how satisfied is the customer, 1 to 5?
     RatingPrompt,
+    /// The case is of another type than it was filed as, and its legal due date moved.
+    Reclassification,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -43,6 +45,7 @@ impl Kind {
         Kind::InformationRequest,
         Kind::StaffMessage,
         Kind::RatingPrompt,
+        Kind::Reclassification,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::InformationRequest => "information_request",
             Kind::StaffMessage => "staff_message",
             Kind::RatingPrompt => "rating_prompt",
+            Kind::Reclassification => "reclassification",
         }
     }
 }

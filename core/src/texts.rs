@@ -141,6 +141,26 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
             rust_i18n::t!("push.staff_message.title", locale = l, radicado = radicado).into_owned(),
             excerpt(&field("message")),
         ),
+        "reclassification" => (
+            rust_i18n::t!(
+                "push.reclassification.title",
+                locale = l,
+                radicado = radicado
+            )
+            .into_owned(),
+            rust_i18n::t!(
+                "push.reclassification.body",
+                locale = l,
+                radicado = radicado,
+                previous_type = field("previous_type")
+                    .parse::<CaseType>()
+                    .map(|t| self::case_type(l, t))
+                    .unwrap_or_default(),
+                case_type = case_type,
+                due_date = date("due_date")
+            )
+            .into_owned(),
+        ),
         "rating_prompt" => (
             rust_i18n::t!("push.rating_prompt.title", locale = l, radicado = radicado).into_owned(),
             rating_prompt(l, &radicado),

@@ -22,6 +22,7 @@ pub mod customer;
 mod doc;
 pub mod error;
 pub mod extract;
+pub mod intake;
 pub mod push;
 pub mod staff;
 pub mod views;
@@ -95,7 +96,9 @@ fn api() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(case_lists::customer_events))
         .routes(routes!(customer::rate))
-        .routes(routes!(staff::queue))
+        .routes(routes!(staff::queue, intake::register_case))
+        .routes(routes!(intake::reclassify))
+        .routes(routes!(intake::create_customer, intake::search_customers))
         .routes(routes!(staff::get_case))
         .routes(routes!(staff::assign))
         .routes(routes!(staff::draft))

@@ -109,7 +109,7 @@ pub struct RegisterRequest {
 }
 
 /// As `atiende_core::auth::parse_email` reads it.
-fn email() -> Object {
+pub(crate) fn email() -> Object {
     let w = WHITESPACE;
     ObjectBuilder::new()
         .schema_type(Type::String)
@@ -124,7 +124,7 @@ fn email() -> Object {
 }
 
 /// As `atiende_core::auth::parse_phone` reads it.
-fn phone() -> Object {
+pub(crate) fn phone() -> Object {
     let w = WHITESPACE;
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
@@ -136,7 +136,7 @@ fn phone() -> Object {
 }
 
 /// As `atiende_core::auth::parse_document_number` reads it.
-fn document_number() -> Object {
+pub(crate) fn document_number() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(trimmed("[A-Za-z0-9-]{3,20}")))
@@ -341,6 +341,10 @@ pub struct CustomerCase {
     pub priority: Priority,
     /// The date by which the company must answer (Ley 1755 de 2015), `YYYY-MM-DD`.
     pub legal_due_date: NaiveDate,
+    /// When the company received the request; the legal term runs from it.
+    pub received_at: DateTime<Utc>,
+    /// When the case was registered and numbered: later than `received_at` when staff registered
+    /// a call, a visit or a letter afterwards.
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The filing acknowledgement in the customer's language: radicado and legal answer date.
@@ -394,6 +398,7 @@ impl CustomerCase {
             status: c.status,
             priority: c.priority,
             legal_due_date: c.legal_due_date,
+            received_at: c.received_at,
             created_at: c.created_at,
             updated_at: c.updated_at,
             acknowledgement,
@@ -432,6 +437,10 @@ pub struct StaffCase {
     pub rating: Option<Rating>,
     pub legal_term_days: i32,
     pub legal_due_date: NaiveDate,
+    /// When the company received the request; the legal term runs from it.
+    pub received_at: DateTime<Utc>,
+    /// When the case was registered and numbered: later than `received_at` when staff registered
+    /// a call, a visit or a letter afterwards.
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -477,6 +486,7 @@ impl From<Case> for StaffCase {
             outcome: c.outcome,
             legal_term_days: c.legal_term_days,
             legal_due_date: c.legal_due_date,
+            received_at: c.received_at,
             created_at: c.created_at,
             updated_at: c.updated_at,
             answered_at: c.answered_at,

@@ -43,6 +43,9 @@ enum Command {
     /// Manage the processes of the quality system.
     #[command(subcommand)]
     Process(ProcessCommand),
+    /// Customers the company registers (someone who called or came to the front desk).
+    #[command(subcommand)]
+    Customer(CustomerCommand),
     /// The business calendar used for legal terms.
     #[command(subcommand)]
     Calendar(CalendarCommand),
@@ -114,6 +117,28 @@ enum UserCommand {
     Deactivate {
         #[arg(long)]
         email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomerCommand {
+    /// Add a verified customer, with the data-processing consent they gave.
+    Add {
+        /// CC, NIT, CE or PA.
+        #[arg(long)]
+        document_type: String,
+        #[arg(long)]
+        document_number: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        /// Where the customer accepted the data policy (Ley 1581 de 2012): phone, in_person or
+        /// letter.
+        #[arg(long, default_value = "in_person")]
+        consent: String,
     },
 }
 
@@ -380,6 +405,31 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
             println!(
                 "deactivated {} {} ({}): sessions revoked",
                 user.role, user.email, user.id
+            );
+        }
+        Command::Customer(CustomerCommand::Add {
+            document_type,
+            document_number,
+            name,
+            email,
+            phone,
+            consent,
+        }) => {
+            let c = atiende_core::customers::create(
+                pool,
+                atiende_core::customers::NewCustomer {
+                    document_type: document_type.trim().to_uppercase().parse()?,
+                    document_number,
+                    name,
+                    email,
+                    phone,
+                    consent_channel: consent,
+                },
+            )
+            .await?;
+            println!(
+                "created customer {} {} {} ({})",
+                c.document_type, c.document_number, c.name, c.id
             );
         }
         Command::Process(ProcessCommand::Add { code, name, leader }) => {

@@ -173,6 +173,57 @@ async fn user_and_process_commands(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn customer_add_registers_a_customer_with_their_consent(pool: PgPool) {
+    let args = [
+        "customer",
+        "add",
+        "--document-type",
+        "cc",
+        "--document-number",
+        "79123456",
+        "--name",
+        "Jorge Pérez",
+        "--phone",
+        "310 555 0000",
+        "--consent",
+        "phone",
+    ];
+    let out = atiende(&pool, &args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("created customer CC 79123456 Jorge Pérez"),
+        "{}",
+        stdout(&out)
+    );
+    let consent: Option<String> = sqlx::query_scalar(
+        "select k.channel from consents k join customers c on c.id = k.customer_id
+         where c.document_number = '79123456' and c.verified and k.granted",
+    )
+    .fetch_optional(&pool)
+    .await
+    .expect("query");
+    assert_eq!(consent.as_deref(), Some("phone"));
+
+    let out = atiende(&pool, &args, None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+    let mut bad = args;
+    bad[3] = "XX";
+    let out = atiende(&pool, &bad, None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("NIT"),
+        "lists the types: {}",
+        stderr(&out)
+    );
+    let customers: i64 = sqlx::query_scalar("select count(*) from customers")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(customers, 1);
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn user_deactivate_ends_sessions_and_logins(pool: PgPool) {
     let args = [
         "user",

@@ -205,7 +205,7 @@ impl TestApp {
         for sql in [
             "alter table case_clock_events disable trigger case_clock_events_no_update",
             "update case_clock_events set at = at - make_interval(days => $2) where case_id = $1",
-            "update cases set created_at = created_at - make_interval(days => $2) where id = $1",
+            "update cases set created_at = created_at - make_interval(days => $2), received_at = received_at - make_interval(days => $2) where id = $1",
             "alter table case_clock_events enable trigger case_clock_events_no_update",
         ] {
             let q = sqlx::query(sql);

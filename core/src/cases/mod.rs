@@ -21,7 +21,7 @@ pub use filing::{Filed, MAX_BACKDATE_BUSINESS_DAYS, NewCase, Registration, file,
 pub use lifecycle::{Action, next_status};
 pub use moves::{
     Assignment, Closing, add_message, approve, assign, close, comment_rating, draft,
-    extend_legal_term, rate, request_info, return_draft,
+    extend_legal_term, rate, reclassify, request_info, return_draft,
 };
 pub use queries::{
     CustomerCursor, LATEST, MessageCursor, QueueCursor, QueueFilter, QueueOrder, events,

@@ -702,3 +702,84 @@ pub async fn extend_legal_term(
     tx.commit().await?;
     Ok(case)
 }
+
+/// Quality director: the case is of another type than it was filed as (a `peticion` from the
+/// mailbox that is really a `reclamo`). The legal term is that of the new type, counted from the
+/// original receipt; the trail says from what to what and why, and the customer is told when the
+/// due date changes. Not once the case is answered, nor after the term was extended (the extension
+/// was granted against the old term).
+pub async fn reclassify(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    new_type: CaseType,
+    reason: &str,
+) -> Result<Case> {
+    require_role(actor, Role::QualityDirector, "reclassify cases")?;
+    let reason = Text::<input::ReclassificationReason>::parse(reason)?.into_string();
+    let terms = terms::current(pool).await?;
+    let term = terms.legal_term_days(new_type)?;
+    let mut tx = pool.begin().await?;
+    let locked = lock(&mut tx, case_id).await?;
+    processes::require_works_case(&mut *tx, actor.id, case_id).await?;
+    if matches!(locked.status, CaseStatus::Answered | CaseStatus::Rated) {
+        return Err(Error::conflict(
+            "case_already_closed",
+            "the case was already answered",
+        ));
+    }
+    let before = get(&mut *tx, case_id).await?;
+    if before.case_type == new_type {
+        return Err(Error::invalid(
+            "same_type",
+            format!("the case is a {new_type} already"),
+        ));
+    }
+    let inputs = deadlines::inputs(&mut tx, case_id).await?;
+    if deadlines::legal_clock(&terms.schedule.calendar, &inputs, Utc::now()).extended {
+        return Err(Error::conflict(
+            "legal_term_extended",
+            "the legal term was extended under the case's type; it cannot change type now",
+        ));
+    }
+    sqlx::query!(
+        "update cases set type = $2, legal_term_days = $3, updated_at = now() where id = $1",
+        case_id,
+        new_type as CaseType,
+        term as i32,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let comment = format!("{} → {new_type}: {reason}", before.case_type);
+    let event = NewEvent {
+        kind: "reclassified",
+        from: None,
+        to: None,
+        comment: Some(&comment),
+        visible: true,
+    };
+    append_event(&mut tx, case_id, actor.into(), event).await?;
+    deadlines::refresh(&mut tx, &terms.schedule, case_id).await?;
+    let case = get(&mut *tx, case_id).await?;
+    if case.legal_due_date != before.legal_due_date {
+        let data = serde_json::json!({
+            "radicado": case.radicado,
+            "type": new_type.as_str(),
+            "previous_type": before.case_type.as_str(),
+            "due_date": case.legal_due_date,
+        });
+        notifications::notify_customer(
+            &mut tx,
+            case_id,
+            CustomerNotice {
+                kind: notifications::Kind::Reclassification,
+                cause: Uuid::new_v4(),
+                data,
+                delay: std::time::Duration::ZERO,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(case)
+}

@@ -11,6 +11,7 @@ mod contract;
 mod deadlines;
 mod email;
 mod filing;
+mod intake;
 mod isolation;
 mod js_sync;
 mod lifecycle;
