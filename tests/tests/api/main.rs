@@ -27,5 +27,6 @@ mod sync_support;
 mod telegram;
 mod terms;
 mod web;
+mod web_browser;
 mod whatsapp;
 mod work_orders;
