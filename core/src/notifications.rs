@@ -32,11 +32,15 @@ pub enum Kind {
     RatingPrompt,
     /// The case is of another type than it was filed as, and its legal due date moved.
     Reclassification,
+    /// The customer has not answered a request for information yet.
+    InformationReminder,
+    /// Closed because the customer did not answer a request for information within a month.
+    Withdrawn,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -46,6 +50,8 @@ impl Kind {
         Kind::StaffMessage,
         Kind::RatingPrompt,
         Kind::Reclassification,
+        Kind::InformationReminder,
+        Kind::Withdrawn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +65,8 @@ impl Kind {
             Kind::StaffMessage => "staff_message",
             Kind::RatingPrompt => "rating_prompt",
             Kind::Reclassification => "reclassification",
+            Kind::InformationReminder => "information_reminder",
+            Kind::Withdrawn => "withdrawn",
         }
     }
 }

@@ -161,6 +161,32 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
             )
             .into_owned(),
         ),
+        "information_reminder" => (
+            rust_i18n::t!(
+                "push.information_reminder.title",
+                locale = l,
+                radicado = radicado
+            )
+            .into_owned(),
+            rust_i18n::t!(
+                "push.information_reminder.body",
+                locale = l,
+                case_type = case_type,
+                radicado = radicado,
+                withdraw_on = date("withdraw_on")
+            )
+            .into_owned(),
+        ),
+        "withdrawn" => (
+            rust_i18n::t!("push.withdrawn.title", locale = l, radicado = radicado).into_owned(),
+            rust_i18n::t!(
+                "push.withdrawn.body",
+                locale = l,
+                case_type = case_type,
+                radicado = radicado
+            )
+            .into_owned(),
+        ),
         "rating_prompt" => (
             rust_i18n::t!("push.rating_prompt.title", locale = l, radicado = radicado).into_owned(),
             rating_prompt(l, &radicado),

@@ -124,6 +124,9 @@ text_enum!(
         Answered => "answered",
         Rated => "rated",
         WaitingCustomer => "waiting_customer",
+        // Closed because the customer did not answer a request for information within a month
+        // (desistimiento tácito, Ley 1755 de 2015 art. 17).
+        Withdrawn => "withdrawn",
     }
 );
 

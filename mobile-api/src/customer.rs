@@ -151,7 +151,7 @@ pub async fn get_case(
     request_body = MessageRequest, responses((status = 201, body = MessageView),
         (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
         (status = 404, body = Problem, description = "`case_not_found`: no such case of yours"),
-        (status = 409, body = Problem, description = "the case does not take messages in its state"),
+        (status = 409, body = Problem, description = "`case_withdrawn`: the case was closed as withdrawn; the customer may file again"),
         (status = 422, body = Problem, description = "`invalid_message`, `unknown_attachment`, `too_many_attachments`")))]
 #[tracing::instrument(skip_all)]
 pub async fn post_message(

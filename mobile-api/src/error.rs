@@ -22,6 +22,7 @@ pub const PROBLEM_CODES: &[&str] = &[
     "case_not_assigned",
     "case_not_found",
     "case_past_assignment",
+    "case_withdrawn",
     "comment_required",
     "consent_required",
     "customer_already_registered",

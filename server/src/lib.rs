@@ -344,7 +344,9 @@ pub async fn run(
             db.clone(),
             Duration::from_millis(settings.scheduler_interval_ms),
         );
-        move |stopped| run_scheduler(db, every, stopped)
+        let remind_after =
+            Duration::from_secs(u64::from(settings.information_reminder_days) * 24 * 3600);
+        move |stopped| run_scheduler(db, every, remind_after, stopped)
     });
     let janitor = spawn_until(&stop_rx, {
         let sync = sync.clone();
@@ -455,16 +457,32 @@ where
     })))
 }
 
-/// Fires due deadline alerts until `stopped` completes. Every atiende process runs one; the
-/// database makes sure each alert fires once.
-async fn run_scheduler(db: PgPool, interval: Duration, stopped: impl Future<Output = ()>) {
+/// Fires due deadline alerts, reminds customers who have not answered a request for
+/// information and withdraws the cases that waited a month, until `stopped` completes. Every
+/// atiende process runs one; the database makes sure each alert fires and each case is withdrawn
+/// once.
+async fn run_scheduler(
+    db: PgPool,
+    interval: Duration,
+    remind_after: Duration,
+    stopped: impl Future<Output = ()>,
+) {
     use atiende_core::scheduler::{BATCH, tick};
     atiende_core::worker::run("deadline scheduler", interval, stopped, || async {
         let fired = tick(&db, BATCH).await?;
         if fired > 0 {
             tracing::info!(alerts = fired, "deadline alerts fired");
         }
-        Ok::<_, atiende_core::Error>(Round::after(fired, BATCH))
+        let swept = atiende_core::cases::sweep_waiting(&db, remind_after, BATCH).await?;
+        if swept.reminded + swept.withdrawn > 0 {
+            tracing::info!(
+                reminded = swept.reminded,
+                withdrawn = swept.withdrawn,
+                "cases waiting on their customers"
+            );
+        }
+        let busiest = fired.max(swept.reminded).max(swept.withdrawn);
+        Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;
 }

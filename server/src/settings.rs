@@ -61,6 +61,10 @@ pub struct Settings {
     /// How often the deadline scheduler looks for due alerts, in milliseconds
     /// (`ATIENDE_SCHEDULER_INTERVAL_MS`).
     pub scheduler_interval_ms: u64,
+    /// Days after a request for information the customer is reminded of it, if they have not
+    /// answered; a month after the request the case is closed as withdrawn
+    /// (`ATIENDE_INFORMATION_REMINDER_DAYS`, 1–27, default 15).
+    pub information_reminder_days: u32,
     /// The largest blob (photo, signature, attachment) accepted, in bytes (`ATIENDE_BLOB_MAX_BYTES`).
     pub blob_max_bytes: usize,
     /// Bytes waiting to be written to one sync peer before it is dropped as too slow
@@ -235,6 +239,7 @@ impl Default for Settings {
             push_interval_ms: 1000,
             push_allow_loopback: false,
             scheduler_interval_ms: 5000,
+            information_reminder_days: 15,
             blob_max_bytes: atiende_mobile_api::blobs::DEFAULT_BLOB_LIMIT,
             sync_max_queued_bytes: sync.max_queued_bytes,
             sync_max_ephemeral_bytes: sync.max_ephemeral_bytes,
@@ -393,6 +398,16 @@ impl Settings {
                         name: "ATIENDE_SCHEDULER_INTERVAL_MS",
                         message: "expected a positive whole number of milliseconds".into(),
                     })?;
+        }
+        if let Some(v) = env("ATIENDE_INFORMATION_REMINDER_DAYS") {
+            settings.information_reminder_days = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=27).contains(n))
+                .ok_or(SettingsError::Env {
+                    name: "ATIENDE_INFORMATION_REMINDER_DAYS",
+                    message: "expected a whole number of days from 1 to 27 (the case is withdrawn a month after the request)".into(),
+                })?;
         }
         if let Some(v) = env("ATIENDE_BLOB_MAX_BYTES") {
             settings.blob_max_bytes =

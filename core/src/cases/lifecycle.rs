@@ -49,6 +49,10 @@ pub fn next_status(action: Action, from: CaseStatus) -> Result<CaseStatus> {
         ))
     };
     match (action, from) {
+        (_, Withdrawn) => refuse(
+            "case_withdrawn",
+            "the case was closed as withdrawn; the customer may file it again",
+        ),
         (_, WaitingCustomer) => refuse(
             "waiting_on_customer",
             "the case is waiting for the customer's reply to a request for information",

@@ -9,6 +9,7 @@ mod filing;
 mod lifecycle;
 mod moves;
 mod queries;
+mod waiting;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -27,6 +28,7 @@ pub use queries::{
     CustomerCursor, LATEST, MessageCursor, QueueCursor, QueueFilter, QueueOrder, events,
     fetch_many, get, get_for_customer, get_for_staff, list_for_customer, messages, staff_queue,
 };
+pub use waiting::{DEFAULT_REMINDER_AFTER, Swept, sweep as sweep_waiting};
 
 /// The rating prompt follows the answer after the customer had a while to read it.
 pub const RATING_PROMPT_DELAY: std::time::Duration = std::time::Duration::from_secs(3600);

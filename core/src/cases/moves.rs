@@ -439,6 +439,12 @@ pub async fn add_message<'a>(
     } else if Some(locked.customer_id) != actor.customer_id() {
         return Err(Error::not_found("case_not_found", "case"));
     }
+    if locked.status == CaseStatus::Withdrawn {
+        return Err(Error::conflict(
+            "case_withdrawn",
+            "the case was closed as withdrawn; the customer may file it again",
+        ));
+    }
     let message = insert_message(&mut tx, case_id, actor, &body).await?;
     let attached = match actor {
         Actor::User(user) => {

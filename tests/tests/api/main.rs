@@ -29,4 +29,5 @@ mod terms;
 mod web;
 mod web_browser;
 mod whatsapp;
+mod withdrawal;
 mod work_orders;
