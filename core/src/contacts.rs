@@ -80,10 +80,10 @@ pub enum PhoneMatch {
 }
 
 /// The verified customer whose phone is `phone` (normalised to E.164 as the database does it,
-/// see the `e164` function).
+/// see the `e164` function). A number someone typed on the web form is not theirs to claim by.
 pub async fn find_by_phone(db: impl PgExecutor<'_>, phone: &str) -> Result<PhoneMatch> {
     let ids = sqlx::query_scalar!(
-        "select id from customers where verified and phone_e164 = e164($1) limit 2",
+        "select id from customers where verified and phone_vouched and phone_e164 = e164($1) limit 2",
         phone
     )
     .fetch_all(db)
@@ -152,8 +152,8 @@ pub async fn register(
     let mut registered = None;
     for first in [true, false] {
         let row = sqlx::query!(
-            r#"insert into customers (id, kind, document_type, document_number, name, phone, email, language, verified)
-               select $1, $2, $3, $4, $5, $6, $7, $9,
+            r#"insert into customers (id, kind, document_type, document_number, name, phone, phone_vouched, email, language, verified)
+               select $1, $2, $3, $4, $5, $6, $10, $7, $9,
                       $8 and not exists (select 1 from customers
                                          where verified and document_type = $3 and document_number = $4)
                on conflict (document_type, document_number) where verified do nothing
@@ -167,6 +167,8 @@ pub async fn register(
             email,
             first,
             language,
+            // A chat's number comes from the platform; the web form's was typed.
+            matches!(door, Door::Chat(_)),
         )
         .fetch_optional(&mut *conn)
         .await?;

@@ -245,6 +245,14 @@ async fn the_form_files_a_case_with_its_attachment(pool: PgPool) {
     );
     assert_eq!(case.attachments, 1);
     assert_eq!(case.consent, "web");
+    // The typed phone reaches the person but claims nothing: a chat from that number is not
+    // linked to this record.
+    assert_eq!(
+        atiende_core::contacts::find_by_phone(&pool, "+57 300 123 4567")
+            .await
+            .expect("lookup"),
+        atiende_core::contacts::PhoneMatch::None
+    );
     app.stop().await;
 }
 
