@@ -1043,4 +1043,36 @@ mod tests {
         let err = Settings::load_from(None, env).expect_err("zero is refused");
         assert!(err.to_string().contains("ATIENDE_SYNC_MAX_DOCUMENT_BYTES"));
     }
+
+    #[test]
+    fn the_web_pages_brand_is_checked() {
+        let load = |name: &'static str, value: &'static str| {
+            Settings::load_from(None, move |k: &str| (k == name).then(|| value.to_owned()))
+        };
+        let s = load("ATIENDE_COMPANY_COLOR", "#1a7f37").expect("a hex colour");
+        assert_eq!(
+            (s.company_name.as_str(), s.company_color.as_str()),
+            ("Atiende", "#1a7f37")
+        );
+        assert_eq!(
+            load("ATIENDE_COMPANY_LOGO_URL", "https://empresa.co/logo.png")
+                .expect("an https logo")
+                .company_logo_url
+                .as_deref(),
+            Some("https://empresa.co/logo.png")
+        );
+        for (name, value) in [
+            ("ATIENDE_COMPANY_COLOR", "red; } body { display: none"),
+            ("ATIENDE_COMPANY_COLOR", "#12345"),
+            ("ATIENDE_COMPANY_LOGO_URL", "javascript:alert(1)"),
+            ("ATIENDE_COMPANY_LOGO_URL", "//elsewhere.example/logo.png"),
+            ("ATIENDE_WEB_POSTS_PER_WINDOW", "0"),
+            ("ATIENDE_WEB_WINDOW_SECS", "soon"),
+        ] {
+            match load(name, value) {
+                Err(SettingsError::Env { name: refused, .. }) => assert_eq!(refused, name),
+                other => panic!("{name}={value:?} accepted: {other:?}"),
+            }
+        }
+    }
 }
