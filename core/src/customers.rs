@@ -136,10 +136,11 @@ pub async fn search(db: impl PgExecutor<'_>, q: &str, limit: i64) -> Result<Vec<
                   (select count(*) from cases k where k.customer_id = c.id) as "cases!",
                   exists (select 1 from users u where u.customer_id = c.id and u.active) as "has_app_user!"
            from customers c
-           where c.document_number = upper($1)
+           where c.merged_into is null
+             and (c.document_number = upper($1)
               or lower(c.email) = lower($1)
               or ($2::text is not null and c.phone_e164 = e164($2))
-              or c.name ilike $3
+              or c.name ilike $3)
            order by c.verified desc, c.name, c.id
            limit $4"#,
         q,
@@ -149,4 +150,116 @@ pub async fn search(db: impl PgExecutor<'_>, q: &str, limit: i64) -> Result<Vec<
     )
     .fetch_all(db)
     .await?)
+}
+
+/// What a merge moved from the contact to the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Merged {
+    pub cases: i64,
+    pub chats: i64,
+}
+
+/// Merges the unverified contact `contact_id` into the verified customer `customer_id`: the
+/// contact's cases (each with a `merged` event in its trail), chats, messages, notifications,
+/// files, consents and work orders become the customer's, and the contact is kept, marked as
+/// merged, for the record. The quality director or an admin decides (the caller checks); a contact
+/// with an app user is not a contact to merge.
+pub async fn merge(
+    pool: &PgPool,
+    actor: &crate::auth::User,
+    customer_id: Uuid,
+    contact_id: Uuid,
+) -> Result<Merged> {
+    if customer_id == contact_id {
+        return Err(Error::invalid(
+            "same_customer",
+            "a customer cannot be merged into itself",
+        ));
+    }
+    let mut tx = pool.begin().await?;
+    // Both rows locked, in a fixed order so two merges never wait on each other crosswise.
+    let rows = sqlx::query!(
+        r#"select id, verified, merged_into,
+                  exists (select 1 from users u where u.customer_id = c.id) as "has_user!"
+           from customers c where id = any($1) order by id for update"#,
+        &[customer_id, contact_id][..]
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let find = |id: Uuid| rows.iter().find(|r| r.id == id);
+    let target = find(customer_id).ok_or(Error::not_found("customer_not_found", "customer"))?;
+    let contact = find(contact_id).ok_or(Error::not_found("contact_not_found", "contact"))?;
+    if !target.verified {
+        return Err(Error::invalid(
+            "customer_not_verified",
+            "merge a contact into a verified customer",
+        ));
+    }
+    if contact.verified || contact.has_user {
+        return Err(Error::invalid(
+            "not_a_contact",
+            "only an unverified contact without an app user can be merged into a customer",
+        ));
+    }
+    if contact.merged_into.is_some() {
+        return Err(Error::conflict(
+            "contact_already_merged",
+            "the contact was merged already",
+        ));
+    }
+    // Cases and chats in one statement: a case names its chat together with its customer.
+    let moved = sqlx::query!(
+        r#"with chats as (
+               update customer_chats set customer_id = $1 where customer_id = $2 returning id
+           ), cases as (
+               update cases set customer_id = $1, updated_at = now() where customer_id = $2 returning id
+           )
+           select array(select id from cases) as "cases!", (select count(*) from chats) as "chats!""#,
+        customer_id,
+        contact_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    for sql in [
+        "update case_messages set author_customer_id = $1 where author_customer_id = $2",
+        "update notifications set customer_id = $1 where customer_id = $2",
+        "update consents set customer_id = $1 where customer_id = $2",
+        "update work_orders set customer_id = $1 where customer_id = $2",
+        "update web_filings set customer_id = $1 where customer_id = $2",
+        "insert into blob_customer_uploads (sha256, customer_id, uploaded_at)
+         select sha256, $1, uploaded_at from blob_customer_uploads where customer_id = $2
+         on conflict do nothing",
+        "delete from blob_customer_uploads where customer_id = $2",
+    ] {
+        sqlx::query(sql)
+            .bind(customer_id)
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let note = format!("contact {contact_id} merged into customer {customer_id}");
+    sqlx::query!(
+        "insert into case_events (case_id, actor_id, actor_role, kind, comment, visible_to_customer)
+         select id, $2, $3, 'merged', $4, false from unnest($1::uuid[]) as m (id)",
+        &moved.cases,
+        actor.id,
+        actor.role.as_str(),
+        note,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update customers set merged_into = $1, merged_at = now(), merged_by = $3 where id = $2",
+        customer_id,
+        contact_id,
+        actor.id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Merged {
+        cases: i64::try_from(moved.cases.len()).unwrap_or(i64::MAX),
+        chats: moved.chats,
+    })
 }

@@ -4,7 +4,7 @@
 
 use atiende_core::cases::{self, Filed, NewCase, Registration};
 use atiende_core::customers::{self, CustomerSummary, NewCustomer};
-use atiende_core::types::{CaseType, Channel, DocumentType};
+use atiende_core::types::{CaseType, Channel, DocumentType, Role};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -221,4 +221,38 @@ pub async fn search_customers(
         ));
     }
     Ok(axum::Json(customers::search(&state.db, &q.q, limit).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MergeRequest {
+    /// The unverified contact (from a chat, the web form or the mailbox) that is this customer.
+    pub contact_id: Uuid,
+}
+
+/// Quality director or admin: the unverified contact is this customer. Its cases (each with a
+/// `merged` event), chats, messages, files and consents become the customer's; the contact stays,
+/// marked as merged, and leaves the search.
+#[utoipa::path(post, path = "/api/v1/staff/customers/{id}/merge", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path, description = "the verified customer")),
+    request_body = MergeRequest, responses((status = 200, body = customers::Merged),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff; `role_not_allowed`: only the quality director or an admin merges"),
+        (status = 404, body = Problem, description = "`customer_not_found`, `contact_not_found`"),
+        (status = 409, body = Problem, description = "`contact_already_merged`"),
+        (status = 422, body = Problem, description = "`same_customer`, `customer_not_verified`, `not_a_contact`")))]
+#[tracing::instrument(skip_all)]
+pub async fn merge_contact(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<MergeRequest>,
+) -> ApiResult<axum::Json<customers::Merged>> {
+    if !matches!(user.role, Role::QualityDirector | Role::Admin) {
+        return Err(atiende_core::Error::forbidden(
+            "role_not_allowed",
+            "only the quality director or an admin merges contacts into customers",
+        )
+        .into());
+    }
+    Ok(axum::Json(
+        customers::merge(&state.db, &user, id, req.contact_id).await?,
+    ))
 }

@@ -99,6 +99,7 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(staff::queue, intake::register_case))
         .routes(routes!(intake::reclassify))
         .routes(routes!(intake::create_customer, intake::search_customers))
+        .routes(routes!(intake::merge_contact))
         .routes(routes!(staff::get_case))
         .routes(routes!(staff::assign))
         .routes(routes!(staff::draft))

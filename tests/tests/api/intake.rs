@@ -510,3 +510,131 @@ async fn the_director_reclassifies_and_the_term_follows_the_new_type(pool: PgPoo
         (StatusCode::CONFLICT, "case_already_closed")
     );
 }
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_contact_merged_into_its_customer_brings_its_cases(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let org = app.org().await;
+    let token = app.customer("cliente@test.co", "1020304050").await;
+    let customer_id: Uuid =
+        sqlx::query_scalar("select id from customers where document_number = '1020304050'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("customer");
+    // Someone filed from the web form typing the customer's document number: a contact of its own.
+    let contact_id = Uuid::new_v4();
+    sqlx::query(
+        "insert into customers (id, kind, document_type, document_number, name, verified)
+         values ($1, 'person', 'CC', '1020304050', 'Cliente por la web', false)",
+    )
+    .bind(contact_id)
+    .execute(&app.pool)
+    .await
+    .expect("contact");
+    let filed = atiende_core::cases::file(
+        &app.pool,
+        contact_id,
+        None,
+        atiende_core::cases::NewCase {
+            id: Uuid::new_v4(),
+            case_type: atiende_core::types::CaseType::Queja,
+            subject: "Nadie vino".into(),
+            description: "La visita no se hizo.".into(),
+            channel: atiende_core::types::Channel::Web,
+            chat_id: None,
+        },
+    )
+    .await
+    .expect("filed");
+    let case_id = match filed {
+        atiende_core::cases::Filed::Created(c) => c.id,
+        atiende_core::cases::Filed::Existing(c) => c.id,
+    };
+    let mine = app.get("/api/v1/cases", Some(&token)).await;
+    assert_eq!(mine.body["items"], json!([]), "not the customer's yet");
+
+    let path = format!("/api/v1/staff/customers/{customer_id}/merge");
+    let r = app
+        .post(
+            &path,
+            Some(&org.collaborator),
+            json!({"contact_id": contact_id}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "role_not_allowed")
+    );
+    let r = app
+        .post(
+            &format!("/api/v1/staff/customers/{contact_id}/merge"),
+            Some(&org.director),
+            json!({"contact_id": customer_id}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "customer_not_verified")
+    );
+    let r = app
+        .post(
+            &path,
+            Some(&org.director),
+            json!({"contact_id": customer_id}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "same_customer")
+    );
+
+    let r = app
+        .post(
+            &path,
+            Some(&org.director),
+            json!({"contact_id": contact_id}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!({"cases": 1, "chats": 0}));
+
+    let mine = app.get("/api/v1/cases", Some(&token)).await;
+    let ids: Vec<&Value> = mine.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    assert_eq!(ids, vec![&json!(case_id)], "the customer now sees the case");
+    let staff = app
+        .get(
+            &format!("/api/v1/staff/cases/{case_id}"),
+            Some(&org.director),
+        )
+        .await;
+    assert!(
+        staff.body["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "merged")),
+        "{}",
+        staff.body["events"]
+    );
+    let found = app
+        .get("/api/v1/staff/customers?q=1020304050", Some(&org.director))
+        .await;
+    assert_eq!(
+        found.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        found.body
+    );
+    assert_eq!(found.body[0]["cases"], 1);
+
+    let r = app
+        .post(&path, Some(&org.admin), json!({"contact_id": contact_id}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "contact_already_merged")
+    );
+}
