@@ -77,10 +77,18 @@ async fn upgrade(
     // Above our own limit, so that a frame a little too big is read whole and answered with an
     // `error`; tungstenite refuses anything bigger before reading it.
     let ws_limit = state.inner.settings.max_frame.saturating_mul(2);
+    // tungstenite allocates and zeroes its whole read buffer for every connection (128 KiB by
+    // default), which is most of a connection's memory with thousands of idle devices. Sync
+    // messages are small; a bigger frame grows the buffer while it is read.
     ws.max_message_size(ws_limit)
         .max_frame_size(ws_limit)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| crate::connection::serve(state, user, session, socket))
 }
+
+/// Initial read buffer per connection; see `upgrade`.
+const READ_BUFFER: usize = 4 * 1024;
 
 fn unauthenticated() -> Response {
     problem(
