@@ -1,6 +1,7 @@
 -- E-mail joins the outbox's channels. What a customer must hear about a case leaves by e-mail too
--- when the case came by e-mail or the web form (the door it came by is the one they use), or when
--- the customer chose e-mail for everything.
+-- when the case came by e-mail or the web form (the door it came by is the one they use), when
+-- staff took it by phone, at the front desk or by letter (the address on file is the only written
+-- door such a customer has), or when the customer chose e-mail for everything.
 
 -- The customer asked to hear of every case by e-mail as well.
 alter table customers add column email_notifications boolean not null default false;
@@ -43,7 +44,8 @@ begin
           and btrim(cu.email) like '_%@_%'
           and (cu.email_notifications
                or exists (select 1 from cases c
-                          where c.id = new.case_id and c.channel in ('email', 'web')))
+                          where c.id = new.case_id
+                            and c.channel in ('email', 'web', 'phone', 'in_person', 'letter')))
         on conflict do nothing;
     end if;
     return null;

@@ -131,6 +131,17 @@ async fn a_call_registered_days_later_runs_its_terms_from_the_call(pool: PgPool)
         .and_then(|s| s.parse().ok())
         .expect("customer id");
     assert_eq!(recipients, vec![(None, Some(customer_id))]);
+    // With an address on file the acknowledgement leaves by e-mail: the customer called, so there
+    // is no app or chat to tell them in.
+    let emailed: Vec<String> = sqlx::query_scalar(
+        "select d.target from deliveries d join notifications n on n.id = d.notification_id
+         where n.case_id = $1 and n.kind = 'acknowledgement' and d.channel = 'email'",
+    )
+    .bind(Uuid::parse_str(id).expect("uuid"))
+    .fetch_all(&app.pool)
+    .await
+    .expect("deliveries");
+    assert_eq!(emailed, vec!["marta@correo.co".to_owned()]);
 
     // A retry registers nothing new; the same id with another body is refused.
     let again = app
