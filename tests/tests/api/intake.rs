@@ -371,6 +371,18 @@ async fn staff_create_and_find_customers(pool: PgPool) {
         .get("/api/v1/staff/customers?q=100%25", Some(&org.director))
         .await;
     assert_eq!(r.body, json!([]), "% is a literal character");
+    let long = "a".repeat(201);
+    let r = app
+        .get(
+            &format!("/api/v1/staff/customers?q={long}"),
+            Some(&org.director),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_query"),
+        "longer than 200 characters"
+    );
     let r = app
         .get("/api/v1/staff/customers?q=x", Some(&org.director))
         .await;
