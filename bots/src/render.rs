@@ -4,7 +4,6 @@
 
 use atiende_core::outbox::{Claimed, REPLY};
 use atiende_core::types::CaseType;
-use chrono::NaiveDate;
 
 use crate::engine::{Reply, rating_choices};
 use crate::texts::{bot, bot_with};
@@ -28,21 +27,12 @@ pub fn notice(
     data: &serde_json::Value,
     case_id: Option<uuid::Uuid>,
 ) -> Reply {
-    let field = |k: &str| {
-        data.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let field = |k: &str| atiende_core::texts::data_text(data, k);
     let case_type = field("type")
         .parse::<CaseType>()
         .map(|t| atiende_core::texts::case_type(lang, t))
         .unwrap_or_default();
-    let date = |k: &str| {
-        NaiveDate::parse_from_str(&field(k), "%Y-%m-%d")
-            .map(|d| atiende_core::texts::long_date(lang, d))
-            .unwrap_or_else(|_| field(k))
-    };
+    let date = |k: &str| atiende_core::texts::data_date(lang, data, k);
     let radicado = field("radicado");
     let rating = |text: String| Reply {
         text,

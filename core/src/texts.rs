@@ -69,26 +69,33 @@ fn excerpt(text: &str) -> String {
     }
 }
 
+/// A text field of a stored notification's data, empty when it is missing.
+pub fn data_text(data: &serde_json::Value, key: &str) -> String {
+    data.get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A date field of a stored notification's data written out in `language`, or as stored when it is
+/// not a date.
+pub fn data_date(language: &str, data: &serde_json::Value, key: &str) -> String {
+    let raw = data_text(data, key);
+    raw.parse::<NaiveDate>()
+        .map(|d| long_date(language, d))
+        .unwrap_or(raw)
+}
+
 /// Title and body of a push notification, rendered from what the outbox stored.
 pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, String) {
     let l = lang(language);
-    let field = |k: &str| {
-        data.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let field = |k: &str| data_text(data, k);
     let radicado = field("radicado");
     let case_type = field("type")
         .parse::<CaseType>()
         .map(|t| case_type(l, t))
         .unwrap_or_default();
-    let date = |k: &str| {
-        field(k)
-            .parse::<NaiveDate>()
-            .map(|d| long_date(l, d))
-            .unwrap_or_else(|_| field(k))
-    };
+    let date = |k: &str| data_date(l, data, k);
     match kind {
         "acknowledgement" => {
             let title = rust_i18n::t!(

@@ -2,7 +2,7 @@
 //! the radicado in the subject, the notice itself with what staff wrote in full, and the case's
 //! secret link.
 
-use atiende_core::texts::{LANGUAGES, acknowledgement, case_type, long_date, push};
+use atiende_core::texts::{LANGUAGES, acknowledgement, case_type, data_date, data_text, push};
 use atiende_core::types::CaseType;
 use chrono::NaiveDate;
 
@@ -44,21 +44,11 @@ fn text(l: &str, key: &str, vars: &[(&str, &str)]) -> String {
 /// The e-mail for notification `kind` with its stored `data`.
 pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rendered {
     let l = lang(to.language);
-    let field = |k: &str| {
-        data.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let field = |k: &str| data_text(data, k);
     let radicado = field("radicado");
     let kind_of_case = field("type").parse::<CaseType>().ok();
     let type_name = kind_of_case.map(|t| case_type(l, t)).unwrap_or_default();
-    let date = |k: &str| {
-        field(k)
-            .parse::<NaiveDate>()
-            .map(|d| long_date(l, d))
-            .unwrap_or_else(|_| field(k))
-    };
+    let date = |k: &str| data_date(l, data, k);
     let case_vars = [
         ("radicado", radicado.as_str()),
         ("case_type", type_name.as_str()),
