@@ -36,11 +36,15 @@ pub enum Kind {
     InformationReminder,
     /// Closed because the customer did not answer a request for information within a month.
     Withdrawn,
+    /// The one-time code that links a web filing to the customer record it names.
+    LinkCode,
+    /// The single-use link with which a company-created app user sets the first password.
+    AccountSetup,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -52,6 +56,8 @@ impl Kind {
         Kind::Reclassification,
         Kind::InformationReminder,
         Kind::Withdrawn,
+        Kind::LinkCode,
+        Kind::AccountSetup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +73,8 @@ impl Kind {
             Kind::Reclassification => "reclassification",
             Kind::InformationReminder => "information_reminder",
             Kind::Withdrawn => "withdrawn",
+            Kind::LinkCode => "link_code",
+            Kind::AccountSetup => "account_setup",
         }
     }
 }

@@ -220,6 +220,21 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
                 .into_owned(),
             )
         }
+        "link_code" => (
+            rust_i18n::t!("push.link_code.title", locale = l).into_owned(),
+            rust_i18n::t!(
+                "push.link_code.body",
+                locale = l,
+                radicado = radicado,
+                code = field("code"),
+                minutes = field("minutes")
+            )
+            .into_owned(),
+        ),
+        "account_setup" => (
+            rust_i18n::t!("push.account_setup.title", locale = l).into_owned(),
+            rust_i18n::t!("push.account_setup.body", locale = l).into_owned(),
+        ),
         _ => (radicado.clone(), String::new()),
     }
 }
