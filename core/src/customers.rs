@@ -3,7 +3,7 @@
 //! customers up by document, name, phone or e-mail.
 
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::auth::{self, parse_document_number, parse_email, parse_name, parse_phone};
@@ -160,6 +160,16 @@ pub struct Merged {
     pub chats: i64,
 }
 
+/// Who merges a contact into a customer.
+#[derive(Debug, Clone, Copy)]
+pub enum MergedBy<'a> {
+    /// The quality director or an admin (the caller checks).
+    Staff(&'a crate::auth::User),
+    /// The customer, by confirming a one-time code sent to their contact on file
+    /// ([`crate::link_codes`]).
+    CustomerCode,
+}
+
 /// Merges the unverified contact `contact_id` into the verified customer `customer_id`: the
 /// contact's cases (each with a `merged` event in its trail), chats, messages, notifications,
 /// files, consents and work orders become the customer's, and the contact is kept, marked as
@@ -171,13 +181,25 @@ pub async fn merge(
     customer_id: Uuid,
     contact_id: Uuid,
 ) -> Result<Merged> {
+    let mut tx = pool.begin().await?;
+    let merged = merge_in(&mut tx, MergedBy::Staff(actor), customer_id, contact_id).await?;
+    tx.commit().await?;
+    Ok(merged)
+}
+
+/// [`merge`] inside the caller's transaction, by staff or by the customer's confirmation.
+pub async fn merge_in(
+    tx: &mut PgConnection,
+    by: MergedBy<'_>,
+    customer_id: Uuid,
+    contact_id: Uuid,
+) -> Result<Merged> {
     if customer_id == contact_id {
         return Err(Error::invalid(
             "same_customer",
             "a customer cannot be merged into itself",
         ));
     }
-    let mut tx = pool.begin().await?;
     // Both rows locked, in a fixed order so two merges never wait on each other crosswise.
     let rows = sqlx::query!(
         r#"select id, verified, merged_into,
@@ -226,7 +248,6 @@ pub async fn merge(
         "update notifications set customer_id = $1 where customer_id = $2",
         "update consents set customer_id = $1 where customer_id = $2",
         "update work_orders set customer_id = $1 where customer_id = $2",
-        "update web_filings set customer_id = $1 where customer_id = $2",
         "insert into blob_customer_uploads (sha256, customer_id, uploaded_at)
          select sha256, $1, uploaded_at from blob_customer_uploads where customer_id = $2
          on conflict do nothing",
@@ -238,26 +259,43 @@ pub async fn merge(
             .execute(&mut *tx)
             .await?;
     }
-    let note = format!("contact {contact_id} merged into customer {customer_id}");
+    let (actor_id, actor_role, how, note) = match by {
+        MergedBy::Staff(user) => (
+            Some(user.id),
+            user.role.as_str(),
+            "staff",
+            format!("contact {contact_id} merged into customer {customer_id}"),
+        ),
+        MergedBy::CustomerCode => (
+            None,
+            crate::types::Role::Customer.as_str(),
+            "customer_code",
+            format!(
+                "contact {contact_id} merged into customer {customer_id}: linked by the customer's \
+                 confirmation with a one-time code sent to their contact on file"
+            ),
+        ),
+    };
     sqlx::query!(
         "insert into case_events (case_id, actor_id, actor_role, kind, comment, visible_to_customer)
          select id, $2, $3, 'merged', $4, false from unnest($1::uuid[]) as m (id)",
         &moved.cases,
-        actor.id,
-        actor.role.as_str(),
+        actor_id,
+        actor_role,
         note,
     )
     .execute(&mut *tx)
     .await?;
     sqlx::query!(
-        "update customers set merged_into = $1, merged_at = now(), merged_by = $3 where id = $2",
+        "update customers set merged_into = $1, merged_at = now(), merged_by = $3, merged_how = $4
+         where id = $2",
         customer_id,
         contact_id,
-        actor.id,
+        actor_id,
+        how,
     )
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(Merged {
         cases: i64::try_from(moved.cases.len()).unwrap_or(i64::MAX),
         chats: moved.chats,

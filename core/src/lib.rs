@@ -17,6 +17,7 @@ pub mod error;
 pub mod field_reports;
 pub mod holidays;
 pub mod input;
+pub mod link_codes;
 pub mod login_limits;
 pub mod notifications;
 pub mod outbox;

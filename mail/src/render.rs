@@ -59,7 +59,8 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
         | "answer"
         | "information_request"
         | "staff_message"
-        | "rating_prompt" => format!("subject.{kind}"),
+        | "rating_prompt"
+        | "link_code" => format!("subject.{kind}"),
         _ => "subject.other".to_owned(),
     };
     let (title, fallback_body) = push(l, kind, data);
@@ -105,9 +106,23 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
             paragraphs.push(atiende_core::texts::rating_prompt(l, &radicado));
             paragraphs.push(text(l, "rating_prompt", &[]));
         }
+        "link_code" => {
+            let minutes = field("minutes");
+            paragraphs.push(text(l, "link_code", &case_vars));
+            paragraphs.push(field("code"));
+            paragraphs.push(text(
+                l,
+                "link_code_expires",
+                &[("minutes", minutes.as_str())],
+            ));
+            paragraphs.push(text(l, "link_code_not_you", &[]));
+        }
         _ => paragraphs.push(fallback_body),
     }
-    if let Some(link) = to.link {
+    // A link code goes to the customer on file, who may not be whoever filed: never with a case's
+    // link.
+    let link = to.link.filter(|_| kind != "link_code");
+    if let Some(link) = link {
         paragraphs.push(format!("{}\n{link}", text(l, "link", &[])));
         paragraphs.push(text(l, "link_secret", &[]));
     }
@@ -118,7 +133,7 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
     ));
     paragraphs.retain(|p| !p.trim().is_empty());
     let subject = subject.replace(['\r', '\n'], " ");
-    let html = html(l, &subject, &paragraphs, to.link);
+    let html = html(l, &subject, &paragraphs, link);
     Rendered {
         subject,
         text: paragraphs.join("\n\n"),
@@ -178,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_kind_reads_in_both_languages_with_the_radicado_in_the_subject() {
-        let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "answer": "Ya quedó resuelto.", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00"});
+        let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "answer": "Ya quedó resuelto.", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00", "code": "042917", "minutes": "15"});
         for &l in LANGUAGES {
             for kind in Kind::ALL {
                 let mail = render(
@@ -187,7 +202,7 @@ mod tests {
                     &data,
                 );
                 assert!(
-                    mail.subject.contains("PQRS-2026-000001"),
+                    mail.subject.contains("PQRS-2026-000001") && !mail.subject.contains("042917"),
                     "{l} {kind:?}: {}",
                     mail.subject
                 );
@@ -197,9 +212,11 @@ mod tests {
                         "{l} {kind:?}: {t}"
                     );
                 }
-                assert!(
+                assert_eq!(
                     mail.text
-                        .contains("https://pqrs.example.co/pqrs/caso/pqrs_x")
+                        .contains("https://pqrs.example.co/pqrs/caso/pqrs_x"),
+                    kind != Kind::LinkCode,
+                    "{l} {kind:?}: a link code never carries a case's link"
                 );
                 assert!(mail.text.contains("Ana Pérez"));
             }
@@ -242,6 +259,27 @@ mod tests {
             mail.html
         );
         assert!(mail.html.starts_with("<!DOCTYPE html>\n<html lang=\"es\">"));
+    }
+
+    #[test]
+    fn a_link_code_says_who_asked_and_keeps_the_code_out_of_the_subject() {
+        let data =
+            serde_json::json!({"radicado": "PQRS-2026-000042", "code": "042917", "minutes": "15"});
+        let es = render(&to("es", None), "link_code", &data);
+        assert_eq!(
+            es.subject,
+            "Código para vincular la solicitud PQRS-2026-000042 a su registro"
+        );
+        assert!(
+            es.text.contains("\n\n042917\n\nVence en 15 minutos "),
+            "{:?}",
+            es.text
+        );
+        assert!(es.text.contains("Si no fue usted"), "{}", es.text);
+        let en = render(&to("en", None), "link_code", &data);
+        assert!(!en.subject.contains("042917"), "{}", en.subject);
+        assert!(en.text.contains("PQRS-2026-000042"), "{}", en.text);
+        assert!(en.text.contains("If it was not you"), "{}", en.text);
     }
 
     #[test]

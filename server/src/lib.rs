@@ -205,6 +205,7 @@ fn web_state(db: PgPool, settings: &Settings) -> atiende_web::WebState {
             atiende_mobile_api::client::client_addr(peer, headers, &trusted).ip
         }),
         public_base_url: settings.public_base_url.trim_end_matches('/').to_owned(),
+        link_code_ttl: std::time::Duration::from_secs(u64::from(settings.link_code_minutes) * 60),
     }
 }
 

@@ -179,6 +179,9 @@ pub struct Settings {
     pub web_posts_per_window: u32,
     /// That window, in seconds (`ATIENDE_WEB_WINDOW_SECS`).
     pub web_window_secs: u32,
+    /// How long the one-time code that links a web filing to a customer's record lives, in
+    /// minutes, 1 to 60 (`ATIENDE_LINK_CODE_MINUTES`).
+    pub link_code_minutes: u32,
 }
 
 /// A template setting, `name:language`, checked.
@@ -284,6 +287,7 @@ impl Default for Settings {
             company_color: "#0b5cad".into(),
             web_posts_per_window: 30,
             web_window_secs: 600,
+            link_code_minutes: 15,
         }
     }
 }
@@ -603,6 +607,7 @@ impl Settings {
                 &mut settings.web_posts_per_window,
             ),
             ("ATIENDE_WEB_WINDOW_SECS", &mut settings.web_window_secs),
+            ("ATIENDE_LINK_CODE_MINUTES", &mut settings.link_code_minutes),
         ] {
             if let Some(v) = env(name) {
                 *field = v
@@ -682,6 +687,12 @@ impl Settings {
             return Err(SettingsError::Env {
                 name: "ATIENDE_COMPANY_NAME",
                 message: "expected at most 100 characters".into(),
+            });
+        }
+        if !(1..=60).contains(&self.link_code_minutes) {
+            return Err(SettingsError::Env {
+                name: "ATIENDE_LINK_CODE_MINUTES",
+                message: "expected 1 to 60 minutes".into(),
             });
         }
         Ok(())
@@ -1049,6 +1060,12 @@ mod tests {
         let load = |name: &'static str, value: &'static str| {
             Settings::load_from(None, move |k: &str| (k == name).then(|| value.to_owned()))
         };
+        assert_eq!(
+            load("ATIENDE_LINK_CODE_MINUTES", "5")
+                .expect("five minutes")
+                .link_code_minutes,
+            5
+        );
         let s = load("ATIENDE_COMPANY_COLOR", "#1a7f37").expect("a hex colour");
         assert_eq!(
             (s.company_name.as_str(), s.company_color.as_str()),
@@ -1068,6 +1085,7 @@ mod tests {
             ("ATIENDE_COMPANY_LOGO_URL", "//elsewhere.example/logo.png"),
             ("ATIENDE_WEB_POSTS_PER_WINDOW", "0"),
             ("ATIENDE_WEB_WINDOW_SECS", "soon"),
+            ("ATIENDE_LINK_CODE_MINUTES", "61"),
         ] {
             match load(name, value) {
                 Err(SettingsError::Env { name: refused, .. }) => assert_eq!(refused, name),

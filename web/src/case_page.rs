@@ -3,8 +3,8 @@
 
 use askama::Template;
 use atiende_core::cases::{self, Actor, Case};
-use atiende_core::types::CaseStatus;
-use atiende_core::{Error, calendar, case_links, terms, texts};
+use atiende_core::types::{CaseStatus, Channel};
+use atiende_core::{Error, calendar, case_links, link_codes, terms, texts};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -39,6 +39,11 @@ pub struct CasePage<'a> {
     pub notice: Option<String>,
     pub reply_action: String,
     pub rate_action: String,
+    /// The filing was added to the customer's record by a code.
+    pub linked: bool,
+    /// Whether the page offers to link a web filing to the filer's customer record.
+    pub offer_link: bool,
+    pub link_action: String,
     pub errors: Vec<FieldError>,
 }
 
@@ -111,6 +116,7 @@ async fn render(
         .collect();
     let path = format!("/pqrs/caso/{token}");
     let answered = matches!(case.status, CaseStatus::Answered | CaseStatus::Rated);
+    let linked = link_codes::linked(&state.db, case.id).await?;
     let page = CasePage {
         base: Base::new(
             state,
@@ -130,6 +136,10 @@ async fn render(
         notice,
         reply_action: format!("{path}/respuesta"),
         rate_action: format!("{path}/calificacion"),
+        linked,
+        // Offered on every web filing alike, whatever its document number.
+        offer_link: case.channel == Channel::Web,
+        link_action: crate::link::action(&path),
         errors,
         c: CaseFacts::new(
             lang,
@@ -159,6 +169,7 @@ pub async fn show(
     let csrf = Csrf::from_headers(&headers);
     let notice = match done.done.as_deref() {
         Some("reply") => Some(lang.t("case.replied")),
+        Some("linked") => Some(lang.t("link.linked")),
         _ => None,
     };
     let result = match open(&state, &token).await {

@@ -96,6 +96,9 @@ pub struct FiledPage<'a> {
     /// The case page's path, and the same as a full URL to keep.
     pub link: String,
     pub full_link: String,
+    /// The form's CSRF token, for the offer to link the filing to a customer record.
+    pub csrf: String,
+    pub link_action: String,
 }
 
 fn form_page<'a>(
@@ -450,10 +453,10 @@ pub async fn submit(
     else {
         return pages::bad_request(&state, lang);
     };
-    if !posted.honeypot.is_empty() {
-        return decoy(&state, lang, filing_id);
-    }
     let csrf = posted.csrf.clone().unwrap_or_default();
+    if !posted.honeypot.is_empty() {
+        return decoy(&state, lang, filing_id, csrf);
+    }
     let values = posted.values.clone();
     let filing = match check(lang, &state, posted) {
         Ok(f) => f,
@@ -462,7 +465,7 @@ pub async fn submit(
             return pages::html(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    match file(&state, lang, filing_id, filing).await {
+    match file(&state, lang, filing_id, filing, csrf).await {
         Ok(page) => pages::html(StatusCode::OK, &page),
         Err(Error::Conflict { .. }) => pages::message(
             &state,
@@ -486,9 +489,10 @@ async fn file<'a>(
     lang: Lang,
     filing_id: Uuid,
     filing: Filing,
+    csrf: String,
 ) -> Result<FiledPage<'a>, Error> {
     let mut tx = state.db.begin().await?;
-    let customer_id = filer(&mut tx, filing_id, &filing.contact).await?;
+    let (registered, customer_id) = filer(&mut tx, filing_id, &filing.contact).await?;
     tx.commit().await?;
     let mut hashes = Vec::with_capacity(filing.files.len());
     for (id, upload) in &filing.files {
@@ -508,7 +512,7 @@ async fn file<'a>(
         channel: Channel::Web,
         chat_id: None,
     };
-    let case = match cases::file(&state.db, customer_id, None, new).await? {
+    let case = match cases::file(&state.db, registered, None, new).await? {
         Filed::Created(c) | Filed::Existing(c) => c,
     };
     let mut tx = state.db.begin().await?;
@@ -523,31 +527,36 @@ async fn file<'a>(
         case_type: texts::case_type(lang.code(), case.case_type),
         due_date: texts::long_date(lang.code(), case.legal_due_date),
         full_link: format!("{}/pqrs/caso/{token}", state.public_base_url),
+        link_action: crate::link::action(&format!("/pqrs/caso/{token}")),
         link: format!("/pqrs/caso/{token}"),
+        csrf,
     })
 }
 
-/// The customer record a filing is made for: the one it registered the first time this filing id
-/// was posted, else a new registration ([`contacts::register`] never hands out someone else's).
+/// Who a filing is made for: the record it registered the first time this filing id was posted,
+/// else a new registration ([`contacts::register`] never hands out someone else's); and that
+/// record's owner now, the customer it was merged into if it was.
 async fn filer(
     conn: &mut PgConnection,
     filing_id: Uuid,
     contact: &NewContact,
-) -> Result<Uuid, Error> {
+) -> Result<(Uuid, Uuid), Error> {
     sqlx::query!(
         "select pg_advisory_xact_lock(hashtextextended('web_filing:' || $1::uuid::text, 0))",
         filing_id
     )
     .execute(&mut *conn)
     .await?;
-    let known = sqlx::query_scalar!(
-        "select customer_id from web_filings where filing_id = $1",
+    let known = sqlx::query!(
+        r#"select w.customer_id, coalesce(c.merged_into, c.id) as "owner!"
+           from web_filings w join customers c on c.id = w.customer_id
+           where w.filing_id = $1"#,
         filing_id
     )
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(customer_id) = known {
-        return Ok(customer_id);
+    if let Some(known) = known {
+        return Ok((known.customer_id, known.owner));
     }
     let registered = contacts::register(&mut *conn, contact, Door::Web).await?;
     sqlx::query!(
@@ -557,11 +566,11 @@ async fn filer(
     )
     .execute(&mut *conn)
     .await?;
-    Ok(registered.customer_id)
+    Ok((registered.customer_id, registered.customer_id))
 }
 
 /// What a filled honeypot gets: a page like the acknowledgement, with nothing filed.
-fn decoy(state: &WebState, lang: Lang, filing_id: Uuid) -> Response {
+fn decoy(state: &WebState, lang: Lang, filing_id: Uuid, csrf: String) -> Response {
     let today = atiende_core::calendar::local_date(Utc::now());
     let number = filing_id.as_u128() % 1_000_000;
     let page = FiledPage {
@@ -575,6 +584,8 @@ fn decoy(state: &WebState, lang: Lang, filing_id: Uuid) -> Response {
             filing_id.simple()
         ),
         link: format!("/pqrs/caso/pqrs_{}", filing_id.simple()),
+        link_action: crate::link::action(&format!("/pqrs/caso/pqrs_{}", filing_id.simple())),
+        csrf,
     };
     pages::html(StatusCode::OK, &page)
 }

@@ -17,6 +17,7 @@ mod case_page;
 mod filing;
 mod guard;
 mod lang;
+mod link;
 mod pages;
 mod status;
 
@@ -58,6 +59,8 @@ pub struct WebState {
     /// Where this site is reached from outside, without a trailing slash: the case's link is
     /// shown in full.
     pub public_base_url: String,
+    /// How long a code that links a web filing to its customer lives.
+    pub link_code_ttl: std::time::Duration,
 }
 
 impl WebState {
@@ -86,6 +89,14 @@ pub fn router(state: WebState) -> Router {
         .route(
             "/pqrs/caso/{token}/calificacion",
             axum::routing::post(case_page::rate),
+        )
+        .route(
+            "/pqrs/caso/{token}/vincular",
+            axum::routing::post(link::ask),
+        )
+        .route(
+            "/pqrs/caso/{token}/vincular/codigo",
+            axum::routing::post(link::confirm),
         )
         .route("/static/atiende.css", get(stylesheet))
         .layer(axum::middleware::from_fn_with_state(

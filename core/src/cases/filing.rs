@@ -291,15 +291,23 @@ async fn existing_filing(
     customer_id: Uuid,
     hash: &[u8],
 ) -> Result<Option<Case>> {
+    // A contact merged into a customer since (by staff, or by a link code) still files the same
+    // request once: its case is the customer's now.
     let row = sqlx::query!(
-        "select customer_id, request_hash from cases where id = $1",
-        id
+        "select customer_id, request_hash,
+                (select merged_into from customers where id = $2) as merged_into
+         from cases where id = $1",
+        id,
+        customer_id,
     )
     .fetch_optional(db)
     .await?;
     match row {
         None => Ok(None),
-        Some(r) if r.customer_id == customer_id && r.request_hash == hash => {
+        Some(r)
+            if (r.customer_id == customer_id || r.merged_into == Some(r.customer_id))
+                && r.request_hash == hash =>
+        {
             Ok(Some(get(db, id).await?))
         }
         Some(_) => Err(Error::conflict(

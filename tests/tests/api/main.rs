@@ -28,6 +28,7 @@ mod telegram;
 mod terms;
 mod web;
 mod web_browser;
+mod web_link_code;
 mod whatsapp;
 mod withdrawal;
 mod work_orders;
