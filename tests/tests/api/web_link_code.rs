@@ -3,6 +3,7 @@
 //! Through the real server and a real SMTP receiver: the page reads the same whoever the number
 //! belongs to, the code arrives by e-mail, and wrong, expired, dead and used codes are refused.
 
+use atiende_core::types::Role;
 use atiende_tests::{TestApp, spawn_app_with};
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
@@ -144,6 +145,14 @@ async fn contact_of(app: &TestApp, filed: &Filed) -> (Uuid, Option<Uuid>, Option
     .fetch_one(&app.pool)
     .await
     .expect("the filing's contact")
+}
+
+/// How many link codes were sent, to anyone.
+async fn codes_sent(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from notifications where kind = 'link_code'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
 }
 
 async fn radicados_of(app: &TestApp, token: &str) -> Vec<String> {
@@ -352,11 +361,7 @@ async fn expired_and_dead_codes_link_nothing(pool: PgPool) {
     let (status, page) = ask(&app, &filed).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
     assert!(page.contains("data-code=\"link_code_too_many\""), "{page}");
-    let sent: i64 =
-        sqlx::query_scalar("select count(*) from notifications where kind = 'link_code'")
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
+    let sent = codes_sent(&app).await;
     assert_eq!(sent, 5);
     app.stop().await;
 }
@@ -478,5 +483,57 @@ async fn a_code_works_only_on_its_own_filings_link(pool: PgPool) {
         type_code(&app, &mine, &code).await.status(),
         StatusCode::SEE_OTHER
     );
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn a_form_posted_again_after_staff_merged_its_contact_files_once(pool: PgPool) {
+    let (_receiver, app, customer) = start(pool).await;
+    let director = app
+        .staff("director@test.co", Role::QualityDirector, None)
+        .await
+        .1;
+    let filed = file_on_web(&app, "80012345", "otra@example.test").await;
+    let (contact, _, _) = contact_of(&app, &filed).await;
+    let customer_id: Uuid =
+        sqlx::query_scalar("select id from customers where email = 'cliente@example.test'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("the customer");
+    let r = app
+        .post(
+            &format!("/api/v1/staff/customers/{customer_id}/merge"),
+            Some(&director),
+            serde_json::json!({"contact_id": contact}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        contact_of(&app, &filed).await,
+        (contact, Some(customer_id), Some("staff".into()))
+    );
+
+    let fields = with(&good(&filed.form, "80012345"), "email", "otra@example.test");
+    let (status, html) = post(&app, "/pqrs?lang=en", &filed.form.cookie, &fields, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(&filed.radicado), "{html}");
+    assert_eq!(
+        radicados_of(&app, &customer).await,
+        vec![filed.radicado.clone()]
+    );
+
+    // Asking for a code now sends nothing (the filing is the customer's) and reads as ever.
+    let r = post_form(
+        &app,
+        &format!("{}/vincular?lang=en", filed.case_path),
+        &filed.form.cookie,
+        &[("csrf", filed.form.csrf.as_str())],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.expect("body");
+    assert!(page.contains("It expires in 15 minutes."), "{page}");
+    let sent = codes_sent(&app).await;
+    assert_eq!(sent, 0);
     app.stop().await;
 }
