@@ -16,7 +16,7 @@ use crate::smtp_receiver::SmtpReceiver;
 
 const MAILBOX: &str = "buzon@empresa.test";
 
-fn mail_settings(port: u16) -> Settings {
+pub(crate) fn mail_settings(port: u16) -> Settings {
     Settings {
         smtp_host: Some("127.0.0.1".into()),
         smtp_port: Some(port),
@@ -29,7 +29,7 @@ fn mail_settings(port: u16) -> Settings {
     }
 }
 
-async fn mail_app(pool: PgPool, receiver: &SmtpReceiver) -> TestApp {
+pub(crate) async fn mail_app(pool: PgPool, receiver: &SmtpReceiver) -> TestApp {
     spawn_app_with(pool, mail_settings(receiver.addr.port())).await
 }
 
