@@ -63,6 +63,7 @@ pub const PROBLEM_CODES: &[&str] = &[
     "invalid_message",
     "invalid_name",
     "invalid_outcome",
+    "invalid_p256dh",
     "invalid_password",
     "invalid_phone",
     "invalid_process_code",

@@ -490,17 +490,37 @@ async fn bad_requests_for_app_users_get_their_codes_and_write_nothing(pool: PgPo
         .await
         .expect("POST without the CSRF token");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = app
-        .post(
-            "/api/v1/account/password-setup",
-            None,
-            json!({"token": token_of(&link), "password": "corta"}),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "weak_password")
+    // The longest password is 1024 bytes, on the page and through the API.
+    let long = "ñ".repeat(513);
+    let refused = submit(
+        &app,
+        &link,
+        &page,
+        &[("password", &long), ("password_confirm", &long)],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.html.contains("data-code=\"invalid_password\""),
+        "{}",
+        refused.html
     );
+    for (password, expected) in [
+        ("corta", "weak_password"),
+        (long.as_str(), "invalid_password"),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/account/password-setup",
+                None,
+                json!({"token": token_of(&link), "password": password}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, expected)
+        );
+    }
     let r = app
         .post(
             "/api/v1/account/password-setup",

@@ -178,6 +178,23 @@ async fn the_letter_speaks_the_customers_language_and_names_the_law_of_the_type(
         spanish.contains("<html lang=\"es\">"),
         "staff may print the other language"
     );
+
+    // What staff typed is printed as text, never as markup.
+    let odd = customer(
+        &app,
+        &director,
+        json!({"document_number": "52777888", "name": "<b>Ana</b> & Cía"}),
+    )
+    .await;
+    let case = register(&app, &director, &odd, "queja").await;
+    let path = case["acknowledgement"]["letter_url"].as_str().expect("url");
+    let (status, _, html) = letter(&app, path, Some(&director)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("<b>Ana</b>"), "{html}");
+    assert!(
+        html.contains("Ana&#60;/b&#62; &#38; Cía") || html.contains("Ana&lt;/b&gt; &amp; Cía"),
+        "{html}"
+    );
     app.stop().await;
 }
 
