@@ -442,18 +442,24 @@ pub async fn login(
     )
     .fetch_optional(pool)
     .await?;
+    // A user the company created has no password until the customer sets one through the link
+    // e-mailed to them (`account_setup`); the check still takes as long as any other.
+    let mut password_set = true;
     let (user, hash) = match row {
-        Some(r) => (
-            Some(User {
-                id: r.id,
-                email: r.email,
-                name: r.name,
-                role: r.role,
-                customer_id: r.customer_id,
-                language: r.language,
-            }),
-            r.password_hash,
-        ),
+        Some(r) => {
+            password_set = r.password_hash.is_some();
+            (
+                Some(User {
+                    id: r.id,
+                    email: r.email,
+                    name: r.name,
+                    role: r.role,
+                    customer_id: r.customer_id,
+                    language: r.language,
+                }),
+                r.password_hash.unwrap_or_else(|| dummy_hash().to_owned()),
+            )
+        }
         None => (None, dummy_hash().to_owned()),
     };
     let permit = match hashing.permit().await {
@@ -465,6 +471,10 @@ pub async fn login(
     };
     let matches = verify_password(permit, hash, password.to_owned()).await?;
     match user {
+        Some(_) if !password_set => Err(Error::forbidden(
+            "password_not_set",
+            "this user has no password yet: set it with the link the company sent by e-mail",
+        )),
         Some(user) if matches => {
             login_limits::succeeded(pool, attempt).await?;
             let session = start_session(pool, user.id, ttl).await?;

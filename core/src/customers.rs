@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::account_setup::{self, Invitation};
 use crate::auth::{self, parse_document_number, parse_email, parse_name, parse_phone};
 use crate::error::{Error, Result, violates};
 use crate::types::DocumentType;
@@ -21,6 +22,17 @@ pub struct NewCustomer {
     /// The customer accepted the data-processing policy (Ley 1581 de 2012) where staff took the
     /// request: the channel it was given on (`phone`, `in_person`, `letter`).
     pub consent_channel: String,
+    /// `es` or `en`: what the customer reads (e-mails, the printed acknowledgement, the app).
+    pub language: Option<String>,
+}
+
+/// The customer's app user, created with the customer (see [`crate::account_setup`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AppUser {
+    /// The staff member asking; none from the command line.
+    pub created_by: Option<Uuid>,
+    /// How long the link to set the password works.
+    pub link_ttl: std::time::Duration,
 }
 
 /// A customer as staff see it in a search or after creating one.
@@ -41,10 +53,15 @@ pub struct CustomerSummary {
     pub has_app_user: bool,
 }
 
-/// Creates a verified customer (the caller has checked that staff or an admin asks). A document
-/// number that is already a verified customer's is a conflict: staff search for that customer
-/// instead.
-pub async fn create(pool: &PgPool, new: NewCustomer) -> Result<CustomerSummary> {
+/// Creates a verified customer (the caller has checked that staff or an admin asks), and with
+/// `app_user` their app user, whose link to set the password goes to the customer's e-mail. A
+/// document number that is already a verified customer's is a conflict: staff search for that
+/// customer instead. Nothing is written when any part is refused.
+pub async fn create(
+    pool: &PgPool,
+    new: NewCustomer,
+    app_user: Option<AppUser>,
+) -> Result<(CustomerSummary, Option<Invitation>)> {
     let name = parse_name(&new.name)?;
     let number = parse_document_number(&new.document_number)?;
     let email = new.email.as_deref().map(parse_email).transpose()?;
@@ -58,11 +75,20 @@ pub async fn create(pool: &PgPool, new: NewCustomer) -> Result<CustomerSummary> 
             "consent is taken by phone, in_person or letter",
         ));
     }
+    if let Some(l) = new.language.as_deref()
+        && l != "es"
+        && l != "en"
+    {
+        return Err(Error::invalid(
+            "invalid_language",
+            "language must be es or en",
+        ));
+    }
     let mut tx = pool.begin().await?;
     let id = Uuid::new_v4();
     let inserted = sqlx::query!(
-        "insert into customers (id, kind, document_type, document_number, name, email, phone, verified)
-         values ($1, $2, $3, $4, $5, $6, $7, true)",
+        "insert into customers (id, kind, document_type, document_number, name, email, phone, verified, language)
+         values ($1, $2, $3, $4, $5, $6, $7, true, $8)",
         id,
         new.document_type.customer_kind() as _,
         new.document_type as DocumentType,
@@ -70,6 +96,7 @@ pub async fn create(pool: &PgPool, new: NewCustomer) -> Result<CustomerSummary> 
         name,
         email,
         phone,
+        new.language,
     )
     .execute(&mut *tx)
     .await;
@@ -87,8 +114,12 @@ pub async fn create(pool: &PgPool, new: NewCustomer) -> Result<CustomerSummary> 
         Err(e) => return Err(e.into()),
     }
     auth::record_consent(&mut *tx, id, true, &new.consent_channel).await?;
+    let invitation = match app_user {
+        Some(a) => Some(account_setup::invite(&mut tx, id, a.created_by, a.link_ttl).await?),
+        None => None,
+    };
     tx.commit().await?;
-    get(pool, id).await
+    Ok((get(pool, id).await?, invitation))
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<CustomerSummary> {

@@ -1,6 +1,7 @@
 //! Atiende's domain: customers, users and their roles, processes, PQRS cases and their lifecycle,
 //! the Colombian business calendar, and their persistence in PostgreSQL. Nothing here knows HTTP.
 
+pub mod account_setup;
 pub mod auth;
 pub mod blobs;
 pub mod calendar;
@@ -18,6 +19,7 @@ pub mod field_reports;
 pub mod holidays;
 pub mod input;
 pub mod link_codes;
+pub mod letters;
 pub mod login_limits;
 pub mod notifications;
 pub mod outbox;

@@ -11,6 +11,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use atiende_core::account_setup;
+use atiende_core::notifications::Kind;
 use atiende_core::outbox::{Channel, Claimed, Outcome, Sender, backoff};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message, MultiPart};
@@ -177,6 +179,53 @@ impl Mailer {
         format!("pqrs.{}.{case}@{}", delivery.id, self.from.email.domain())
     }
 
+    /// The data of an `account_setup` notice with its link (`link`) and when the link expires
+    /// (`expires_at`), in memory only: the link's token is made now and only its digest is stored
+    /// (see [`atiende_core::account_setup`]), so it is never in the database in clear. A link
+    /// that was replaced, used or has expired is not sent.
+    async fn setup_link(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        d: &Claimed,
+        language: &str,
+    ) -> Result<serde_json::Value, Outcome> {
+        let failed = |error: &str| Outcome::Failed {
+            status: None,
+            error: error.to_owned(),
+        };
+        let setup = atiende_core::texts::data_text(&d.data, "setup_id")
+            .parse::<uuid::Uuid>()
+            .map_err(|_| failed("the notice names no link"))?;
+        let issued = account_setup::issue(&mut *conn, setup)
+            .await
+            .map_err(|e| Outcome::Retry {
+                status: None,
+                error: format!("making the link: {e}"),
+                after: backoff(d.attempts),
+                progress: None,
+            })?
+            .ok_or_else(|| {
+                failed(
+                    "the link was replaced or used, or expired before it could be sent; staff can \
+                     send a new one",
+                )
+            })?;
+        let mut data = d.data.clone();
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert(
+                "link".into(),
+                format!(
+                    "{}{}?lang={language}",
+                    self.base_url,
+                    account_setup::page_path(&issued.token)
+                )
+                .into(),
+            );
+            fields.insert("expires_at".into(), issued.expires_at.to_rfc3339().into());
+        }
+        Ok(data)
+    }
+
     /// The message for a delivery, or why there is none to send (a reason staff read).
     async fn compose(&self, d: &Claimed) -> Result<(Message, String), Outcome> {
         let retry = |e: atiende_core::Error| Outcome::Retry {
@@ -221,6 +270,11 @@ impl Mailer {
             }
             None => None,
         };
+        let data = if d.kind == Kind::AccountSetup.as_str() {
+            std::borrow::Cow::Owned(self.setup_link(&mut conn, d, &recipient.language).await?)
+        } else {
+            std::borrow::Cow::Borrowed(&d.data)
+        };
         drop(conn);
         let mail = render::render(
             &render::Addressee {
@@ -229,7 +283,7 @@ impl Mailer {
                 link: link.as_deref(),
             },
             &d.kind,
-            &d.data,
+            &data,
         );
         let message_id = self.message_id(d);
         let mut builder = Message::builder()

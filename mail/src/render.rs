@@ -2,9 +2,12 @@
 //! the radicado in the subject, the notice itself with what staff wrote in full, and the case's
 //! secret link.
 
-use atiende_core::texts::{LANGUAGES, acknowledgement, case_type, data_date, data_text, push};
+use atiende_core::calendar::COLOMBIA;
+use atiende_core::texts::{
+    LANGUAGES, acknowledgement, case_type, data_date, data_text, long_date, push,
+};
 use atiende_core::types::CaseType;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// An e-mail ready to be sent: its subject, its plain-text body and the same as HTML.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +63,8 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
         | "information_request"
         | "staff_message"
         | "rating_prompt"
-        | "link_code" => format!("subject.{kind}"),
+        | "link_code"
+        | "account_setup" => format!("subject.{kind}"),
         _ => "subject.other".to_owned(),
     };
     let (title, fallback_body) = push(l, kind, data);
@@ -117,6 +121,27 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
             ));
             paragraphs.push(text(l, "link_code_not_you", &[]));
         }
+        "account_setup" => {
+            let login = field("email");
+            paragraphs.push(text(l, "account_setup", &[("email", login.as_str())]));
+            // Written in Colombia's time, where the company is.
+            let expires = field("expires_at")
+                .parse::<DateTime<Utc>>()
+                .map(|at| at.with_timezone(&COLOMBIA))
+                .ok();
+            let date = expires.map(|at| long_date(l, at.date_naive()));
+            let time = expires.map(|at| at.format("%H:%M").to_string());
+            let vars = [
+                ("date", date.as_deref().unwrap_or_default()),
+                ("time", time.as_deref().unwrap_or_default()),
+            ];
+            paragraphs.push(format!(
+                "{}\n{}",
+                text(l, "account_setup_link", &vars),
+                field("link")
+            ));
+            paragraphs.push(text(l, "account_setup_ignore", &[]));
+        }
         _ => paragraphs.push(fallback_body),
     }
     // A link code goes to the customer on file, who may not be whoever filed: never with a case's
@@ -126,13 +151,23 @@ pub fn render(to: &Addressee<'_>, kind: &str, data: &serde_json::Value) -> Rende
         paragraphs.push(format!("{}\n{link}", text(l, "link", &[])));
         paragraphs.push(text(l, "link_secret", &[]));
     }
+    let automatic = if kind == "account_setup" {
+        "automatic_account"
+    } else {
+        "automatic"
+    };
     paragraphs.push(format!(
         "{}\n-- \n{}",
         text(l, "signature", &[]),
-        text(l, "automatic", &[])
+        text(l, automatic, &[])
     ));
     paragraphs.retain(|p| !p.trim().is_empty());
     let subject = subject.replace(['\r', '\n'], " ");
+    // The link to set a password is the one to click in an `account_setup` e-mail.
+    let setup_link = field("link");
+    let link = to
+        .link
+        .or((kind == "account_setup" && !setup_link.is_empty()).then_some(setup_link.as_str()));
     let html = html(l, &subject, &paragraphs, link);
     Rendered {
         subject,
@@ -196,6 +231,10 @@ mod tests {
         let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "answer": "Ya quedó resuelto.", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00", "code": "042917", "minutes": "15"});
         for &l in LANGUAGES {
             for kind in Kind::ALL {
+                if kind == Kind::AccountSetup {
+                    // No case: its own link and subject (the test below).
+                    continue;
+                }
                 let mail = render(
                     &to(l, Some("https://pqrs.example.co/pqrs/caso/pqrs_x")),
                     kind.as_str(),
@@ -220,6 +259,42 @@ mod tests {
                 );
                 assert!(mail.text.contains("Ana Pérez"));
             }
+        }
+    }
+
+    #[test]
+    fn the_account_setup_mail_has_the_link_and_its_expiry_and_no_secret_in_the_subject() {
+        let link = "https://pqrs.example.co/cuenta/clave/acct_0123abcd";
+        let data = serde_json::json!({"setup_id": "7a0e2f64-6d4f-4a57-9f0e-2b8f6d1c3e55", "email": "ana@example.co", "link": link, "expires_at": "2026-12-08T15:00:00Z"});
+        for (l, subject, expiry) in [
+            (
+                "es",
+                "Su usuario de la aplicación: elija su contraseña",
+                "vence el 8 de diciembre de 2026 a las 10:00",
+            ),
+            (
+                "en",
+                "Your app account: choose your password",
+                "expires on December 8, 2026 at 10:00",
+            ),
+        ] {
+            let mail = render(&to(l, None), "account_setup", &data);
+            assert_eq!(mail.subject, subject);
+            assert!(mail.text.contains(link), "{}", mail.text);
+            assert!(mail.text.contains("ana@example.co"), "{}", mail.text);
+            assert!(mail.text.contains(expiry), "{}", mail.text);
+            assert!(mail.text.contains("Ana Pérez"), "{}", mail.text);
+            assert!(
+                !mail.text.contains("%{") && !mail.text.contains("mail."),
+                "{}",
+                mail.text
+            );
+            assert!(
+                mail.html
+                    .contains(&format!("<a href=\"{link}\">{link}</a>")),
+                "{}",
+                mail.html
+            );
         }
     }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use atiende_core::auth::{self, Password, Registration, User};
-use atiende_core::{customer_documents, sync_tickets};
+use atiende_core::{account_setup, customer_documents, sync_tickets};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -12,7 +12,9 @@ use crate::ApiState;
 use crate::client::{ClientAddr, host};
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Authenticated, Json};
-use crate::views::{LoginRequest, Me, RegisterRequest, SyncTicket, TokenResponse};
+use crate::views::{
+    LoginRequest, Me, PasswordSetupRequest, RegisterRequest, SyncTicket, TokenResponse,
+};
 
 async fn me_view(state: &ApiState, user: User) -> ApiResult<Me> {
     let processes = if user.role.is_staff() {
@@ -88,6 +90,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse),
         (status = 401, body = Problem, description = "`invalid_credentials`"),
+        (status = 403, body = Problem, description = "`password_not_set`: a user the company created who has not set a password with the link e-mailed to them"),
         (status = 429, body = Problem, description = "`too_many_attempts`: too many failed logins; try again after `Retry-After`"),
         (status = 503, body = Problem, description = "`server_busy`: too many passwords are being hashed; try again after `Retry-After`")))]
 #[tracing::instrument(skip_all)]
@@ -107,6 +110,25 @@ pub async fn login(
     )
     .await?;
     Ok(axum::Json(token_response(&state, user, session).await?))
+}
+
+/// A customer whose app user the company created sets the first password with the token of the
+/// link e-mailed to them (the last part of its path); the link then stops working, and the
+/// customer logs in with their e-mail and this password. The web page the link opens does the same.
+#[utoipa::path(post, path = "/api/v1/account/password-setup", tag = "auth", request_body = PasswordSetupRequest,
+    responses((status = 204, description = "The password is set"),
+        (status = 404, body = Problem, description = "`setup_link_not_found`"),
+        (status = 409, body = Problem, description = "`setup_link_used`, `setup_link_replaced` (a newer link was sent), `setup_link_expired`"),
+        (status = 422, body = Problem, description = "`weak_password`, `invalid_password`"),
+        (status = 503, body = Problem, description = "`server_busy`: too many passwords are being hashed; try again after `Retry-After`")))]
+#[tracing::instrument(skip_all)]
+pub async fn password_setup(
+    state: axum::extract::State<ApiState>,
+    Json(req): Json<PasswordSetupRequest>,
+) -> ApiResult<StatusCode> {
+    let password = Password::parse(req.password)?;
+    account_setup::set_password(&state.db, &state.hashing, &req.token, &password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Revokes the token used for this request.

@@ -2,13 +2,15 @@
 //! or by letter is registered with the instant it was received; customers are created and looked
 //! up by staff; and the quality director may change a case's type.
 
+use atiende_core::account_setup::{self, Invitation};
 use atiende_core::cases::{self, Filed, NewCase, Registration};
-use atiende_core::customers::{self, CustomerSummary, NewCustomer};
+use atiende_core::customers::{self, AppUser, CustomerSummary, NewCustomer};
+use atiende_core::letters;
 use atiende_core::types::{CaseType, Channel, DocumentType, Role};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -16,7 +18,7 @@ use uuid::Uuid;
 use crate::ApiState;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Json, Path, Query, Staff};
-use crate::views::{StaffCase, document_number, email, phone, text};
+use crate::views::{StaffCase, document_number, email, language, phone, text};
 
 /// The doors staff take requests at.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -64,12 +66,42 @@ pub struct RegisterCaseRequest {
     pub received_at: DateTime<Utc>,
 }
 
+/// How the acknowledgement reaches the customer.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AcknowledgedBy {
+    /// E-mailed to the customer's address on file.
+    Email,
+    /// The customer has no address on file: print the letter and hand it over or post it.
+    Letter,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Acknowledgement {
+    pub by: AcknowledgedBy,
+    /// With `email`: the address, masked (`a***@example.co`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_to: Option<String>,
+    /// The printable letter (`text/html`, for staff with their bearer token), whichever way the
+    /// acknowledgement goes.
+    pub letter_url: String,
+}
+
+/// A registered case, and how its customer is told.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisteredCase {
+    #[serde(flatten)]
+    pub case: StaffCase,
+    pub acknowledgement: Acknowledgement,
+}
+
 /// Any staff member: register a case received by phone, at the front desk or by letter. The
 /// radicado is numbered now; the legal term and the clocks run from `received_at`, so a clock may
-/// be late already. The acknowledgement goes to the customer, never to the staff member.
+/// be late already. The acknowledgement goes to the customer, never to the staff member: by
+/// e-mail when there is an address on file, otherwise as the printed letter at `letter_url`.
 #[utoipa::path(post, path = "/api/v1/staff/cases", tag = "staff", security(("bearer" = [])), request_body = RegisterCaseRequest,
-    responses((status = 201, body = StaffCase),
-        (status = 200, body = StaffCase, description = "already registered with this id"),
+    responses((status = 201, body = RegisteredCase),
+        (status = 200, body = RegisteredCase, description = "already registered with this id"),
         (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
         (status = 404, body = Problem, description = "`customer_not_found`"),
         (status = 409, body = Problem, description = "`idempotency_conflict`: this id was registered with another body"),
@@ -79,7 +111,7 @@ pub async fn register_case(
     State(state): State<ApiState>,
     Staff(user): Staff,
     Json(req): Json<RegisterCaseRequest>,
-) -> ApiResult<(StatusCode, axum::Json<StaffCase>)> {
+) -> ApiResult<(StatusCode, axum::Json<RegisteredCase>)> {
     let registration = Registration {
         customer_id: req.customer_id,
         received_at: req.received_at,
@@ -99,7 +131,23 @@ pub async fn register_case(
     let id = case.id;
     let mut view = StaffCase::from(case);
     view.clocks = Some(atiende_core::deadlines::case_clocks(&state.db, id).await?);
-    Ok((status, axum::Json(view)))
+    let email = letters::acknowledgement_email(&state.db, id).await?;
+    let acknowledgement = Acknowledgement {
+        by: if email.is_some() {
+            AcknowledgedBy::Email
+        } else {
+            AcknowledgedBy::Letter
+        },
+        sent_to: email.as_deref().map(account_setup::mask_email),
+        letter_url: letters::letter_path(id),
+    };
+    Ok((
+        status,
+        axum::Json(RegisteredCase {
+            case: view,
+            acknowledgement,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -147,21 +195,39 @@ pub struct NewCustomerRequest {
     pub phone: Option<String>,
     /// Where the customer accepted the data-processing policy (Ley 1581 de 2012).
     pub consent_channel: IntakeChannel,
+    /// What the customer reads: `es` or `en` (e-mails, the printed acknowledgement, the app).
+    #[schema(schema_with = language)]
+    pub language: Option<String>,
+    /// Also create the customer's app user (PRO-SIG-10: the company assigns each customer a
+    /// user): its login is `email`, which is then required, and a single-use link to set the first
+    /// password is e-mailed there. Default false.
+    #[serde(default)]
+    pub app_user: bool,
+}
+
+/// A customer staff created, and their app user when one was asked for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedCustomer {
+    #[serde(flatten)]
+    pub customer: CustomerSummary,
+    /// With `app_user`: the user, and where the link to set the password was sent (never the link).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_user: Option<Invitation>,
 }
 
 /// Any staff member: create a customer who called, came to the front desk or wrote, with the
-/// consent they gave there.
+/// consent they gave there, and optionally their app user.
 #[utoipa::path(post, path = "/api/v1/staff/customers", tag = "staff", security(("bearer" = [])), request_body = NewCustomerRequest,
-    responses((status = 201, body = CustomerSummary),
+    responses((status = 201, body = CreatedCustomer),
         (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
-        (status = 409, body = Problem, description = "`customer_exists`: a verified customer has that document number"),
-        (status = 422, body = Problem, description = "`invalid_document_number`, `invalid_name`, `invalid_email`, `invalid_phone`")))]
+        (status = 409, body = Problem, description = "`customer_exists`: a verified customer has that document number; `email_taken`: a user has that e-mail (with `app_user`)"),
+        (status = 422, body = Problem, description = "`invalid_document_number`, `invalid_name`, `invalid_email`, `invalid_phone`, `invalid_language`; `email_required`: `app_user` without an e-mail")))]
 #[tracing::instrument(skip_all)]
 pub async fn create_customer(
     State(state): State<ApiState>,
-    Staff(_): Staff,
+    Staff(user): Staff,
     Json(req): Json<NewCustomerRequest>,
-) -> ApiResult<(StatusCode, axum::Json<CustomerSummary>)> {
+) -> ApiResult<(StatusCode, axum::Json<CreatedCustomer>)> {
     let new = NewCustomer {
         document_type: req.document_type,
         document_number: req.document_number,
@@ -169,9 +235,43 @@ pub async fn create_customer(
         email: req.email,
         phone: req.phone,
         consent_channel: Channel::from(req.consent_channel).as_str().to_owned(),
+        language: req.language,
     };
-    let created = customers::create(&state.db, new).await?;
-    Ok((StatusCode::CREATED, axum::Json(created)))
+    let app_user = req.app_user.then_some(AppUser {
+        created_by: Some(user.id),
+        link_ttl: state.account_setup_ttl,
+    });
+    let (customer, app_user) = customers::create(&state.db, new, app_user).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedCustomer { customer, app_user }),
+    ))
+}
+
+/// Any staff member: create the app user of an existing customer and e-mail them a single-use
+/// link to set the first password; for a user who has not set one yet, a fresh link (the earlier
+/// one stops working). The login is the customer's e-mail on file.
+#[utoipa::path(post, path = "/api/v1/staff/customers/{id}/app-user", tag = "staff", security(("bearer" = [])), params(("id" = Uuid, Path, description = "the customer")),
+    responses((status = 201, body = Invitation, description = "the user was created and the link is on its way"),
+        (status = 200, body = Invitation, description = "a fresh link is on its way to the user who had not set a password"),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`customer_not_found`"),
+        (status = 409, body = Problem, description = "`app_user_exists`: the customer's app user has a password; `email_taken`: another user has the customer's e-mail"),
+        (status = 422, body = Problem, description = "`email_required`: the customer has no e-mail on file; `customer_not_verified`: an unverified contact; `invalid_email`")))]
+#[tracing::instrument(skip_all)]
+pub async fn invite_app_user(
+    State(state): State<ApiState>,
+    Staff(user): Staff,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, axum::Json<Invitation>)> {
+    let invitation =
+        account_setup::invite_one(&state.db, id, Some(user.id), state.account_setup_ttl).await?;
+    let status = if invitation.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(invitation)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

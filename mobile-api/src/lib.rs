@@ -50,6 +50,8 @@ pub struct ApiState {
     pub trusted_proxies: Vec<client::Cidr>,
     /// How long a sync ticket opens sockets.
     pub sync_ticket_ttl: Duration,
+    /// How long the link to set a company-created app user's first password works.
+    pub account_setup_ttl: Duration,
 }
 
 impl ApiState {
@@ -64,6 +66,7 @@ impl ApiState {
             login_limits: atiende_core::login_limits::LoginLimits::default(),
             trusted_proxies: Vec::new(),
             sync_ticket_ttl: atiende_core::sync_tickets::DEFAULT_TTL,
+            account_setup_ttl: atiende_core::account_setup::DEFAULT_TTL,
         }
     }
 }
@@ -88,6 +91,7 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(account::logout))
         .routes(routes!(account::me))
         .routes(routes!(account::sync_ticket))
+        .routes(routes!(account::password_setup))
         .routes(routes!(customer::file_case, customer::list_cases))
         .routes(routes!(customer::get_case))
         .routes(routes!(
@@ -100,6 +104,7 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(intake::reclassify))
         .routes(routes!(intake::create_customer, intake::search_customers))
         .routes(routes!(intake::merge_contact))
+        .routes(routes!(intake::invite_app_user))
         .routes(routes!(staff::get_case))
         .routes(routes!(staff::assign))
         .routes(routes!(staff::draft))

@@ -156,12 +156,22 @@ fn must_be_true() -> Object {
         .build()
 }
 
-fn language() -> Object {
+pub(crate) fn language() -> Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .enum_values(Some([Some("es"), Some("en"), None]))
         .description(Some("`es` (the default) or `en`."))
         .build()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordSetupRequest {
+    /// The token of the link e-mailed to the customer: the last part of its path.
+    #[schema(min_length = 1, max_length = 128)]
+    pub token: String,
+    /// At least 8 characters and at most 1024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
+    pub password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -135,16 +135,19 @@ pub fn app(
     sync: atiende_sync::SyncState,
     bots: &atiende_bots::Bots,
 ) -> Router {
+    // One bound on password hashing for the API and the pages.
+    let hashing = settings.hashing();
     let api = ApiState {
         db: db.clone(),
         session_ttl: settings.session_ttl(),
         vapid_public_key,
         blob_limit: settings.blob_max_bytes,
         push_reach: settings.push_reach(),
-        hashing: settings.hashing(),
+        hashing: hashing.clone(),
         login_limits: settings.login_limits(),
         trusted_proxies: settings.trusted_proxies.clone(),
         sync_ticket_ttl: Duration::from_secs(settings.sync_ticket_ttl_secs),
+        account_setup_ttl: settings.account_setup_ttl(),
     };
     let db_web = db.clone();
     let ops = Router::new()
@@ -158,7 +161,7 @@ pub fn app(
         });
     let request_id = HeaderName::from_static("x-request-id");
     ops.merge(atiende_mobile_api::router(api))
-        .merge(atiende_web::router(web_state(db_web, settings)))
+        .merge(atiende_web::router(web_state(db_web, settings, hashing)))
         .merge(atiende_sync::router(sync))
         .merge(bots.router())
         .layer(axum::middleware::from_fn_with_state(
@@ -189,7 +192,11 @@ pub fn app(
 }
 
 /// The public web pages' state: the company's brand, the limits and who the client is.
-fn web_state(db: PgPool, settings: &Settings) -> atiende_web::WebState {
+fn web_state(
+    db: PgPool,
+    settings: &Settings,
+    hashing: atiende_core::auth::Hashing,
+) -> atiende_web::WebState {
     let trusted = settings.trusted_proxies.clone();
     atiende_web::WebState {
         db,
@@ -197,6 +204,7 @@ fn web_state(db: PgPool, settings: &Settings) -> atiende_web::WebState {
             company_name: settings.company_name.clone(),
             logo_url: settings.company_logo_url.clone(),
             color: settings.company_color.clone(),
+            city: settings.company_city.clone(),
         }),
         blob_limit: settings.blob_max_bytes,
         posts_per_window: settings.web_posts_per_window,
@@ -206,6 +214,7 @@ fn web_state(db: PgPool, settings: &Settings) -> atiende_web::WebState {
         }),
         public_base_url: settings.public_base_url.trim_end_matches('/').to_owned(),
         link_code_ttl: std::time::Duration::from_secs(u64::from(settings.link_code_minutes) * 60),
+        hashing,
     }
 }
 

@@ -139,6 +139,13 @@ enum CustomerCommand {
         /// letter.
         #[arg(long, default_value = "in_person")]
         consent: String,
+        /// What the customer reads: es or en.
+        #[arg(long)]
+        language: Option<String>,
+        /// Also create the customer's app user (login: --email, then required) and e-mail them a
+        /// single-use link to set the first password.
+        #[arg(long)]
+        app_user: bool,
     },
 }
 
@@ -369,12 +376,16 @@ async fn serve(settings: Settings, load_demo: bool) -> Result<(), AnyError> {
 /// Admin commands: open the database, do one thing, close it, even when the thing fails.
 async fn with_database(settings: &Settings, command: Command) -> Result<(), AnyError> {
     let db = Database::open(settings).await?;
-    let result = admin_command(&db.pool, command).await;
+    let result = admin_command(&db.pool, settings, command).await;
     db.close().await;
     result
 }
 
-async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyError> {
+async fn admin_command(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    command: Command,
+) -> Result<(), AnyError> {
     match command {
         Command::User(UserCommand::Add {
             email,
@@ -414,8 +425,10 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
             email,
             phone,
             consent,
+            language,
+            app_user,
         }) => {
-            let c = atiende_core::customers::create(
+            let (c, invitation) = atiende_core::customers::create(
                 pool,
                 atiende_core::customers::NewCustomer {
                     document_type: document_type.trim().to_uppercase().parse()?,
@@ -424,13 +437,24 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
                     email,
                     phone,
                     consent_channel: consent,
+                    language,
                 },
+                app_user.then_some(atiende_core::customers::AppUser {
+                    created_by: None,
+                    link_ttl: settings.account_setup_ttl(),
+                }),
             )
             .await?;
             println!(
                 "created customer {} {} {} ({})",
                 c.document_type, c.document_number, c.name, c.id
             );
+            if let Some(i) = invitation {
+                println!(
+                    "created app user {}: the link to set the password goes to {} and works until {}",
+                    i.user_id, i.sent_to, i.expires_at
+                );
+            }
         }
         Command::Process(ProcessCommand::Add { code, name, leader }) => {
             let p = admin::add_process(pool, &code, &name, leader.as_deref()).await?;

@@ -174,6 +174,12 @@ pub struct Settings {
     pub company_logo_url: Option<String>,
     /// The web pages' main colour, `#rgb` or `#rrggbb` (`ATIENDE_COMPANY_COLOR`).
     pub company_color: String,
+    /// Where the company writes from, before the date of a printed acknowledgement
+    /// (`ATIENDE_COMPANY_CITY`, such as `Bogotá D.C.`). None by default: the date alone.
+    pub company_city: Option<String>,
+    /// How long the e-mailed link with which a company-created app user sets the first password
+    /// works, in hours (`ATIENDE_ACCOUNT_SETUP_TTL_HOURS`).
+    pub account_setup_ttl_hours: u64,
     /// POSTs to the public web pages one client address may make per window
     /// (`ATIENDE_WEB_POSTS_PER_WINDOW`).
     pub web_posts_per_window: u32,
@@ -285,6 +291,8 @@ impl Default for Settings {
             company_name: "Atiende".into(),
             company_logo_url: None,
             company_color: "#0b5cad".into(),
+            company_city: None,
+            account_setup_ttl_hours: 72,
             web_posts_per_window: 30,
             web_window_secs: 600,
             link_code_minutes: 15,
@@ -601,6 +609,19 @@ impl Settings {
         if let Some(v) = env("ATIENDE_COMPANY_COLOR").filter(|v| !v.is_empty()) {
             settings.company_color = v;
         }
+        if let Some(v) = env("ATIENDE_COMPANY_CITY").filter(|v| !v.trim().is_empty()) {
+            settings.company_city = Some(v.trim().to_owned());
+        }
+        if let Some(v) = env("ATIENDE_ACCOUNT_SETUP_TTL_HOURS") {
+            settings.account_setup_ttl_hours = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=24 * 30).contains(n))
+                .ok_or(SettingsError::Env {
+                    name: "ATIENDE_ACCOUNT_SETUP_TTL_HOURS",
+                    message: "expected a whole number of hours from 1 to 720".into(),
+                })?;
+        }
         for (name, field) in [
             (
                 "ATIENDE_WEB_POSTS_PER_WINDOW",
@@ -637,6 +658,10 @@ impl Settings {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_hours.saturating_mul(3600))
+    }
+
+    pub fn account_setup_ttl(&self) -> Duration {
+        Duration::from_secs(self.account_setup_ttl_hours.clamp(1, 24 * 30) * 3600)
     }
 
     pub fn login_limits(&self) -> LoginLimits {
@@ -682,6 +707,16 @@ impl Settings {
                     message: "expected an https: URL or a path starting with /".into(),
                 });
             }
+        }
+        if self
+            .company_city
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 100)
+        {
+            return Err(SettingsError::Env {
+                name: "ATIENDE_COMPANY_CITY",
+                message: "expected at most 100 characters".into(),
+            });
         }
         if self.company_name.chars().count() > 100 {
             return Err(SettingsError::Env {

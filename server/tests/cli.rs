@@ -224,6 +224,56 @@ async fn customer_add_registers_a_customer_with_their_consent(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn customer_add_with_an_app_user_queues_the_link_and_prints_no_secret(pool: PgPool) {
+    let mut args = vec![
+        "customer",
+        "add",
+        "--document-type",
+        "CC",
+        "--document-number",
+        "79555666",
+        "--name",
+        "Jorge Pérez",
+        "--consent",
+        "in_person",
+        "--app-user",
+    ];
+    let out = atiende(&pool, &args, None);
+    assert!(!out.status.success(), "an app user needs an e-mail");
+    assert!(stderr(&out).contains("e-mail"), "{}", stderr(&out));
+    let customers: i64 = sqlx::query_scalar("select count(*) from customers")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(customers, 0, "nothing was written");
+
+    args.extend(["--email", "Jorge@Example.co", "--language", "en"]);
+    let out = atiende(&pool, &args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("the link to set the password goes to j***@example.co"),
+        "{printed}"
+    );
+    let (hash, language): (Option<String>, String) = sqlx::query_as(
+        "select password_hash, language from users where email = 'jorge@example.co' and role = 'customer'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the app user");
+    assert_eq!((hash, language.as_str()), (None, "en"));
+    let queued: i64 = sqlx::query_scalar(
+        "select count(*) from notifications n join deliveries d on d.notification_id = n.id
+         where n.kind = 'account_setup' and d.channel = 'email' and d.target = 'jorge@example.co'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(queued, 1, "the server's e-mail channel sends the link");
+    assert!(!printed.contains("acct_"), "{printed}");
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn user_deactivate_ends_sessions_and_logins(pool: PgPool) {
     let args = [
         "user",

@@ -1,5 +1,6 @@
 //! Server-rendered pages for people without the app: the public PQRS form, a case's status and
-//! its own page reached by a secret link. Plain HTML forms that work without JavaScript; texts
+//! its own page reached by a secret link, the page where a company-created app user sets the first
+//! password, and the acknowledgement letter staff print. Plain HTML forms that work without JavaScript; texts
 //! from `locales/web.yml` in Spanish and English; the layout and CSS are shared by every page this
 //! crate serves (`templates/layout.html`, `static/atiende.css`).
 
@@ -13,11 +14,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use sqlx::PgPool;
 
+mod account;
 mod case_page;
 mod filing;
 mod guard;
 mod lang;
 mod link;
+mod letter;
 mod pages;
 mod status;
 
@@ -44,6 +47,8 @@ pub struct Brand {
     pub logo_url: Option<String>,
     /// The main colour, `#rgb` or `#rrggbb` (checked by the settings).
     pub color: String,
+    /// Where the company writes from, before the date of its letters.
+    pub city: Option<String>,
 }
 
 #[derive(Clone)]
@@ -61,6 +66,8 @@ pub struct WebState {
     pub public_base_url: String,
     /// How long a code that links a web filing to its customer lives.
     pub link_code_ttl: std::time::Duration,
+    /// Bounds the password hashes computed at once (shared with the API's).
+    pub hashing: atiende_core::auth::Hashing,
 }
 
 impl WebState {
@@ -70,7 +77,8 @@ impl WebState {
     }
 }
 
-/// The public pages under `/pqrs`, and the shared stylesheet.
+/// The public pages under `/pqrs` and `/cuenta`, the staff's letters under `/staff`, and the
+/// shared stylesheet.
 pub fn router(state: WebState) -> Router {
     let filing_limit = state.filing_body_limit();
     Router::new()
@@ -98,6 +106,11 @@ pub fn router(state: WebState) -> Router {
             "/pqrs/caso/{token}/vincular/codigo",
             axum::routing::post(link::confirm),
         )
+        .route(
+            "/cuenta/clave/{token}",
+            get(account::show).post(account::set),
+        )
+        .route("/staff/cases/{id}/letter", get(letter::show))
         .route("/static/atiende.css", get(stylesheet))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -29,7 +29,7 @@ pub(crate) fn mail_settings(port: u16) -> Settings {
     }
 }
 
-async fn mail_app(pool: PgPool, receiver: &SmtpReceiver) -> TestApp {
+pub(crate) async fn mail_app(pool: PgPool, receiver: &SmtpReceiver) -> TestApp {
     spawn_app_with(pool, mail_settings(receiver.addr.port())).await
 }
 

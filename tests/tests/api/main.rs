@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP API against a real PostgreSQL: each test gets its own migrated
 //! database from `#[sqlx::test]` and starts the real server on an ephemeral port.
 
+mod app_users;
 mod auth;
 mod bad_input;
 mod blobs;
@@ -14,6 +15,7 @@ mod filing;
 mod intake;
 mod isolation;
 mod js_sync;
+mod letters;
 mod lifecycle;
 mod login_limits;
 mod ops;
