@@ -427,10 +427,10 @@ async fn admin_command(pool: &sqlx::PgPool, command: Command) -> Result<(), AnyE
                 },
             )
             .await?;
-            println!(
-                "created customer {} {} {} ({})",
-                c.document_type, c.document_number, c.name, c.id
-            );
+            // A customer staff create always has a document.
+            let document = c.document_type.map(|t| t.as_str()).unwrap_or_default();
+            let number = c.document_number.as_deref().unwrap_or_default();
+            println!("created customer {document} {number} {} ({})", c.name, c.id);
         }
         Command::Process(ProcessCommand::Add { code, name, leader }) => {
             let p = admin::add_process(pool, &code, &name, leader.as_deref()).await?;

@@ -16,6 +16,7 @@ mod isolation;
 mod js_sync;
 mod lifecycle;
 mod login_limits;
+mod mailbox;
 mod ops;
 mod outbox;
 mod push;
