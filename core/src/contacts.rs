@@ -287,3 +287,109 @@ pub async fn set_language(db: impl PgExecutor<'_>, chat_id: Uuid, language: &str
     .await?;
     Ok(())
 }
+
+/// Who wrote from an e-mail address to the service mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// The one verified customer with that address on file, or whose app user signs in with it.
+    Customer(Uuid),
+    /// No single customer has it: an unverified contact known by the address (found again, or
+    /// made now).
+    Contact(Uuid),
+}
+
+impl Sender {
+    pub fn customer_id(self) -> Uuid {
+        match self {
+            Sender::Customer(id) | Sender::Contact(id) => id,
+        }
+    }
+}
+
+/// The customer an address belongs to, if exactly one verified customer has it; several (a shared
+/// office address) choose none.
+pub async fn customer_by_email(conn: &mut PgConnection, address: &str) -> Result<Option<Uuid>> {
+    let ids = sqlx::query_scalar!(
+        r#"select distinct id as "id!" from (
+               select c.id from customers c
+               where lower(c.email) = lower($1) and c.verified and c.merged_into is null
+               union
+               select u.customer_id from users u
+               where lower(u.email) = lower($1) and u.active and u.customer_id is not null
+           ) known
+           limit 2"#,
+        address
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(match ids.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    })
+}
+
+/// The sender of an e-mail: the customer the address belongs to, else the unverified contact that
+/// wrote from it before, else a new one named as the message's `From` names them. No consent is
+/// recorded: writing to the mailbox is a request, not an acceptance of the data policy.
+pub async fn email_sender(
+    conn: &mut PgConnection,
+    address: &str,
+    display_name: Option<&str>,
+) -> Result<Sender> {
+    let address = auth::parse_email(address)?;
+    if let Some(id) = customer_by_email(conn, &address).await? {
+        return Ok(Sender::Customer(id));
+    }
+    email_contact(conn, &address, display_name).await
+}
+
+/// The unverified contact known by an address: the one that wrote from it before, else a new one
+/// named as the message's `From` names them. For a message whose sender the receiving server could
+/// not authenticate, whatever customer has the address.
+pub async fn email_contact(
+    conn: &mut PgConnection,
+    address: &str,
+    display_name: Option<&str>,
+) -> Result<Sender> {
+    let address = auth::parse_email(address)?;
+    // One contact per address, even when two processes read two of its messages at once.
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('email_contact:' || $1, 0))",
+        address
+    )
+    .execute(&mut *conn)
+    .await?;
+    let known = sqlx::query_scalar!(
+        "select id from customers
+         where lower(email) = $1 and not verified and document_number is null
+           and merged_into is null
+         order by created_at desc limit 1",
+        address
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = known {
+        return Ok(Sender::Contact(id));
+    }
+    let name = display_name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        })
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| address.clone());
+    let id = Uuid::new_v4();
+    sqlx::query!(
+        "insert into customers (id, kind, name, email, verified) values ($1, 'person', $2, $3, false)",
+        id,
+        name,
+        address,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(Sender::Contact(id))
+}

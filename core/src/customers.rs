@@ -40,8 +40,9 @@ pub struct AppUser {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerSummary {
     pub id: Uuid,
-    pub document_type: DocumentType,
-    pub document_number: String,
+    /// None for a contact known only by the address it wrote from to the service mailbox.
+    pub document_type: Option<DocumentType>,
+    pub document_number: Option<String>,
     pub name: String,
     pub email: Option<String>,
     pub phone: Option<String>,

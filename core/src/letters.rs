@@ -38,8 +38,9 @@ pub struct Acknowledgement {
     pub legal_term_days: i32,
     pub legal_due_date: NaiveDate,
     pub customer_name: String,
-    pub document_type: DocumentType,
-    pub document_number: String,
+    /// None for a contact known only by the address they e-mailed from.
+    pub document_type: Option<DocumentType>,
+    pub document_number: Option<String>,
     /// The customer's language, else their app user's, else Spanish.
     pub language: String,
 }

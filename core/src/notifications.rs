@@ -40,11 +40,13 @@ pub enum Kind {
     LinkCode,
     /// The single-use link with which a company-created app user sets the first password.
     AccountSetup,
+    /// An e-mail came with attachments that were not kept: which, and which types are accepted.
+    AttachmentsRefused,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::Withdrawn,
         Kind::LinkCode,
         Kind::AccountSetup,
+        Kind::AttachmentsRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Withdrawn => "withdrawn",
             Kind::LinkCode => "link_code",
             Kind::AccountSetup => "account_setup",
+            Kind::AttachmentsRefused => "attachments_refused",
         }
     }
 }

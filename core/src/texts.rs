@@ -231,6 +231,22 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
             )
             .into_owned(),
         ),
+        "attachments_refused" => (
+            rust_i18n::t!(
+                "push.attachments_refused.title",
+                locale = l,
+                radicado = radicado
+            )
+            .into_owned(),
+            rust_i18n::t!(
+                "push.attachments_refused.body",
+                locale = l,
+                radicado = radicado,
+                names = field("names"),
+                max_mb = field("max_mb")
+            )
+            .into_owned(),
+        ),
         "account_setup" => (
             rust_i18n::t!("push.account_setup.title", locale = l).into_owned(),
             rust_i18n::t!("push.account_setup.body", locale = l).into_owned(),

@@ -23,6 +23,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncTransport, Tokio1Executor};
 use sqlx::PgPool;
 
+pub mod inbound;
 pub mod render;
 
 rust_i18n::i18n!("../locales", fallback = "es");

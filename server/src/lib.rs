@@ -308,6 +308,15 @@ pub async fn run(
             None
         }
     };
+    let inbox = match settings.imap() {
+        Some(imap) => Some(Arc::new(
+            atiende_mail::inbound::Inbox::new(db.clone(), imap).map_err(std::io::Error::other)?,
+        )),
+        None => {
+            tracing::info!("no IMAP host (ATIENDE_IMAP_HOST): nobody reads the service mailbox");
+            None
+        }
+    };
     let sync = atiende_sync::SyncState::new(db.clone(), settings.sync())
         .await
         .map_err(std::io::Error::other)?;
@@ -392,6 +401,12 @@ pub async fn run(
             atiende_core::outbox::run(db, mailer.as_ref(), interval, stopped).await;
         })
     });
+    let mailbox_reader = inbox.map(|inbox| {
+        spawn_until(
+            &stop_rx,
+            move |stopped| async move { inbox.run(stopped).await },
+        )
+    });
     let worker = sender.map(|sender| {
         let interval = Duration::from_millis(settings.push_interval_ms);
         spawn_until(&stop_rx, move |stopped| async move {
@@ -443,6 +458,11 @@ pub async fn run(
         && let Err(e) = worker.await
     {
         tracing::error!(error = %e, "push worker ended abnormally");
+    }
+    if let Some(reader) = mailbox_reader
+        && let Err(e) = reader.await
+    {
+        tracing::error!(error = %e, "service mailbox reader ended abnormally");
     }
     if let Some(worker) = mail_worker
         && let Err(e) = worker.await

@@ -445,10 +445,10 @@ async fn admin_command(
                 }),
             )
             .await?;
-            println!(
-                "created customer {} {} {} ({})",
-                c.document_type, c.document_number, c.name, c.id
-            );
+            // A customer staff create always has a document.
+            let document = c.document_type.map(|t| t.as_str()).unwrap_or_default();
+            let number = c.document_number.as_deref().unwrap_or_default();
+            println!("created customer {document} {number} {} ({})", c.name, c.id);
             if let Some(i) = invitation {
                 println!(
                     "created app user {}: the link to set the password goes to {} and works until {}",

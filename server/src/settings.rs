@@ -131,6 +131,28 @@ pub struct Settings {
     /// How often the e-mail worker looks for due deliveries, in milliseconds
     /// (`ATIENDE_MAIL_INTERVAL_MS`).
     pub mail_interval_ms: u64,
+    /// The service mailbox's IMAP server (`ATIENDE_IMAP_HOST`). Without it nobody reads the
+    /// mailbox: e-mails customers write there are not filed.
+    pub imap_host: Option<String>,
+    /// Its port (`ATIENDE_IMAP_PORT`); by default 993 with `tls`, 143 otherwise.
+    pub imap_port: Option<u16>,
+    /// How the connection is protected (`ATIENDE_IMAP_TLS`): `none`, `starttls` or `tls`.
+    pub imap_tls: SmtpTls,
+    /// The mailbox's account (`ATIENDE_IMAP_USERNAME`).
+    pub imap_username: Option<String>,
+    /// Its password (`ATIENDE_IMAP_PASSWORD`).
+    pub imap_password: Option<Secret>,
+    /// The folder read (`ATIENDE_IMAP_FOLDER`).
+    pub imap_folder: String,
+    /// How often the folder is read when the server has no IDLE, in seconds
+    /// (`ATIENDE_IMAP_POLL_SECS`).
+    pub imap_poll_secs: u64,
+    /// A PEM file of certificate authorities the IMAP server's certificate may come from, besides
+    /// the public ones (`ATIENDE_IMAP_CA_FILE`).
+    pub imap_ca_file: Option<PathBuf>,
+    /// The largest e-mail read whole, in bytes (`ATIENDE_IMAP_MAX_MESSAGE_BYTES`); a larger one
+    /// is filed from its header, and stays in the mailbox.
+    pub imap_max_message_bytes: usize,
     /// The public address of this site, which links in e-mails point to
     /// (`ATIENDE_PUBLIC_BASE_URL`).
     pub public_base_url: String,
@@ -275,6 +297,15 @@ impl Default for Settings {
             mail_from: "Servicio al cliente <pqrs@localhost>".into(),
             mail_service_mailbox: None,
             mail_interval_ms: 1000,
+            imap_host: None,
+            imap_port: None,
+            imap_tls: SmtpTls::Tls,
+            imap_username: None,
+            imap_password: None,
+            imap_folder: "INBOX".into(),
+            imap_poll_secs: 60,
+            imap_ca_file: None,
+            imap_max_message_bytes: 40 * 1024 * 1024,
             public_base_url: "http://127.0.0.1:8080".into(),
             telegram_bot_token: None,
             telegram_webhook_secret: None,
@@ -784,18 +815,54 @@ impl Settings {
                     .ok_or(invalid("ATIENDE_SMTP_PORT", "expected a port, 1 to 65535"))?,
             );
         }
-        if let Some(v) = env("ATIENDE_SMTP_TLS") {
-            self.smtp_tls = match v.trim() {
-                "none" => SmtpTls::None,
-                "starttls" => SmtpTls::Starttls,
-                "tls" => SmtpTls::Tls,
-                _ => {
-                    return Err(invalid(
-                        "ATIENDE_SMTP_TLS",
-                        "expected none, starttls or tls",
-                    ));
-                }
-            };
+        for (name, target) in [
+            ("ATIENDE_SMTP_TLS", &mut self.smtp_tls),
+            ("ATIENDE_IMAP_TLS", &mut self.imap_tls),
+        ] {
+            if let Some(v) = env(name) {
+                *target = match v.trim() {
+                    "none" => SmtpTls::None,
+                    "starttls" => SmtpTls::Starttls,
+                    "tls" => SmtpTls::Tls,
+                    _ => return Err(invalid(name, "expected none, starttls or tls")),
+                };
+            }
+        }
+        if let Some(v) = env("ATIENDE_IMAP_HOST").filter(|v| !v.trim().is_empty()) {
+            self.imap_host = Some(v.trim().to_owned());
+        }
+        if let Some(v) = env("ATIENDE_IMAP_PORT") {
+            self.imap_port = Some(
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or(invalid("ATIENDE_IMAP_PORT", "expected a port, 1 to 65535"))?,
+            );
+        }
+        if let Some(v) = env("ATIENDE_IMAP_USERNAME").filter(|v| !v.is_empty()) {
+            self.imap_username = Some(v);
+        }
+        if let Some(v) = env("ATIENDE_IMAP_PASSWORD").filter(|v| !v.is_empty()) {
+            self.imap_password = Some(Secret::new(v));
+        }
+        if let Some(v) = env("ATIENDE_IMAP_FOLDER").filter(|v| !v.trim().is_empty()) {
+            self.imap_folder = v.trim().to_owned();
+        }
+        if let Some(v) = env("ATIENDE_IMAP_CA_FILE").filter(|v| !v.trim().is_empty()) {
+            self.imap_ca_file = Some(PathBuf::from(v.trim()));
+        }
+        positive_number(env, "ATIENDE_IMAP_POLL_SECS", &mut self.imap_poll_secs)?;
+        positive_number(
+            env,
+            "ATIENDE_IMAP_MAX_MESSAGE_BYTES",
+            &mut self.imap_max_message_bytes,
+        )?;
+        if self.imap_host.is_some() && self.imap_username.is_none() {
+            return Err(invalid(
+                "ATIENDE_IMAP_USERNAME",
+                "the service mailbox's account is needed when ATIENDE_IMAP_HOST is set",
+            ));
         }
         if let Some(v) = env("ATIENDE_SMTP_USERNAME").filter(|v| !v.is_empty()) {
             self.smtp_username = Some(v);
@@ -856,6 +923,42 @@ impl Settings {
                 public_base_url: self.public_base_url.clone(),
                 timeout: Duration::from_secs(30),
             })
+    }
+
+    /// How the service mailbox is read; nobody reads it (none) without an IMAP host.
+    pub fn imap(&self) -> Option<atiende_mail::inbound::ImapSettings> {
+        let tls = match self.imap_tls {
+            SmtpTls::None => atiende_mail::TlsMode::None,
+            SmtpTls::Starttls => atiende_mail::TlsMode::StartTls,
+            SmtpTls::Tls => atiende_mail::TlsMode::Tls,
+        };
+        let host = self.imap_host.as_ref()?;
+        Some(atiende_mail::inbound::ImapSettings {
+            host: host.clone(),
+            port: self
+                .imap_port
+                .unwrap_or(if tls == atiende_mail::TlsMode::Tls {
+                    993
+                } else {
+                    143
+                }),
+            tls,
+            username: self.imap_username.clone().unwrap_or_default(),
+            password: self
+                .imap_password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+            folder: self.imap_folder.clone(),
+            poll: Duration::from_secs(self.imap_poll_secs),
+            idle_for: Duration::from_secs(25 * 60),
+            ca_file: self.imap_ca_file.clone(),
+            timeout: Duration::from_secs(120),
+            limits: atiende_mail::inbound::Limits {
+                attachment_bytes: self.blob_max_bytes,
+                message_bytes: self.imap_max_message_bytes,
+            },
+        })
     }
 
     /// The chat channels' settings; a channel without its token is off.

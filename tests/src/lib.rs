@@ -1,6 +1,8 @@
 //! Test support: start the real server in-process on port 0 against a test database, and talk to
 //! it over real HTTP as the apps do.
 
+pub mod dovecot;
+
 use std::net::SocketAddr;
 
 use atiende_core::auth::Password;

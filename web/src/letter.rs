@@ -179,11 +179,10 @@ fn page(state: &WebState, lang: Lang, l: Acknowledgement) -> LetterPage<'_> {
         title: lang.t_with("letter.title", &[("radicado", &l.radicado)]),
         place_and_date,
         customer_name: l.customer_name,
-        document: format!(
-            "{} {}",
-            lang.t(&format!("doc_type.{}", l.document_type.as_str())),
-            l.document_number
-        ),
+        document: match (l.document_type, l.document_number) {
+            (Some(t), Some(n)) => format!("{} {n}", lang.t(&format!("doc_type.{}", t.as_str()))),
+            _ => String::new(),
+        },
         radicado: l.radicado,
         case_type,
         received,

@@ -19,8 +19,8 @@ mod case_page;
 mod filing;
 mod guard;
 mod lang;
-mod link;
 mod letter;
+mod link;
 mod pages;
 mod status;
 

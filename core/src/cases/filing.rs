@@ -69,9 +69,10 @@ pub async fn file(
 }
 
 /// Files a case received earlier, at `received_at` (a call, a visit or a letter staff register
-/// afterwards): the legal term and the clocks run from then, so a clock may be late already; the
-/// radicado is numbered now, when it is registered. `None` means received now.
-pub(super) async fn file_received(
+/// afterwards, or an e-mail that reached the service mailbox while no server read it): the legal
+/// term and the clocks run from then, so a clock may be late already; the radicado is numbered
+/// now, when it is registered. `None` means received now; an instant in the future counts as now.
+pub async fn file_received(
     pool: &PgPool,
     customer_id: Uuid,
     filed_by: Option<&User>,

@@ -18,7 +18,9 @@ use uuid::Uuid;
 use crate::auth::User;
 use crate::types::{CaseStatus, CaseType, Channel, Level, Priority, Role};
 
-pub use filing::{Filed, MAX_BACKDATE_BUSINESS_DAYS, NewCase, Registration, file, register};
+pub use filing::{
+    Filed, MAX_BACKDATE_BUSINESS_DAYS, NewCase, Registration, file, file_received, register,
+};
 pub use lifecycle::{Action, next_status};
 pub use moves::{
     Assignment, Closing, add_message, approve, assign, close, comment_rating, draft,

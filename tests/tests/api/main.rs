@@ -18,6 +18,7 @@ mod js_sync;
 mod letters;
 mod lifecycle;
 mod login_limits;
+mod mailbox;
 mod ops;
 mod outbox;
 mod push;
