@@ -38,7 +38,7 @@ const PDF: &[u8] =
     b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 
 fn message(i: usize) -> Vec<u8> {
-    let from = if i % 5 == 0 {
+    let from = if i.is_multiple_of(5) {
         format!("cliente{}@bench.invalid", i % CUSTOMERS)
     } else {
         format!("persona{}@example.invalid", i / 3)
@@ -124,10 +124,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
     });
     let total = args.messages as i64;
-    let (mut stored, mut done) = (0, 0);
+    let mut done = 0;
     let mut first_stored = None;
     while done < total {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let stored: i64;
         (stored, done) = sqlx::query_as(
             "select count(*), count(*) filter (where state <> 'pending') from inbound_mail",
         )

@@ -206,6 +206,53 @@ async fn an_email_from_an_unknown_address_files_a_peticion_for_a_new_contact(poo
         vec![("application/pdf".to_owned(), PDF.len() as i64)]
     );
 
+    // Staff find the contact by the address (it has no document) and merge it into the customer
+    // it turns out to be: the case comes along.
+    let found = s
+        .app
+        .get(
+            "/api/v1/staff/customers?q=marta.gomez@example.test",
+            Some(&s.director),
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    let contact = found
+        .body
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .expect("the contact");
+    assert_eq!(contact["document_number"], Value::Null, "{contact}");
+    assert_eq!(contact["verified"], false);
+    let created = s
+        .app
+        .post(
+            "/api/v1/staff/customers",
+            Some(&s.director),
+            json!({"document_type": "CC", "document_number": "52123456", "name": "Marta Gómez",
+                   "email": "marta.gomez@example.test", "consent_channel": "phone"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let merged = s
+        .app
+        .post(
+            &format!(
+                "/api/v1/staff/customers/{}/merge",
+                created.body["id"].as_str().expect("id")
+            ),
+            Some(&s.director),
+            json!({"contact_id": contact["id"]}),
+        )
+        .await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.body);
+    let owner: Uuid = sqlx::query_scalar("select customer_id from cases where id = $1")
+        .bind(case_id)
+        .fetch_one(&s.app.pool)
+        .await
+        .expect("owner");
+    assert_eq!(owner.to_string(), created.body["id"].as_str().expect("id"));
+
     // The acknowledgement and the notice of the refused file go back by e-mail.
     let radicado = case["radicado"].as_str().expect("radicado").to_owned();
     let to_marta = s
