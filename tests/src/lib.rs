@@ -431,6 +431,39 @@ impl TestApp {
     }
 }
 
+/// A benchmark's scratch database `name` on `server_url` (a server address with no database
+/// name): dropped if it is there, created and migrated. Returns a connection to the server's
+/// `postgres` database, to drop it again at the end ([`drop_scratch_database`]), and a pool on it.
+pub async fn scratch_database(
+    server_url: &str,
+    name: &str,
+    max_connections: u32,
+) -> Result<(sqlx::PgConnection, PgPool), Box<dyn std::error::Error>> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&format!("{server_url}/postgres")).await?;
+    drop_scratch_database(&mut admin, name).await?;
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect(&format!("{server_url}/{name}"))
+        .await?;
+    atiende_core::MIGRATOR.run(&pool).await?;
+    Ok((admin, pool))
+}
+
+/// Drops a benchmark's scratch database, closing whatever still uses it.
+pub async fn drop_scratch_database(
+    admin: &mut sqlx::PgConnection,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(admin)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{follows, radicado_parts};

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use atiende_server::push::{PushSender, generate_keys};
 use clap::Parser;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection};
 
 #[derive(Parser)]
 struct Args {
@@ -42,18 +40,7 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let mut admin = PgConnection::connect(&format!("{}/postgres", args.server_url)).await?;
-    sqlx::query(&format!("drop database if exists {DB} with (force)"))
-        .execute(&mut admin)
-        .await?;
-    sqlx::query(&format!("create database {DB}"))
-        .execute(&mut admin)
-        .await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&format!("{}/{DB}", args.server_url))
-        .await?;
-    atiende_core::MIGRATOR.run(&pool).await?;
+    let (mut admin, pool) = atiende_tests::scratch_database(&args.server_url, DB, 8).await?;
 
     eprintln!("creating {} open cases with 12 alerts each…", args.cases);
     let started = Instant::now();
@@ -165,8 +152,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sent as f64 / took.as_secs_f64()
     );
     pool.close().await;
-    sqlx::query(&format!("drop database if exists {DB} with (force)"))
-        .execute(&mut admin)
-        .await?;
+    atiende_tests::drop_scratch_database(&mut admin, DB).await?;
     Ok(())
 }

@@ -19,8 +19,6 @@ use atiende_mail::inbound::{ImapSettings, Inbox, Limits};
 use atiende_tests::dovecot::{Dovecot, PASSWORD, Security, USER};
 use base64::Engine;
 use clap::Parser;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection};
 
 #[derive(Parser)]
 struct Args {
@@ -70,18 +68,7 @@ fn message(i: usize) -> Vec<u8> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let mut admin = PgConnection::connect(&format!("{}/postgres", args.server_url)).await?;
-    sqlx::query(&format!("drop database if exists {DB} with (force)"))
-        .execute(&mut admin)
-        .await?;
-    sqlx::query(&format!("create database {DB}"))
-        .execute(&mut admin)
-        .await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&format!("{}/{DB}", args.server_url))
-        .await?;
-    atiende_core::MIGRATOR.run(&pool).await?;
+    let (mut admin, pool) = atiende_tests::scratch_database(&args.server_url, DB, 8).await?;
     sqlx::query(
         "insert into customers (id, kind, document_type, document_number, name, email)
          select gen_random_uuid(), 'person', 'CC', (10000000 + g)::text, 'Cliente ' || g,
@@ -164,8 +151,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(dovecot);
     pool.close().await;
-    sqlx::query(&format!("drop database if exists {DB} with (force)"))
-        .execute(&mut admin)
-        .await?;
+    atiende_tests::drop_scratch_database(&mut admin, DB).await?;
     Ok(())
 }
