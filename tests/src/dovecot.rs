@@ -21,6 +21,9 @@ pub enum Security {
     /// IMAP over TLS from the first byte, with a certificate for `localhost` from a CA of the
     /// test's own ([`Dovecot::ca_file`]).
     Tls,
+    /// Plain IMAP that must be upgraded with STARTTLS before logging in, with the same
+    /// certificate.
+    StartTls,
 }
 
 pub struct Dovecot {
@@ -120,19 +123,17 @@ impl Dovecot {
             format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"),
         )
         .expect("passwd");
-        if security == Security::Tls {
+        if security != Security::Plain {
             certificates(&dir);
         }
         for _ in 0..10 {
             let port = free_port();
             let d = dir.display();
+            let tls = format!("ssl = required\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n");
             let (plain_port, tls_port, ssl) = match security {
                 Security::Plain => (port, 0, "ssl = no\n".to_owned()),
-                Security::Tls => (
-                    0,
-                    port,
-                    format!("ssl = required\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n"),
-                ),
+                Security::Tls => (0, port, tls),
+                Security::StartTls => (port, 0, tls),
             };
             let conf = format!(
                 "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\

@@ -23,6 +23,7 @@ fn settings(dovecot: &Dovecot, security: Security, smtp: &SmtpReceiver) -> Setti
     let (host, tls, ca) = match security {
         Security::Plain => ("127.0.0.1", SmtpTls::None, None),
         Security::Tls => ("localhost", SmtpTls::Tls, Some(dovecot.ca_file())),
+        Security::StartTls => ("localhost", SmtpTls::Starttls, Some(dovecot.ca_file())),
     };
     Settings {
         imap_host: Some(host.into()),
@@ -375,7 +376,8 @@ async fn a_reply_to_a_request_for_information_resumes_the_case(pool: PgPool) {
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_radicado_in_the_subject_counts_only_from_the_cases_own_address(pool: PgPool) {
-    let mut s = setup(pool, Security::Plain, |_| {}).await;
+    // Read over STARTTLS, which must succeed before the password is sent.
+    let mut s = setup(pool, Security::StartTls, |_| {}).await;
     s.dovecot.deliver(&mail(
         "lucia@example.test",
         "Daño en el medidor",
