@@ -154,14 +154,34 @@ pub enum Outcome {
 /// How long a process holds a message it is processing before another may take it.
 pub const LEASE: Duration = Duration::from_secs(300);
 
-/// Processes the stored messages nobody has processed yet, each under a lease so that two
-/// processes never work one message at once (and a crashed one's message is taken up after the
-/// lease), until none is left or `limit` were handled. Returns how many were handled. No
-/// connection is held while a message is worked on: the case is filed, and the message marked
-/// processed, in transactions of their own.
+/// Processes the stored messages nobody has processed yet, a few at a time, each under a lease so
+/// that two processes (or two lanes) never work one message at once (a crashed process's message
+/// is taken up after its lease), until none is left or `limit` were handled. Returns how many were
+/// handled. No connection is held while a message is worked on: the case is filed, and the message
+/// marked processed, in transactions of their own.
 pub async fn process_pending(db: &PgPool, limits: Limits, limit: usize) -> Result<usize> {
-    let mut handled = 0;
-    while handled < limit {
+    // Each message's work is mostly waiting on commits: a few at once keep the database busy.
+    let handled = std::sync::atomic::AtomicUsize::new(0);
+    let lanes = (0..LANES).map(|_| lane(db, limits, limit, &handled));
+    for r in futures_util::future::join_all(lanes).await {
+        r?;
+    }
+    Ok(handled.into_inner())
+}
+
+/// Messages processed at once by one process.
+const LANES: usize = 4;
+
+/// One lane of [`process_pending`]: takes messages one after another until none is left, the
+/// lanes together handled `limit`, or one failed (it is tried again in a later round).
+async fn lane(
+    db: &PgPool,
+    limits: Limits,
+    limit: usize,
+    handled: &std::sync::atomic::AtomicUsize,
+) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    while handled.load(Ordering::Relaxed) < limit {
         let Some(row) = sqlx::query!(
             "update inbound_mail set locked_until = now() + make_interval(secs => $1)
              where id = (select id from inbound_mail
@@ -212,9 +232,9 @@ pub async fn process_pending(db: &PgPool, limits: Limits, limit: usize) -> Resul
                 }
             }
         }
-        handled += 1;
+        handled.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(handled)
+    Ok(())
 }
 
 struct Stored {
