@@ -236,9 +236,10 @@ impl Inbox {
             if idle {
                 let mut handle = session.idle();
                 self.timed(handle.init()).await?;
-                let (wait, _interrupt) = handle.wait_with_timeout(self.settings.idle_for);
+                // Dropping `interrupt` would end the wait at once: it lives until the wait ends.
+                let (wait, interrupt) = handle.wait_with_timeout(self.settings.idle_for);
                 wait.await?;
-                drop(_interrupt);
+                drop(interrupt);
                 session = self.timed(handle.done()).await?;
             } else {
                 tokio::time::sleep(self.settings.poll).await;
