@@ -33,7 +33,8 @@ fn lang(language: &str) -> &str {
     }
 }
 
-fn text(l: &str, key: &str, vars: &[(&str, &str)]) -> String {
+/// The text `mail.{key}` in language `l` with its placeholders filled.
+pub(crate) fn text(l: &str, key: &str, vars: &[(&str, &str)]) -> String {
     let key = format!("mail.{key}");
     let mut out = rust_i18n::t!(&key, locale = l).into_owned();
     // One pass over the template's own placeholders: a customer's or staff's text that contains

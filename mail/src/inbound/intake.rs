@@ -518,18 +518,13 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Texts written on a case in the company's language.
+/// Texts written on a case, in the company's language.
 fn text(key: &str) -> String {
     text_with(key, &[])
 }
 
 fn text_with(key: &str, vars: &[(&str, &str)]) -> String {
-    let key = format!("mail.inbound.{key}");
-    let mut out = rust_i18n::t!(&key, locale = "es").into_owned();
-    for (name, value) in vars {
-        out = out.replacen(&format!("%{{{name}}}"), value, 1);
-    }
-    out
+    crate::render::text("es", &format!("inbound.{key}"), vars)
 }
 
 /// Tells the customer which attachments were not kept and which types are accepted.
