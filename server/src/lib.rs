@@ -26,6 +26,7 @@ pub mod demo;
 pub mod embedded_pg;
 pub mod metrics;
 pub mod push;
+pub mod push_payload;
 pub mod settings;
 
 pub use metrics::Metrics;

@@ -1,5 +1,5 @@
 //! Web Push, the first channel of the outbox ([`atiende_core::outbox`], which claims, retries and
-//! records): encrypts each payload for its subscription (aes128gcm), signs the request with the
+//! records): encrypts each payload for its subscription ([`crate::push_payload`]), signs the request with the
 //! server's VAPID key, posts it to the push service and says what the service answered. A VAPID
 //! signature names only the push service's origin, so one is made per origin and reused for
 //! [`SIGNATURE_REUSE`]: a burst to one service signs once.
@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use atiende_core::outbox::{self, Channel, Claimed, Outcome, backoff};
 use atiende_core::push_endpoint::{PushEndpoint, Reach, address_allowed};
-use atiende_core::types::PushUrgency;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
 use sqlx::PgPool;
 use web_push::{
-    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency, VapidSignature,
-    VapidSignatureBuilder, WebPushMessageBuilder,
+    PartialVapidSignatureBuilder, SubscriptionInfo, VapidSignature, VapidSignatureBuilder,
 };
+
+use crate::push_payload::{self, Recipient};
 
 /// How long one VAPID signature is used for an origin. It is valid for twelve hours (the expiry
 /// web-push gives it); push services accept up to twenty-four.
@@ -51,6 +52,7 @@ pub struct PushSender {
     reach: Reach,
     /// The signature in use for each push service's origin, and when it was made.
     signatures: Mutex<HashMap<String, (Instant, VapidSignature)>>,
+    rng: SystemRandom,
 }
 
 /// Resolves push services' names and keeps only addresses a push endpoint may have, so a public
@@ -110,6 +112,7 @@ impl PushSender {
             subject: subject.to_owned(),
             reach,
             signatures: Mutex::new(HashMap::new()),
+            rng: SystemRandom::new(),
         })
     }
 
@@ -177,6 +180,16 @@ impl PushSender {
             "deadline": d.data.get("due").or_else(|| d.data.get("due_date")).cloned(),
         })
         .to_string();
+        let recipient = match Recipient::new(p256dh, auth) {
+            Ok(r) => r,
+            // The subscription's keys cannot be used: retrying will not fix them.
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: format!("encrypting: {e}"),
+                };
+            }
+        };
         let info = SubscriptionInfo::new(endpoint.as_str(), p256dh.as_str(), auth.as_str());
         let signature = match self.signature(&endpoint, &info) {
             Ok(s) => s,
@@ -187,29 +200,15 @@ impl PushSender {
                 };
             }
         };
-        let ttl = u32::try_from(d.ttl_secs).unwrap_or(0);
-        let urgency = match d.urgency {
-            PushUrgency::High => Urgency::High,
-            PushUrgency::Normal => Urgency::Normal,
-            PushUrgency::Low => Urgency::Low,
-            PushUrgency::VeryLow => Urgency::VeryLow,
-        };
         // Encrypting is the costly part of a send: on the blocking pool, the worker's other sends
         // and the rest of the server go on meanwhile, on every core.
-        let keys = (endpoint.as_str().to_owned(), p256dh.clone(), auth.clone());
-        let built = tokio::task::spawn_blocking(move || {
-            let info = SubscriptionInfo::new(keys.0, keys.1, keys.2);
-            let mut builder = WebPushMessageBuilder::new(&info);
-            builder.set_payload(ContentEncoding::Aes128Gcm, payload.as_bytes());
-            builder.set_ttl(ttl);
-            builder.set_urgency(urgency);
-            builder.set_vapid_signature(signature);
-            builder.build()
+        let rng = self.rng.clone();
+        let body = match tokio::task::spawn_blocking(move || {
+            push_payload::encrypt(&rng, &recipient, payload.as_bytes())
         })
-        .await;
-        let message = match built {
-            Ok(Ok(m)) => m,
-            // The subscription's keys cannot be used: retrying will not fix them.
+        .await
+        {
+            Ok(Ok(body)) => body,
             Ok(Err(e)) => {
                 return Outcome::Failed {
                     status: None,
@@ -225,21 +224,20 @@ impl PushSender {
                 };
             }
         };
-        let mut request = self
+        let authorization = format!(
+            "vapid t={}, k={}",
+            signature.auth_t,
+            URL_SAFE_NO_PAD.encode(&signature.auth_k)
+        );
+        let request = self
             .client
             .post(endpoint.as_str())
-            .header("TTL", message.ttl.to_string())
-            .header("Content-Type", "application/octet-stream");
-        if let Some(urgency) = message.urgency {
-            request = request.header("Urgency", urgency.to_string());
-        }
-        if let Some(payload) = message.payload {
-            request = request.header("Content-Encoding", payload.content_encoding.to_str());
-            for (name, value) in payload.crypto_headers {
-                request = request.header(name, value);
-            }
-            request = request.body(payload.content);
-        }
+            .header("TTL", u32::try_from(d.ttl_secs).unwrap_or(0).to_string())
+            .header("Urgency", d.urgency.as_str())
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Encoding", "aes128gcm")
+            .header("Authorization", authorization)
+            .body(body);
         match request.send().await {
             Ok(response) => classify(
                 response.status().as_u16(),
