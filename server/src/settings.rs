@@ -107,6 +107,9 @@ pub struct Settings {
     /// How long stored sync changes gather before they are announced to other processes, in
     /// milliseconds; 0 announces at once (`ATIENDE_SYNC_ANNOUNCE_WINDOW_MS`).
     pub sync_announce_window_ms: u64,
+    /// Sync documents kept awake in memory while peers have them open; beyond this many, the
+    /// idle ones are kept in their saved form until used (`ATIENDE_SYNC_AWAKE_DOCUMENTS`).
+    pub sync_awake_documents: usize,
     /// How long a sync ticket opens sockets, in seconds (`ATIENDE_SYNC_TICKET_TTL_SECS`).
     pub sync_ticket_ttl_secs: u64,
     /// How often ended sessions, expired tickets and old login counters are deleted, in seconds
@@ -288,6 +291,7 @@ impl Default for Settings {
             sync_ticket_ttl_secs: 5 * 60,
             sync_catch_up_secs: sync.catch_up.as_secs(),
             sync_announce_window_ms: 0,
+            sync_awake_documents: sync.awake_documents,
             purge_interval_secs: 3600,
             smtp_host: None,
             smtp_port: None,
@@ -529,6 +533,12 @@ impl Settings {
             settings.sync_announce_window_ms = v.parse().map_err(|_| SettingsError::Env {
                 name: "ATIENDE_SYNC_ANNOUNCE_WINDOW_MS",
                 message: "expected a whole number of milliseconds".into(),
+            })?;
+        }
+        if let Some(v) = env("ATIENDE_SYNC_AWAKE_DOCUMENTS") {
+            settings.sync_awake_documents = v.parse().map_err(|_| SettingsError::Env {
+                name: "ATIENDE_SYNC_AWAKE_DOCUMENTS",
+                message: "expected a whole number of documents".into(),
             })?;
         }
         if let Some(v) = env("ATIENDE_TELEGRAM_BOT_TOKEN").filter(|v| !v.is_empty()) {
@@ -1015,6 +1025,7 @@ impl Settings {
             write_burst_bytes: self.sync_write_burst_bytes,
             catch_up: Duration::from_secs(self.sync_catch_up_secs),
             announce_window: Duration::from_millis(self.sync_announce_window_ms),
+            awake_documents: self.sync_awake_documents,
             ..atiende_sync::SyncSettings::default()
         }
     }

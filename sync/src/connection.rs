@@ -100,7 +100,7 @@ pub(crate) async fn serve(
         } else {
             connection.run(&mut socket, &mut rx).await
         };
-        connection.cleanup().await;
+        Box::pin(connection.cleanup()).await;
         connection.finish(&mut socket, end).await;
         tracing::debug!("sync connection closed");
     }
@@ -221,7 +221,9 @@ impl Connection {
                         );
                     }
                     Some(Ok(WsMessage::Binary(bytes))) => {
-                        if let Err(end) = self.frame(&bytes).await {
+                        // Boxed: handling a message goes deep (access, loading, storing), and
+                        // inline that state would be part of every idle connection's task.
+                        if let Err(end) = Box::pin(self.frame(&bytes)).await {
                             return end;
                         }
                     }

@@ -96,6 +96,54 @@ impl SyncState {
         unloaded
     }
 
+    /// Puts to sleep the documents awake beyond [`SyncSettings::awake_documents`], those
+    /// unused longest first, and only those idle for [`SyncSettings::sleep_after`]. Returns how
+    /// many it put to sleep.
+    ///
+    /// [`SyncSettings::awake_documents`]: crate::SyncSettings::awake_documents
+    /// [`SyncSettings::sleep_after`]: crate::SyncSettings::sleep_after
+    pub(crate) async fn sleep_idle(&self) -> usize {
+        let settings = &self.inner.settings;
+        let mut awake: Vec<(Instant, Arc<DocHandle>)> = Vec::new();
+        for (_, handle) in self.inner.docs.all() {
+            let Ok(slot) = handle.slot.try_lock() else {
+                continue;
+            };
+            if let Slot::Loaded(d) = &*slot
+                && !d.doc.is_asleep()
+            {
+                let last_used = d.last_used;
+                drop(slot);
+                awake.push((last_used, handle));
+            }
+        }
+        let Some(excess) = awake.len().checked_sub(settings.awake_documents) else {
+            return 0;
+        };
+        awake.sort_unstable_by_key(|(last_used, _)| *last_used);
+        let mut slept = 0;
+        for (n, (_, handle)) in awake.into_iter().take(excess).enumerate() {
+            // Saving takes a little CPU per document: other tasks get their turn.
+            if n % 32 == 31 {
+                tokio::task::yield_now().await;
+            }
+            let Ok(mut slot) = handle.slot.try_lock() else {
+                continue;
+            };
+            if let Slot::Loaded(d) = &mut *slot
+                && d.last_used.elapsed() >= settings.sleep_after
+                && d.doc.sleep()
+            {
+                slept += 1;
+            }
+        }
+        self.inner
+            .counters
+            .documents_slept
+            .fetch_add(slept as u64, Ordering::Relaxed);
+        slept
+    }
+
     fn sync_message(&self, id: DocumentId, to: &PeerLink, data: Vec<u8>) -> Message {
         Message::Sync {
             sender_id: self.inner.peer_id.clone(),
@@ -206,6 +254,35 @@ impl SyncState {
         }
     }
 
+    /// Wakes the document in `slot` if it sleeps. Waking loads what this process saved, so a
+    /// failure means memory cannot be trusted: the document is dropped and its peers (but
+    /// `except`) disconnected, and they sync again from storage.
+    fn wake(
+        &self,
+        id: DocumentId,
+        handle: &Arc<DocHandle>,
+        slot: &mut Slot,
+        except: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let Slot::Loaded(d) = slot else {
+            return Ok(());
+        };
+        if !d.doc.is_asleep() {
+            return Ok(());
+        }
+        self.inner
+            .counters
+            .documents_woken
+            .fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = d.doc.awake().map(drop) {
+            self.poison(id, handle, slot, except);
+            return Err(StorageError::Other(format!(
+                "waking the sleeping copy of {id}: {e}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn apply_from_peer(
         &self,
         id: DocumentId,
@@ -214,6 +291,8 @@ impl SyncState {
         conn: u64,
         message: sync::Message,
     ) -> Result<(), Fatal> {
+        self.wake(id, handle, slot, Some(conn))
+            .map_err(Fatal::Storage)?;
         let Slot::Loaded(d) = &mut *slot else {
             return Ok(());
         };
@@ -231,6 +310,9 @@ impl SyncState {
         let LoadedDoc {
             doc, subscribers, ..
         } = &mut **d;
+        let Some(doc) = doc.live() else {
+            return Ok(());
+        };
         let before = doc.get_heads();
         let applied = match subscribers.get_mut(&conn) {
             Some(sub) => catch_unwind(AssertUnwindSafe(|| {
@@ -267,6 +349,9 @@ impl SyncState {
         let LoadedDoc {
             doc, subscribers, ..
         } = d;
+        let Some(doc) = doc.live() else {
+            return Ok(());
+        };
         let Some(sub) = subscribers.get_mut(&conn) else {
             return Ok(());
         };
@@ -315,10 +400,13 @@ impl SyncState {
         let Slot::Loaded(d) = slot else {
             return Ok(false);
         };
-        if d.doc.get_heads() == before {
+        let Some(doc) = d.doc.live() else {
+            return Ok(false);
+        };
+        if doc.get_heads() == before {
             return Ok(false);
         }
-        let bytes = d.doc.save_after(before);
+        let bytes = doc.save_after(before);
         let stored = storage::with_retry(id, || self.inner.writer.append(id, bytes.clone())).await;
         match stored {
             Ok(seq) => {
@@ -349,6 +437,10 @@ impl SyncState {
         let LoadedDoc {
             doc, subscribers, ..
         } = &mut **d;
+        // Every caller woke it to apply or change it.
+        let Some(doc) = doc.live() else {
+            return;
+        };
         for (conn, sub) in subscribers.iter_mut() {
             if *conn != from && !changed {
                 continue;
@@ -359,8 +451,11 @@ impl SyncState {
             }
         }
         d.last_used = Instant::now();
-        if changed && d.incremental_rows >= d.compact_at {
-            match storage::compact_held(&self.inner.db, id, &d.seen, &mut d.doc).await {
+        if changed
+            && d.incremental_rows >= d.compact_at
+            && let Some(doc) = d.doc.live()
+        {
+            match storage::compact_held(&self.inner.db, id, &d.seen, doc).await {
                 Ok(done) => {
                     d.incremental_rows = d.incremental_rows.saturating_sub(done.folded_rows);
                     d.stored_bytes = done.snapshot_bytes as u64;
@@ -419,8 +514,20 @@ impl SyncState {
             return Ok(false);
         }
         let unseen = storage::read_unseen(&self.inner.db, id, &d.seen).await?;
-        let before = d.doc.get_heads();
-        let doc = &mut d.doc;
+        if unseen.snapshot.is_none() && unseen.rows.is_empty() {
+            // Nothing new: a sleeping copy sleeps on.
+            d.incremental_rows = unseen.now.rows.len();
+            d.seen = unseen.now;
+            return Ok(false);
+        }
+        self.wake(id, &handle, &mut slot, None)?;
+        let Slot::Loaded(d) = &mut *slot else {
+            return Ok(false);
+        };
+        let Some(doc) = d.doc.live() else {
+            return Ok(false);
+        };
+        let before = doc.get_heads();
         // Automerge skips changes it already has, so overlapping rows and a snapshot that
         // folds rows we applied are harmless.
         let applied = catch_unwind(AssertUnwindSafe(|| {
@@ -453,7 +560,7 @@ impl SyncState {
         };
         d.incremental_rows = unseen.now.rows.len();
         d.seen = unseen.now;
-        if d.doc.get_heads() == before {
+        if d.doc.live().is_some_and(|doc| doc.get_heads() == before) {
             return Ok(false);
         }
         self.fan_out(id, &mut slot, 0, true).await;
@@ -476,8 +583,12 @@ impl SyncState {
             return Ok(None);
         };
         let mut slot = handle.slot.lock().await;
+        // A copy that cannot be woken is dropped; the caller reads storage instead.
+        if self.wake(id, &handle, &mut slot, None).is_err() {
+            return Ok(None);
+        }
         Ok(match &mut *slot {
-            Slot::Loaded(d) => Some(read(d.kind, &mut d.doc)),
+            Slot::Loaded(d) => d.doc.live().map(|doc| read(d.kind, doc)),
             Slot::Unloaded | Slot::Gone => None,
         })
     }
@@ -600,6 +711,11 @@ impl SyncState {
                     if sub.mode != mode {
                         sub.mode = mode;
                         sub.sync.set_read_only(mode == Mode::Read);
+                        let Ok(doc) = doc.awake() else {
+                            // The peer resyncs from storage when it reconnects.
+                            sub.link.control.close(CloseReason::DocumentFailed);
+                            continue;
+                        };
                         if let Some(message) = doc.sync().generate_sync_message(&mut sub.sync) {
                             sub.link
                                 .send(&self.sync_message(id, &sub.link, message.encode()));
@@ -634,21 +750,25 @@ impl SyncState {
                 }
             }
         }
-        let Slot::Loaded(d) = &mut *slot else {
+        self.wake(id, &handle, &mut slot, None)?;
+        let Some(doc) = (match &mut *slot {
+            Slot::Loaded(d) => d.doc.live(),
+            _ => None,
+        }) else {
             return Err(ChangeError::Storage(StorageError::NoSuchDocument(id)));
         };
-        let before = d.doc.get_heads();
-        if let Err(e) = change(&mut d.doc) {
-            d.doc.rollback();
+        let before = doc.get_heads();
+        if let Err(e) = change(doc) {
+            doc.rollback();
             return Err(ChangeError::Change(Box::new(e)));
         }
-        d.doc.commit();
+        doc.commit();
         let changed = self
             .store_new_changes(id, &handle, &mut slot, &before)
             .await?;
         self.fan_out(id, &mut slot, 0, changed).await;
         match &mut *slot {
-            Slot::Loaded(d) => Ok(d.doc.get_heads()),
+            Slot::Loaded(d) => Ok(d.doc.live().map(|doc| doc.get_heads()).unwrap_or_default()),
             _ => Ok(Vec::new()),
         }
     }

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use automerge::AutoCommit;
 use automerge::sync;
+use automerge::{
+    ActorId, AutoCommit, AutomergeError, LoadOptions, OnPartialLoad, VerificationMode,
+};
 
 use crate::peers::PeerLink;
 use crate::storage::{self, DocumentKind, Mode};
@@ -36,7 +38,7 @@ impl LoadedDoc {
     /// A document just read from storage, with nobody subscribed yet.
     pub fn slot(stored: storage::StoredDocument, compact_at: usize) -> Slot {
         Slot::Loaded(Box::new(LoadedDoc {
-            doc: stored.doc,
+            doc: Held::Awake(Box::new(stored.doc)),
             kind: stored.kind,
             subscribers: HashMap::new(),
             incremental_rows: stored.incremental_rows,
@@ -48,8 +50,67 @@ impl LoadedDoc {
     }
 }
 
+/// A document in memory, awake or asleep. Most documents peers have open are idle (a technician's
+/// report between visits, a customer's drafts): asleep, a document is kept in its saved form, a
+/// small fraction of the memory its working structures take, and woken by whoever next uses it.
+pub(crate) enum Held {
+    /// Boxed: the working structures are over 4 kB even before any content, and a sleeping
+    /// document should not carry that space.
+    Awake(Box<AutoCommit>),
+    /// What `save` gave, and the actor the document's own changes are made with.
+    Asleep {
+        saved: Vec<u8>,
+        actor: ActorId,
+    },
+}
+
+impl Held {
+    /// The document, woken first if it was asleep. Waking loads what this process saved itself,
+    /// so an error means memory can no longer be trusted: the caller drops the document.
+    pub fn awake(&mut self) -> Result<&mut AutoCommit, AutomergeError> {
+        match self {
+            Held::Awake(doc) => Ok(doc.as_mut()),
+            Held::Asleep { saved, actor } => {
+                // Its own save: the hashes were checked when the changes first came in.
+                let mut doc = AutoCommit::load_with_options(
+                    saved,
+                    LoadOptions::new()
+                        .on_partial_load(OnPartialLoad::Error)
+                        .verification_mode(VerificationMode::DontCheck),
+                )?;
+                doc.set_actor(actor.clone());
+                *self = Held::Awake(Box::new(doc));
+                self.awake()
+            }
+        }
+    }
+
+    /// Puts the document to sleep; returns whether it was awake.
+    pub fn sleep(&mut self) -> bool {
+        let Held::Awake(doc) = self else {
+            return false;
+        };
+        let actor = doc.get_actor().clone();
+        let saved = doc.save();
+        *self = Held::Asleep { saved, actor };
+        true
+    }
+
+    /// The document if it is awake (callers that woke it before).
+    pub fn live(&mut self) -> Option<&mut AutoCommit> {
+        match self {
+            Held::Awake(doc) => Some(doc.as_mut()),
+            Held::Asleep { .. } => None,
+        }
+    }
+
+    pub fn is_asleep(&self) -> bool {
+        matches!(self, Held::Asleep { .. })
+    }
+}
+
 pub(crate) struct LoadedDoc {
-    pub doc: AutoCommit,
+    pub doc: Held,
     /// Read by the projector, which projects from this copy when it is held.
     pub kind: DocumentKind,
     pub subscribers: HashMap<u64, Subscriber>,

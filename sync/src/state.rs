@@ -24,6 +24,12 @@ use crate::{DocumentId, lock};
 pub struct SyncSettings {
     /// A document nobody has open is dropped from memory after this long unused.
     pub idle_unload: Duration,
+    /// Documents peers have open that are kept awake (ready to use); beyond this many, those
+    /// unused longest are kept asleep in their saved form (a fraction of the memory) and woken
+    /// when next used. Many connected devices with idle reports then cost little memory.
+    pub awake_documents: usize,
+    /// A document is put to sleep only after this long unused.
+    pub sleep_after: Duration,
     /// Largest protocol frame accepted; a bigger one gets `error` and a closed connection.
     pub max_frame: usize,
     /// Change rows on top of a document's snapshot that trigger a compaction.
@@ -68,6 +74,8 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             idle_unload: Duration::from_secs(300),
+            awake_documents: 1_000,
+            sleep_after: Duration::from_secs(1),
             max_frame: crate::MAX_FRAME,
             compact_after: 100,
             messages_per_second: 200,
@@ -110,6 +118,9 @@ pub struct SyncStats {
     /// Messages or connections refused by a limit (size quota, write budget, ephemeral size,
     /// connections per user).
     pub limit_refusals: u64,
+    /// Documents put to sleep, and woken again (see [`SyncSettings::awake_documents`]).
+    pub documents_slept: u64,
+    pub documents_woken: u64,
 }
 
 #[derive(Default)]
@@ -120,6 +131,8 @@ pub(crate) struct Counters {
     pub read_only_rejections: AtomicU64,
     pub compressed_chunks: AtomicU64,
     pub limit_refusals: AtomicU64,
+    pub documents_slept: AtomicU64,
+    pub documents_woken: AtomicU64,
 }
 
 /// The sync server: database pool, settings, the documents in memory and the connected peers.
@@ -209,6 +222,8 @@ impl SyncState {
             read_only_rejections: c.read_only_rejections.load(Ordering::Relaxed),
             compressed_chunks: c.compressed_chunks.load(Ordering::Relaxed),
             limit_refusals: c.limit_refusals.load(Ordering::Relaxed),
+            documents_slept: c.documents_slept.load(Ordering::Relaxed),
+            documents_woken: c.documents_woken.load(Ordering::Relaxed),
         }
     }
 
@@ -297,15 +312,22 @@ impl SyncState {
         self.unload_idle_older_than(self.inner.settings.idle_unload)
     }
 
-    /// Calls [`Self::unload_idle`] and [`Self::close_expired_sessions`] periodically until
+    /// Calls [`Self::unload_idle`], puts idle documents to sleep beyond
+    /// [`SyncSettings::awake_documents`] and calls [`Self::close_expired_sessions`] periodically until
     /// `shutdown` completes. The owner of the process runs this.
     pub async fn run_janitor(&self, shutdown: impl Future<Output = ()>) {
-        let period = (self.inner.settings.idle_unload / 4)
+        let settings = &self.inner.settings;
+        let period = (settings.idle_unload / 4)
+            .min(settings.sleep_after)
             .clamp(Duration::from_millis(10), Duration::from_secs(30));
         worker::run("sync janitor", period, shutdown, || async {
             let unloaded = self.unload_idle();
             if unloaded > 0 {
                 tracing::debug!(unloaded, "unloaded idle sync documents");
+            }
+            let slept = self.sleep_idle().await;
+            if slept > 0 {
+                tracing::debug!(slept, "put idle sync documents to sleep");
             }
             let expired = self.close_expired_sessions();
             if expired > 0 {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use atiende_sync::storage;
-use atiende_sync::{DocumentId, DocumentKind, SyncSettings};
+use atiende_sync::{DocumentId, DocumentKind, Mode, SyncSettings};
 use automerge::ReadDoc;
 use automerge::transaction::Transactable;
 use common::*;
@@ -121,6 +121,89 @@ async fn ten_thousand_documents_opened_once_do_not_stay_in_memory(pool: PgPool) 
             .get(automerge::ROOT, "answered")
             .expect("get")
             .is_some()
+    );
+    janitor.stop().await;
+    server.stop().await;
+}
+
+/// Waits until the janitor has put at least `n` documents to sleep in all.
+async fn slept_at_least(server: &Server, n: u64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.state.stats().documents_slept < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "documents open but idle were not put to sleep: {:?}",
+            server.state.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn idle_documents_sleep_while_open_and_wake_for_whoever_uses_them(pool: PgPool) {
+    // Nothing stays awake once idle for 50 ms.
+    let settings = SyncSettings {
+        awake_documents: 0,
+        sleep_after: Duration::from_millis(50),
+        ..SyncSettings::default()
+    };
+    let server = Server::start_with(pool.clone(), settings).await;
+    let janitor = spawn_janitor(&server.state);
+    let (ana, ta) = technician(&pool, "ana@example.com").await;
+    let (beto, tb) = technician(&pool, "beto@example.com").await;
+    let id = report(&server, &[(ana.id, Mode::Write), (beto.id, Mode::Write)]).await;
+    let mut a = Client::connect(&server.url(&ta)).await;
+    let mut b = Client::connect(&server.url(&tb)).await;
+    for c in [&mut a, &mut b] {
+        c.request(id).await;
+        c.wait_until(id, |d| get_str(d, "status").as_deref() == Some("scheduled"))
+            .await;
+    }
+
+    // Asleep while both have it open: a change from one reaches the other, and is stored.
+    slept_at_least(&server, 1).await;
+    a.change(id, |d| put(d, "observations", "termites in the kitchen"))
+        .await;
+    b.wait_until_with(&mut a, id, |d| {
+        get_str(d, "observations").as_deref() == Some("termites in the kitchen")
+    })
+    .await;
+    assert!(server.state.stats().documents_woken >= 1);
+    assert_eq!(
+        stored_once(&pool, id, "observations", "termites in the kitchen")
+            .await
+            .as_deref(),
+        Some("termites in the kitchen")
+    );
+
+    // Asleep again: a change the server makes (as it does to a customer's inbox) is kept with
+    // the earlier ones and reaches both devices.
+    let slept = server.state.stats().documents_slept;
+    slept_at_least(&server, slept + 1).await;
+    server
+        .state
+        .change_document(id, |doc| {
+            doc.put(automerge::ROOT, "status", "completed")?;
+            Ok(())
+        })
+        .await
+        .expect("change");
+    a.wait_until_with(&mut b, id, |d| {
+        get_str(d, "status").as_deref() == Some("completed")
+    })
+    .await;
+    b.wait_until_with(&mut a, id, |d| {
+        get_str(d, "status").as_deref() == Some("completed")
+    })
+    .await;
+    assert_eq!(a.doc(id).get_heads(), b.doc(id).get_heads());
+    assert_eq!(
+        get_str(a.doc(id), "observations").as_deref(),
+        Some("termites in the kitchen")
+    );
+    assert_eq!(
+        stored_str(&pool, id, "status").await.as_deref(),
+        Some("completed")
     );
     janitor.stop().await;
     server.stop().await;

@@ -77,6 +77,10 @@ pub struct Args {
     /// document to its files (its default is 100).
     #[arg(long, default_value_t = 100)]
     pub reference_save_debounce_ms: u64,
+    /// Runs Atiende only, without the reference (its columns then say so): for comparing
+    /// Atiende's own settings quickly.
+    #[arg(long)]
+    pub without_reference: bool,
     /// Which scenarios to run, in order.
     #[arg(long, default_value = "abcde")]
     pub scenarios: String,
@@ -192,6 +196,14 @@ async fn main() -> Result<()> {
         let docs = create_documents(pool, &office, sc, &users).await?;
         let mut outcomes = Vec::new();
         for side in [Side::Atiende, Side::Reference] {
+            if side == Side::Reference && args.without_reference {
+                outcomes.push(run::Outcome {
+                    devices: sc.device_docs.len(),
+                    failure: Some("not run (--without-reference)".to_owned()),
+                    ..run::Outcome::default()
+                });
+                continue;
+            }
             eprintln!(
                 "{}) {}: {} devices, {} documents, {} changes each…",
                 sc.key,
