@@ -148,6 +148,7 @@ pub fn app(
         trusted_proxies: settings.trusted_proxies.clone(),
         sync_ticket_ttl: Duration::from_secs(settings.sync_ticket_ttl_secs),
         account_setup_ttl: settings.account_setup_ttl(),
+        commercial_process: settings.commercial_process.clone(),
     };
     let db_web = db.clone();
     let ops = Router::new()
@@ -365,7 +366,11 @@ pub async fn run(
         );
         let remind_after =
             Duration::from_secs(u64::from(settings.information_reminder_days) * 24 * 3600);
-        move |stopped| run_scheduler(db, every, remind_after, stopped)
+        let renewals = Renewals {
+            process: settings.commercial_process.clone(),
+            days: settings.contract_renewal_days,
+        };
+        move |stopped| run_scheduler(db, every, remind_after, renewals, stopped)
     });
     let janitor = spawn_until(&stop_rx, {
         let sync = sync.clone();
@@ -495,11 +500,24 @@ async fn run_scheduler(
     db: PgPool,
     interval: Duration,
     remind_after: Duration,
+    renewals: Renewals,
     stopped: impl Future<Output = ()>,
 ) {
     use atiende_core::scheduler::{BATCH, tick};
     atiende_core::worker::run("deadline scheduler", interval, stopped, || async {
         let fired = tick(&db, BATCH).await?;
+        let today = atiende_core::calendar::local_date(chrono::Utc::now());
+        let renewals_due = atiende_core::commercial::alert_renewals(
+            &db,
+            &renewals.process,
+            renewals.days,
+            today,
+            BATCH,
+        )
+        .await?;
+        if renewals_due > 0 {
+            tracing::info!(contracts = renewals_due, "contract renewals alerted");
+        }
         if fired > 0 {
             tracing::info!(alerts = fired, "deadline alerts fired");
         }
@@ -511,10 +529,19 @@ async fn run_scheduler(
                 "cases waiting on their customers"
             );
         }
-        let busiest = fired.max(swept.reminded).max(swept.withdrawn);
+        let busiest = fired
+            .max(swept.reminded)
+            .max(swept.withdrawn)
+            .max(renewals_due);
         Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;
+}
+
+/// Which process hears of contracts about to end, and how many days before.
+struct Renewals {
+    process: String,
+    days: u32,
 }
 
 /// Deletes ended sessions, expired sync tickets and login counters whose window passed, every

@@ -159,10 +159,17 @@ impl TestApp {
         (user.id, self.login(email).await)
     }
 
+    /// Adds the process, unless the schema has it already (the commercial process is seeded).
     pub async fn process(&self, code: &str) {
-        admin::add_process(&self.pool, code, code, None)
+        let exists = atiende_core::processes::find(&self.pool, code)
             .await
-            .expect("add process");
+            .expect("find process")
+            .is_some();
+        if !exists {
+            admin::add_process(&self.pool, code, code, None)
+                .await
+                .expect("add process");
+        }
     }
 
     /// Registers a customer over HTTP and returns their token.
