@@ -492,10 +492,10 @@ where
     })))
 }
 
-/// Fires due deadline alerts, reminds customers who have not answered a request for
-/// information and withdraws the cases that waited a month, until `stopped` completes. Every
-/// atiende process runs one; the database makes sure each alert fires and each case is withdrawn
-/// once.
+/// Fires due deadline alerts, alerts the commercial process of contracts about to end, reminds
+/// customers who have not answered a request for information and withdraws the cases that waited
+/// a month, until `stopped` completes. Every atiende process runs one; the database makes sure
+/// each alert fires, each contract is alerted and each case is withdrawn once.
 async fn run_scheduler(
     db: PgPool,
     interval: Duration,

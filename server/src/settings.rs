@@ -1197,6 +1197,37 @@ mod tests {
     }
 
     #[test]
+    fn renewals_come_from_the_environment_within_bounds() {
+        let defaults = Settings::default();
+        assert_eq!(
+            (
+                defaults.contract_renewal_days,
+                defaults.commercial_process.as_str()
+            ),
+            (30, "COMERCIAL")
+        );
+        let env = |k: &str| match k {
+            "ATIENDE_CONTRACT_RENEWAL_DAYS" => Some("45".to_owned()),
+            "ATIENDE_COMMERCIAL_PROCESS" => Some(" ventas ".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_from(None, env).expect("valid settings");
+        assert_eq!(
+            (s.contract_renewal_days, s.commercial_process.as_str()),
+            (45, "VENTAS")
+        );
+        for (name, value) in [
+            ("ATIENDE_CONTRACT_RENEWAL_DAYS", "0"),
+            ("ATIENDE_CONTRACT_RENEWAL_DAYS", "366"),
+            ("ATIENDE_COMMERCIAL_PROCESS", "1x"),
+        ] {
+            let env = |k: &str| (k == name).then(|| value.to_owned());
+            let err = Settings::load_from(None, env).expect_err("out of bounds");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn sync_limits_have_the_documented_defaults_and_come_from_the_environment() {
         let sync = Settings::default().sync();
         assert_eq!(sync.max_queued_bytes, 8 << 20);

@@ -113,6 +113,14 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// The one number a counting query gives.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect(sql)
+    }
+
     /// The id of the user with this e-mail.
     pub async fn user_id(&self, email: &str) -> uuid::Uuid {
         sqlx::query_scalar("select id from users where email = $1")

@@ -225,11 +225,7 @@ pub async fn file_received(
 
 /// A case names only a visit of its own customer; any other work order (another customer's, or
 /// none at all) is refused the same way, so the answer tells nothing about other customers.
-pub(super) async fn require_own_work_order(
-    db: &PgPool,
-    customer_id: Uuid,
-    work_order_id: Uuid,
-) -> Result<()> {
+async fn require_own_work_order(db: &PgPool, customer_id: Uuid, work_order_id: Uuid) -> Result<()> {
     let owner = sqlx::query_scalar!(
         "select customer_id from work_orders where id = $1",
         work_order_id

@@ -71,13 +71,6 @@ fn complaint(work_order: Option<&str>) -> Value {
            "description": "El técnico no fumigó la bodega.", "work_order_id": work_order})
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(&app.pool)
-        .await
-        .expect(sql)
-}
-
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_case_names_one_of_the_customers_own_visits(pool: PgPool) {
     let w = world(pool).await;
@@ -94,7 +87,7 @@ async fn a_case_names_one_of_the_customers_own_visits(pool: PgPool) {
 
     // Another customer's visit and one that does not exist get the same refusal: it says nothing
     // about other customers, and nothing is filed.
-    let before = count(&w.app, "select count(*) from cases").await;
+    let before = w.app.count("select count(*) from cases").await;
     let foreign = w
         .app
         .post("/api/v1/cases", Some(&w.customer), complaint(Some(&theirs)))
@@ -112,7 +105,7 @@ async fn a_case_names_one_of_the_customers_own_visits(pool: PgPool) {
         assert_eq!(r.code(), "unknown_work_order");
     }
     assert_eq!(foreign.body["detail"], missing.body["detail"]);
-    assert_eq!(count(&w.app, "select count(*) from cases").await, before);
+    assert_eq!(w.app.count("select count(*) from cases").await, before);
 
     // The work order's staff view lists the case.
     let order = w
@@ -291,7 +284,7 @@ async fn quotes_are_decided_once_and_an_accepted_one_becomes_a_contract(pool: Pg
             r.body
         );
     }
-    assert_eq!(count(&w.app, "select count(*) from quotes").await, 0);
+    assert_eq!(w.app.count("select count(*) from quotes").await, 0);
 
     let created = w
         .app
@@ -415,7 +408,7 @@ async fn quotes_are_decided_once_and_an_accepted_one_becomes_a_contract(pool: Pg
         (twice.status, twice.code()),
         (StatusCode::CONFLICT, "quote_already_contracted")
     );
-    assert_eq!(count(&w.app, "select count(*) from contracts").await, 1);
+    assert_eq!(w.app.count("select count(*) from contracts").await, 1);
     let listed = w
         .app
         .get(
@@ -597,7 +590,7 @@ async fn renewal_is_alerted_once_then_offered_and_decided(pool: PgPool) {
         assert_eq!((r.status, r.code()), (status, code), "{}", r.body);
     }
     assert_eq!(
-        count(&w.app, "select count(*) from contracts").await,
+        w.app.count("select count(*) from contracts").await,
         2,
         "nothing half-written"
     );
