@@ -119,7 +119,6 @@ impl Query {
 
 /// A value in a table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Cell {
     Text(String),
@@ -128,6 +127,29 @@ pub enum Cell {
     Met(bool),
     Empty,
 }
+
+// Written by hand: a derived `oneOf` would match a whole number twice (integer and number).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Cell {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{SchemaType, Type};
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([
+                Type::String,
+                Type::Number,
+                Type::Boolean,
+                Type::Null,
+            ]))
+            .description(Some(
+                "text, a count, a number (percentages and hours, two decimals), whether the \
+                 target was met, or null when there was nothing to measure",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Cell {}
 
 impl From<&str> for Cell {
     fn from(s: &str) -> Cell {
