@@ -473,6 +473,7 @@ impl<M: Media> Engine<'_, M> {
                         description,
                         channel: conv.channel.case_channel(),
                         chat_id: Some(chat.id),
+                        work_order_id: None,
                     };
                     let case = match cases::file(self.pool, chat.customer_id, None, new).await? {
                         Filed::Created(c) | Filed::Existing(c) => c,

@@ -322,6 +322,7 @@ async fn file_draft(pool: &PgPool, user: &User, id: Uuid, d: &Draft) -> Result<D
         description: d.description.clone(),
         channel: Channel::App,
         chat_id: None,
+        work_order_id: None,
     };
     let case = match cases::file(pool, customer_id, Some(user), new).await {
         Ok(Filed::Created(case) | Filed::Existing(case)) => case,

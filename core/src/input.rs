@@ -83,4 +83,10 @@ fields! {
     Address: "invalid_address", "the address", 500;
     /// The service a visit is for.
     ServiceType: "invalid_service_type", "the service type", 100;
+    /// One service on a quote or a contract.
+    ServiceLine: "invalid_services", "each service", 200;
+    /// What was offered to renew a contract.
+    RenewalOffer: "invalid_note", "the note on the offer", 2_000;
+    /// Why a contract was not renewed.
+    NotRenewedReason: "reason_required", "the reason it was not renewed", 2_000;
 }

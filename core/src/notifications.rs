@@ -42,11 +42,13 @@ pub enum Kind {
     AccountSetup,
     /// An e-mail came with attachments that were not kept: which, and which types are accepted.
     AttachmentsRefused,
+    /// A contract ends soon: the commercial process offers its renewal (PRO-008 §5.5).
+    ContractRenewal,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -61,6 +63,7 @@ impl Kind {
         Kind::LinkCode,
         Kind::AccountSetup,
         Kind::AttachmentsRefused,
+        Kind::ContractRenewal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Kind {
             Kind::LinkCode => "link_code",
             Kind::AccountSetup => "account_setup",
             Kind::AttachmentsRefused => "attachments_refused",
+            Kind::ContractRenewal => "contract_renewal",
         }
     }
 }

@@ -251,6 +251,21 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
             rust_i18n::t!("push.account_setup.title", locale = l).into_owned(),
             rust_i18n::t!("push.account_setup.body", locale = l).into_owned(),
         ),
+        "contract_renewal" => (
+            rust_i18n::t!(
+                "push.contract_renewal.title",
+                locale = l,
+                customer = field("customer")
+            )
+            .into_owned(),
+            rust_i18n::t!(
+                "push.contract_renewal.body",
+                locale = l,
+                customer = field("customer"),
+                ends_on = date("ends_on")
+            )
+            .into_owned(),
+        ),
         _ => (radicado.clone(), String::new()),
     }
 }
@@ -275,7 +290,7 @@ mod tests {
                     long_date(l, d)
                 );
             }
-            let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00"});
+            let data = serde_json::json!({"radicado": "PQRS-2026-000001", "type": "queja", "question": "¿Cuál es su dirección?", "message": "Hola", "due_date": "2026-12-07", "reason": "Laboratorio", "clock": "legal", "percent": 50, "due": "2026-12-07 10:00", "customer": "Fumigaciones Andinas", "ends_on": "2026-12-31"});
             for kind in crate::notifications::Kind::ALL {
                 let (title, body) = push(l, kind.as_str(), &data);
                 for text in [&title, &body] {

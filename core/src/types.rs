@@ -174,6 +174,38 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// What came of a quote (PRO-008 §5.1.3).
+    QuoteOutcome, "snake_case", "snake_case" {
+        Accepted => "accepted",
+        Rejected => "rejected",
+        Expired => "expired",
+    }
+);
+
+text_enum!(
+    /// How often a contract's visits are.
+    VisitFrequency, "snake_case", "snake_case" {
+        Weekly => "weekly",
+        Biweekly => "biweekly",
+        Monthly => "monthly",
+        Bimonthly => "bimonthly",
+        Quarterly => "quarterly",
+        Semiannual => "semiannual",
+        Annual => "annual",
+        OnDemand => "on_demand",
+    }
+);
+
+text_enum!(
+    /// A contract is active until its renewal is decided (PRO-008 §5.5).
+    ContractStatus, "snake_case", "snake_case" {
+        Active => "active",
+        Renewed => "renewed",
+        NotRenewed => "not_renewed",
+    }
+);
+
 impl DocumentType {
     /// A NIT identifies a company; the other documents identify a person.
     pub fn customer_kind(self) -> CustomerKind {

@@ -24,7 +24,7 @@ use crate::{ApiState, page_limit};
         (status = 200, body = CustomerCase, description = "already filed with this id"),
         (status = 403, body = Problem, description = "`customers_only`: the caller is not a customer"),
         (status = 409, body = Problem, description = "`idempotency_conflict`: this id was filed with another body"),
-        (status = 422, body = Problem, description = "`invalid_subject`, `invalid_description`")))]
+        (status = 422, body = Problem, description = "`invalid_subject`, `invalid_description`; `unknown_work_order`: `work_order_id` is not one of your visits")))]
 #[tracing::instrument(skip_all)]
 pub async fn file_case(
     State(state): State<ApiState>,
@@ -38,6 +38,7 @@ pub async fn file_case(
         description: req.description,
         channel: Channel::App,
         chat_id: None,
+        work_order_id: req.work_order_id,
     };
     let (status, case) = match cases::file(&state.db, who.customer_id, Some(&who.user), new).await?
     {

@@ -122,6 +122,7 @@ pub async fn register_case(
             description: req.description,
             channel: req.channel.into(),
             chat_id: None,
+            work_order_id: None,
         },
     };
     let (status, case) = match cases::register(&state.db, &user, registration).await? {

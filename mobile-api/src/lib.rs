@@ -18,10 +18,12 @@ pub mod blobs;
 pub mod calendar;
 pub mod case_lists;
 pub mod client;
+pub mod commercial;
 pub mod customer;
 mod doc;
 pub mod error;
 pub mod extract;
+pub mod indicators;
 pub mod intake;
 pub mod push;
 pub mod staff;
@@ -52,6 +54,8 @@ pub struct ApiState {
     pub sync_ticket_ttl: Duration,
     /// How long the link to set a company-created app user's first password works.
     pub account_setup_ttl: Duration,
+    /// The code of the commercial process, whose staff keep quotes and contracts.
+    pub commercial_process: String,
 }
 
 impl ApiState {
@@ -67,6 +71,7 @@ impl ApiState {
             trusted_proxies: Vec::new(),
             sync_ticket_ttl: atiende_core::sync_tickets::DEFAULT_TTL,
             account_setup_ttl: atiende_core::account_setup::DEFAULT_TTL,
+            commercial_process: "COMERCIAL".into(),
         }
     }
 }
@@ -128,6 +133,19 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(work_orders::get))
         .routes(routes!(work_orders::set_technicians))
         .routes(routes!(work_orders::mine))
+        .routes(routes!(work_orders::set_case_work_order))
+        .routes(routes!(commercial::create_quote, commercial::list_quotes))
+        .routes(routes!(commercial::get_quote))
+        .routes(routes!(commercial::decide_quote))
+        .routes(routes!(commercial::contract_from_quote))
+        .routes(routes!(
+            commercial::create_contract,
+            commercial::list_contracts
+        ))
+        .routes(routes!(commercial::get_contract))
+        .routes(routes!(commercial::offer_renewal))
+        .routes(routes!(commercial::decide_renewal))
+        .routes(routes!(indicators::get))
         .routes(routes!(openapi_json))
 }
 
@@ -180,7 +198,7 @@ pub fn router(state: ApiState) -> Router {
 Every error is `application/problem+json` with a stable `code`. The sync WebSocket (`GET /api/v1/sync?ticket=…`, see `POST /api/v1/sync/ticket`) speaks the automerge-repo protocol and is not described here."),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "blobs"), (name = "work orders"), (name = "meta"))
+    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "blobs"), (name = "work orders"), (name = "commercial"), (name = "indicators"), (name = "meta"))
 )]
 struct ApiDoc;
 

@@ -225,6 +225,10 @@ pub struct FileCaseRequest {
     pub subject: String,
     #[schema(schema_with = text::<10000>)]
     pub description: String,
+    /// The visit the case is about: one of the caller's own work orders (`unknown_work_order`
+    /// otherwise).
+    #[serde(default)]
+    pub work_order_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -363,6 +367,8 @@ pub struct CustomerCase {
     pub answer: Option<String>,
     pub answered_at: Option<DateTime<Utc>>,
     pub rating: Option<Rating>,
+    /// The visit the case is about, when it names one.
+    pub work_order_id: Option<Uuid>,
     /// On the single-case view, the latest events (at most 50), oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView>>,
@@ -414,6 +420,7 @@ impl CustomerCase {
             acknowledgement,
             answer: if answered { c.answer } else { None },
             answered_at: c.answered_at,
+            work_order_id: c.work_order_id,
             events: None,
             events_before: None,
             messages: None,
@@ -454,6 +461,8 @@ pub struct StaffCase {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
+    /// The visit the case is about, when it names one.
+    pub work_order_id: Option<Uuid>,
     /// The legal term and the SLA clocks, on the single-case view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clocks: Option<atiende_core::deadlines::CaseClocks>,
@@ -500,6 +509,7 @@ impl From<Case> for StaffCase {
             created_at: c.created_at,
             updated_at: c.updated_at,
             answered_at: c.answered_at,
+            work_order_id: c.work_order_id,
             clocks: None,
             events: None,
             events_before: None,

@@ -1,6 +1,7 @@
 //! Work orders: staff schedule visits and assign technicians; technicians list theirs with the
 //! URL of each field report document, which they then sync offline.
 
+use atiende_core::cases::{self, VisitCase};
 use atiende_core::field_reports::{self, ReportView};
 use atiende_core::work_orders::{self, NewWorkOrder, WorkOrder};
 use axum::extract::State;
@@ -12,6 +13,7 @@ use uuid::Uuid;
 use crate::ApiState;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Authenticated, Json, Path, Staff};
+use crate::views::StaffCase;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,8 @@ pub struct StaffWorkOrder {
     #[serde(flatten)]
     pub work_order: WorkOrder,
     pub report: ReportView,
+    /// The cases about this visit (complaints, claims), oldest first.
+    pub cases: Vec<VisitCase>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,7 +73,12 @@ pub async fn get(
         .map_err(atiende_core::Error::from)?;
     let work_order = work_orders::get_for_staff(&mut conn, &actor, id).await?;
     let report = field_reports::view(&mut conn, id).await?;
-    Ok(axum::Json(StaffWorkOrder { work_order, report }))
+    let cases = cases::for_work_order(&mut *conn, id).await?;
+    Ok(axum::Json(StaffWorkOrder {
+        work_order,
+        report,
+        cases,
+    }))
 }
 
 /// Replaces the technicians; those removed stop receiving the report at once.
@@ -102,4 +111,30 @@ pub async fn mine(
 ) -> ApiResult<axum::Json<WorkOrderList>> {
     let work_orders = work_orders::for_technician(&state.db, &who.user).await?;
     Ok(axum::Json(WorkOrderList { work_orders }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaseWorkOrderRequest {
+    /// A work order of the case's own customer.
+    pub work_order_id: Uuid,
+}
+
+/// Staff who work the case: name the visit the case is about (or another one); the trail keeps
+/// each change. The work order then lists the case.
+#[utoipa::path(put, path = "/api/v1/staff/cases/{id}/work-order", tag = "staff", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = CaseWorkOrderRequest,
+    responses((status = 200, body = StaffCase),
+        (status = 403, body = Problem, description = "`staff_only`: the caller is not staff"),
+        (status = 404, body = Problem, description = "`case_not_found`: no such case, or one you do not work; `work_order_not_found`"),
+        (status = 422, body = Problem, description = "`work_order_of_another_customer`")))]
+#[tracing::instrument(skip_all)]
+pub async fn set_case_work_order(
+    State(state): State<ApiState>,
+    Staff(actor): Staff,
+    Path(id): Path<Uuid>,
+    Json(req): Json<CaseWorkOrderRequest>,
+) -> ApiResult<axum::Json<StaffCase>> {
+    let case = cases::set_work_order(&state.db, &actor, id, req.work_order_id).await?;
+    Ok(axum::Json(StaffCase::from(case)))
 }

@@ -137,6 +137,7 @@ pub async fn load(pool: &PgPool, hashing: &Hashing) -> atiende_core::Result<Opti
         description: description.into(),
         channel: Channel::App,
         chat_id: None,
+        work_order_id: None,
     };
     let id_of = |f: cases::Filed| match f {
         cases::Filed::Created(c) | cases::Filed::Existing(c) => c.id,

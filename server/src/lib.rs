@@ -149,6 +149,7 @@ pub fn app(
         trusted_proxies: settings.trusted_proxies.clone(),
         sync_ticket_ttl: Duration::from_secs(settings.sync_ticket_ttl_secs),
         account_setup_ttl: settings.account_setup_ttl(),
+        commercial_process: settings.commercial_process.clone(),
     };
     let db_web = db.clone();
     let ops = Router::new()
@@ -366,7 +367,11 @@ pub async fn run(
         );
         let remind_after =
             Duration::from_secs(u64::from(settings.information_reminder_days) * 24 * 3600);
-        move |stopped| run_scheduler(db, every, remind_after, stopped)
+        let renewals = Renewals {
+            process: settings.commercial_process.clone(),
+            days: settings.contract_renewal_days,
+        };
+        move |stopped| run_scheduler(db, every, remind_after, renewals, stopped)
     });
     let janitor = spawn_until(&stop_rx, {
         let sync = sync.clone();
@@ -488,19 +493,32 @@ where
     })))
 }
 
-/// Fires due deadline alerts, reminds customers who have not answered a request for
-/// information and withdraws the cases that waited a month, until `stopped` completes. Every
-/// atiende process runs one; the database makes sure each alert fires and each case is withdrawn
-/// once.
+/// Fires due deadline alerts, alerts the commercial process of contracts about to end, reminds
+/// customers who have not answered a request for information and withdraws the cases that waited
+/// a month, until `stopped` completes. Every atiende process runs one; the database makes sure
+/// each alert fires, each contract is alerted and each case is withdrawn once.
 async fn run_scheduler(
     db: PgPool,
     interval: Duration,
     remind_after: Duration,
+    renewals: Renewals,
     stopped: impl Future<Output = ()>,
 ) {
     use atiende_core::scheduler::{BATCH, tick};
     atiende_core::worker::run("deadline scheduler", interval, stopped, || async {
         let fired = tick(&db, BATCH).await?;
+        let today = atiende_core::calendar::local_date(chrono::Utc::now());
+        let renewals_due = atiende_core::commercial::alert_renewals(
+            &db,
+            &renewals.process,
+            renewals.days,
+            today,
+            BATCH,
+        )
+        .await?;
+        if renewals_due > 0 {
+            tracing::info!(contracts = renewals_due, "contract renewals alerted");
+        }
         if fired > 0 {
             tracing::info!(alerts = fired, "deadline alerts fired");
         }
@@ -512,10 +530,19 @@ async fn run_scheduler(
                 "cases waiting on their customers"
             );
         }
-        let busiest = fired.max(swept.reminded).max(swept.withdrawn);
+        let busiest = fired
+            .max(swept.reminded)
+            .max(swept.withdrawn)
+            .max(renewals_due);
         Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;
+}
+
+/// Which process hears of contracts about to end, and how many days before.
+struct Renewals {
+    process: String,
+    days: u32,
 }
 
 /// Deletes ended sessions, expired sync tickets and login counters whose window passed, every

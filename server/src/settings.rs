@@ -65,6 +65,12 @@ pub struct Settings {
     /// answered; a month after the request the case is closed as withdrawn
     /// (`ATIENDE_INFORMATION_REMINDER_DAYS`, 1–27, default 15).
     pub information_reminder_days: u32,
+    /// Days before a contract ends that the commercial process is alerted to offer its renewal
+    /// (`ATIENDE_CONTRACT_RENEWAL_DAYS`, 1–365, default 30).
+    pub contract_renewal_days: u32,
+    /// The code of the commercial process, which keeps quotes and contracts and hears of renewals
+    /// due (`ATIENDE_COMMERCIAL_PROCESS`, default `COMERCIAL`).
+    pub commercial_process: String,
     /// The largest blob (photo, signature, attachment) accepted, in bytes (`ATIENDE_BLOB_MAX_BYTES`).
     pub blob_max_bytes: usize,
     /// Bytes waiting to be written to one sync peer before it is dropped as too slow
@@ -274,6 +280,8 @@ impl Default for Settings {
             push_allow_loopback: false,
             scheduler_interval_ms: 5000,
             information_reminder_days: 15,
+            contract_renewal_days: 30,
+            commercial_process: "COMERCIAL".into(),
             blob_max_bytes: atiende_mobile_api::blobs::DEFAULT_BLOB_LIMIT,
             sync_max_queued_bytes: sync.max_queued_bytes,
             sync_max_ephemeral_bytes: sync.max_ephemeral_bytes,
@@ -454,6 +462,23 @@ impl Settings {
                 .ok_or(SettingsError::Env {
                     name: "ATIENDE_INFORMATION_REMINDER_DAYS",
                     message: "expected a whole number of days from 1 to 27 (the case is withdrawn a month after the request)".into(),
+                })?;
+        }
+        if let Some(v) = env("ATIENDE_CONTRACT_RENEWAL_DAYS") {
+            settings.contract_renewal_days = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=365).contains(n))
+                .ok_or(SettingsError::Env {
+                    name: "ATIENDE_CONTRACT_RENEWAL_DAYS",
+                    message: "expected a whole number of days from 1 to 365".into(),
+                })?;
+        }
+        if let Some(v) = env("ATIENDE_COMMERCIAL_PROCESS") {
+            settings.commercial_process =
+                atiende_core::processes::parse_code(&v).map_err(|_| SettingsError::Env {
+                    name: "ATIENDE_COMMERCIAL_PROCESS",
+                    message: "expected a process code: 2 to 32 letters, digits or _, starting with a letter".into(),
                 })?;
         }
         if let Some(v) = env("ATIENDE_BLOB_MAX_BYTES") {
@@ -1180,6 +1205,37 @@ mod tests {
         let env = |k: &str| (k == "ATIENDE_LISTEN").then(|| "nonsense".to_owned());
         let err = Settings::load_from(None, env).expect_err("must fail");
         assert!(err.to_string().contains("ATIENDE_LISTEN"));
+    }
+
+    #[test]
+    fn renewals_come_from_the_environment_within_bounds() {
+        let defaults = Settings::default();
+        assert_eq!(
+            (
+                defaults.contract_renewal_days,
+                defaults.commercial_process.as_str()
+            ),
+            (30, "COMERCIAL")
+        );
+        let env = |k: &str| match k {
+            "ATIENDE_CONTRACT_RENEWAL_DAYS" => Some("45".to_owned()),
+            "ATIENDE_COMMERCIAL_PROCESS" => Some(" ventas ".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load_from(None, env).expect("valid settings");
+        assert_eq!(
+            (s.contract_renewal_days, s.commercial_process.as_str()),
+            (45, "VENTAS")
+        );
+        for (name, value) in [
+            ("ATIENDE_CONTRACT_RENEWAL_DAYS", "0"),
+            ("ATIENDE_CONTRACT_RENEWAL_DAYS", "366"),
+            ("ATIENDE_COMMERCIAL_PROCESS", "1x"),
+        ] {
+            let env = |k: &str| (k == name).then(|| value.to_owned());
+            let err = Settings::load_from(None, env).expect_err("out of bounds");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -113,6 +113,14 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// The one number a counting query gives.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect(sql)
+    }
+
     /// The id of the user with this e-mail.
     pub async fn user_id(&self, email: &str) -> uuid::Uuid {
         sqlx::query_scalar("select id from users where email = $1")
@@ -159,10 +167,17 @@ impl TestApp {
         (user.id, self.login(email).await)
     }
 
+    /// Adds the process, unless the schema has it already (the commercial process is seeded).
     pub async fn process(&self, code: &str) {
-        admin::add_process(&self.pool, code, code, None)
+        let exists = atiende_core::processes::find(&self.pool, code)
             .await
-            .expect("add process");
+            .expect("find process")
+            .is_some();
+        if !exists {
+            admin::add_process(&self.pool, code, code, None)
+                .await
+                .expect("add process");
+        }
     }
 
     /// Registers a customer over HTTP and returns their token.

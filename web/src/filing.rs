@@ -511,6 +511,7 @@ async fn file<'a>(
         description: filing.description,
         channel: Channel::Web,
         chat_id: None,
+        work_order_id: None,
     };
     let case = match cases::file(&state.db, registered, None, new).await? {
         Filed::Created(c) | Filed::Existing(c) => c,

@@ -29,6 +29,8 @@ pub struct NewCase {
     pub channel: Channel,
     /// The customer's chat it came from, whose replies go back there.
     pub chat_id: Option<Uuid>,
+    /// The customer's visit the case is about (one of their own work orders).
+    pub work_order_id: Option<Uuid>,
 }
 
 pub enum Filed {
@@ -52,6 +54,11 @@ fn request_hash(customer_id: Uuid, c: &NewCase, received_at: Option<DateTime<Utc
     ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
+    }
+    // Only when named, so the requests filed before cases named visits keep their hashes.
+    if let Some(order) = c.work_order_id {
+        h.update(b"work_order");
+        h.update(order.as_bytes());
     }
     h.finalize().to_vec()
 }
@@ -87,6 +94,9 @@ pub async fn file_received(
     let hash = request_hash(customer_id, &new, received_at);
     if let Some(existing) = existing_filing(pool, new.id, customer_id, &hash).await? {
         return Ok(Filed::Existing(existing));
+    }
+    if let Some(order) = new.work_order_id {
+        require_own_work_order(pool, customer_id, order).await?;
     }
 
     let now = Utc::now();
@@ -142,9 +152,9 @@ pub async fn file_received(
              insert into cases (id, radicado, type, subject, description, channel, customer_id, filed_by,
                                 request_hash, status, impact, urgency, priority, legal_term_days,
                                 legal_due_date, created_at, updated_at, first_response_due_at, resolution_due_at,
-                                chat_id, received_at)
+                                chat_id, received_at, work_order_id)
              select $1, 'PQRS-' || $2::int || '-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
-                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23, $24
+                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23, $24, $26
              from n
              returning id, radicado
          ), e as (
@@ -192,6 +202,7 @@ pub async fn file_received(
         new.chat_id,
         received,
         note,
+        new.work_order_id,
     )
     .fetch_one(&mut *tx)
     .await;
@@ -209,6 +220,25 @@ pub async fn file_received(
                 .ok_or_else(|| Error::Internal("a case id conflicted but no case has it".into()))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A case names only a visit of its own customer; any other work order (another customer's, or
+/// none at all) is refused the same way, so the answer tells nothing about other customers.
+async fn require_own_work_order(db: &PgPool, customer_id: Uuid, work_order_id: Uuid) -> Result<()> {
+    let owner = sqlx::query_scalar!(
+        "select customer_id from work_orders where id = $1",
+        work_order_id
+    )
+    .fetch_optional(db)
+    .await?;
+    if owner == Some(customer_id) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "unknown_work_order",
+            "the work order is not one of the customer's visits",
+        ))
     }
 }
 

@@ -24,11 +24,12 @@ pub use filing::{
 pub use lifecycle::{Action, next_status};
 pub use moves::{
     Assignment, Closing, add_message, approve, assign, close, comment_rating, draft,
-    extend_legal_term, rate, reclassify, request_info, return_draft,
+    extend_legal_term, rate, reclassify, request_info, return_draft, set_work_order,
 };
 pub use queries::{
-    CustomerCursor, LATEST, MessageCursor, QueueCursor, QueueFilter, QueueOrder, events,
-    fetch_many, get, get_for_customer, get_for_staff, list_for_customer, messages, staff_queue,
+    CustomerCursor, LATEST, MessageCursor, QueueCursor, QueueFilter, QueueOrder, VisitCase, events,
+    fetch_many, for_work_order, get, get_for_customer, get_for_staff, list_for_customer, messages,
+    staff_queue,
 };
 pub use waiting::{DEFAULT_REMINDER_AFTER, Swept, sweep as sweep_waiting};
 
@@ -66,6 +67,8 @@ pub struct Case {
     pub updated_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
     pub rated_at: Option<DateTime<Utc>>,
+    /// The visit the case is about, when it names one.
+    pub work_order_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -789,3 +789,61 @@ pub async fn reclassify(
     tx.commit().await?;
     Ok(case)
 }
+
+/// Staff who work the case name the visit it is about (a complaint filed without one, or the
+/// wrong one): a work order of the case's own customer. The trail keeps every change.
+pub async fn set_work_order(
+    pool: &PgPool,
+    actor: &User,
+    case_id: Uuid,
+    work_order_id: Uuid,
+) -> Result<Case> {
+    if !actor.role.is_staff() {
+        return Err(Error::forbidden("staff_only", "this endpoint is for staff"));
+    }
+    let mut tx = pool.begin().await?;
+    let locked = lock(&mut tx, case_id).await?;
+    processes::require_works_case(&mut *tx, actor.id, case_id).await?;
+    let owner = sqlx::query_scalar!(
+        "select customer_id from work_orders where id = $1",
+        work_order_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    match owner {
+        None => return Err(Error::not_found("work_order_not_found", "work order")),
+        Some(owner) if owner != locked.customer_id => {
+            return Err(Error::invalid(
+                "work_order_of_another_customer",
+                "the work order is a visit to another customer",
+            ));
+        }
+        Some(_) => {}
+    }
+    let previous = sqlx::query_scalar!(
+        "update cases c set work_order_id = $2, updated_at = now()
+         from cases old where old.id = c.id and c.id = $1
+         returning old.work_order_id",
+        case_id,
+        work_order_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if previous != Some(work_order_id) {
+        let comment = match previous {
+            Some(p) => format!("work order {p} → {work_order_id}"),
+            None => format!("work order {work_order_id}"),
+        };
+        let event = NewEvent {
+            kind: "work_order_linked",
+            from: None,
+            to: None,
+            comment: Some(&comment),
+            visible: false,
+        };
+        append_event(&mut tx, case_id, actor.into(), event).await?;
+    }
+    let case = get(&mut *tx, case_id).await?;
+    tx.commit().await?;
+    Ok(case)
+}

@@ -22,7 +22,7 @@ pub async fn fetch_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Cas
                   c.priority as "priority: Priority", c.impact as "impact: Level", c.urgency as "urgency: Level",
                   c.customer_id, c.process_code, c.assignee_id, c.answer, c.in_favor_of_customer, c.outcome,
                   c.rating_score, c.rating_comment, c.legal_term_days, c.legal_due_date, c.received_at, c.created_at,
-                  c.updated_at, c.answered_at, c.rated_at
+                  c.updated_at, c.answered_at, c.rated_at, c.work_order_id
            from unnest($1::uuid[]) with ordinality as ids(id, ord)
            join cases c on c.id = ids.id
            order by ids.ord"#,
@@ -289,4 +289,34 @@ pub async fn staff_queue(
             Ok((cases, next.map(|(due, id)| QueueCursor::Sla { due, id })))
         }
     }
+}
+
+/// A case as its work order lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VisitCase {
+    pub id: Uuid,
+    pub radicado: String,
+    #[serde(rename = "type")]
+    pub case_type: CaseType,
+    pub status: CaseStatus,
+    pub subject: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The cases about a work order, oldest first (a visit has a handful at most; 200 are shown).
+pub async fn for_work_order(
+    db: impl PgExecutor<'_>,
+    work_order_id: Uuid,
+) -> Result<Vec<VisitCase>> {
+    Ok(sqlx::query_as!(
+        VisitCase,
+        r#"select id, radicado, type as "case_type: CaseType", status as "status: CaseStatus", subject, received_at
+           from cases where work_order_id = $1
+           order by received_at, id
+           limit 200"#,
+        work_order_id
+    )
+    .fetch_all(db)
+    .await?)
 }

@@ -352,6 +352,7 @@ async fn process(db: &PgPool, stored: &Stored, m: &Incoming, limits: Limits) -> 
         description,
         channel: Channel::Email,
         chat_id: None,
+        work_order_id: None,
     };
     let case = match cases::file_received(db, customer_id, None, new, stored.arrived_at).await? {
         Filed::Created(c) | Filed::Existing(c) => c,

@@ -74,6 +74,7 @@ fn new_case(i: usize) -> NewCase {
         description: "Filed by bench-filing.".into(),
         channel: Channel::App,
         chat_id: None,
+        work_order_id: None,
     }
 }
 

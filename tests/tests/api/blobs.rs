@@ -113,13 +113,6 @@ async fn raw_http(app: &TestApp, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(&app.pool)
-        .await
-        .expect(sql)
-}
-
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_png_and_a_pdf_round_trip_and_are_stored_once(pool: PgPool) {
     let app = spawn_app(pool).await;
@@ -157,7 +150,7 @@ async fn a_png_and_a_pdf_round_trip_and_are_stored_once(pool: PgPool) {
             .expect("request");
         assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
     }
-    assert_eq!(count(&app, "select count(*) from blobs").await, 2);
+    assert_eq!(app.count("select count(*) from blobs").await, 2);
 
     // A blob far past the 64 KiB JSON limit but within the blob limit.
     let big = big_pdf(200 * 1024);
@@ -237,7 +230,7 @@ async fn uploads_that_are_not_what_they_claim_are_refused(pool: PgPool) {
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, "unauthenticated")
     );
-    assert_eq!(count(&app, "select count(*) from blobs").await, 0);
+    assert_eq!(app.count("select count(*) from blobs").await, 0);
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
@@ -285,7 +278,7 @@ async fn blobs_past_the_configured_limit_are_refused(pool: PgPool) {
         "{response}"
     );
 
-    assert_eq!(count(&app, "select count(*) from blobs").await, 1);
+    assert_eq!(app.count("select count(*) from blobs").await, 1);
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
@@ -347,7 +340,7 @@ async fn only_those_who_may_see_a_blob_can_download_it(pool: PgPool) {
     let r = put(&app, &other, &photo, "image/png", PNG).await;
     assert_eq!(r.status, StatusCode::CREATED, "first upload by this user");
     assert_eq!(download(&app, &other, &photo).await.bytes, PNG);
-    assert_eq!(count(&app, "select count(*) from blobs").await, 2);
+    assert_eq!(app.count("select count(*) from blobs").await, 2);
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
@@ -498,25 +491,18 @@ async fn a_bad_attachment_writes_nothing(pool: PgPool) {
         (StatusCode::NOT_FOUND, "case_not_found")
     );
 
-    assert_eq!(count(&app, "select count(*) from case_messages").await, 0);
+    assert_eq!(app.count("select count(*) from case_messages").await, 0);
+    assert_eq!(app.count("select count(*) from case_attachments").await, 0);
     assert_eq!(
-        count(&app, "select count(*) from case_attachments").await,
-        0
-    );
-    assert_eq!(
-        count(
-            &app,
+        app.count(
             "select count(*) from case_events where kind in ('customer_message', 'staff_message')"
         )
         .await,
         0
     );
     assert_eq!(
-        count(
-            &app,
-            "select count(*) from case_clock_events where kind = 'stop'"
-        )
-        .await,
+        app.count("select count(*) from case_clock_events where kind = 'stop'")
+            .await,
         0,
         "the refused staff message did not meet the first response"
     );

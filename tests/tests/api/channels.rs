@@ -68,6 +68,7 @@ async fn file_from(app: &TestApp, customer: Uuid, door: Door, chat_id: Option<Uu
         description: "Me cobraron dos veces la visita.".into(),
         channel: door,
         chat_id,
+        work_order_id: None,
     };
     match cases::file(&app.pool, customer, None, new)
         .await
@@ -272,6 +273,7 @@ async fn notices_go_to_the_chat_the_case_came_from_and_to_followed_chats(pool: P
         description: "y".into(),
         channel: Door::Telegram,
         chat_id: Some(origin),
+        work_order_id: None,
     };
     assert!(cases::file(&app.pool, other, None, new).await.is_err());
 }

@@ -60,6 +60,7 @@ async fn file_by(app: &TestApp, customer: Uuid, door: Door) -> (Uuid, String) {
         description: "Me cobraron dos veces la visita.".into(),
         channel: door,
         chat_id: None,
+        work_order_id: None,
     };
     match cases::file(&app.pool, customer, None, new)
         .await

@@ -565,6 +565,7 @@ async fn a_contact_merged_into_its_customer_brings_its_cases(pool: PgPool) {
             description: "La visita no se hizo.".into(),
             channel: atiende_core::types::Channel::Web,
             chat_id: None,
+            work_order_id: None,
         },
     )
     .await
