@@ -42,11 +42,15 @@ pub enum Kind {
     AccountSetup,
     /// An e-mail came with attachments that were not kept: which, and which types are accepted.
     AttachmentsRefused,
+    /// The customer is asked to answer a satisfaction survey, with the link to its page.
+    SurveyInvitation,
+    /// A low survey score opened a follow-up for the process.
+    FollowUpOpened,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -61,6 +65,8 @@ impl Kind {
         Kind::LinkCode,
         Kind::AccountSetup,
         Kind::AttachmentsRefused,
+        Kind::SurveyInvitation,
+        Kind::FollowUpOpened,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +85,8 @@ impl Kind {
             Kind::LinkCode => "link_code",
             Kind::AccountSetup => "account_setup",
             Kind::AttachmentsRefused => "attachments_refused",
+            Kind::SurveyInvitation => "survey_invitation",
+            Kind::FollowUpOpened => "follow_up_opened",
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod extract;
 pub mod intake;
 pub mod push;
 pub mod staff;
+pub mod surveys;
 pub mod views;
 pub mod work_orders;
 
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub sync_ticket_ttl: Duration,
     /// How long the link to set a company-created app user's first password works.
     pub account_setup_ttl: Duration,
+    /// When a survey score opens a follow-up.
+    pub survey_low_score: atiende_core::surveys::LowScore,
 }
 
 impl ApiState {
@@ -67,6 +70,7 @@ impl ApiState {
             trusted_proxies: Vec::new(),
             sync_ticket_ttl: atiende_core::sync_tickets::DEFAULT_TTL,
             account_setup_ttl: atiende_core::account_setup::DEFAULT_TTL,
+            survey_low_score: atiende_core::surveys::LowScore::default(),
         }
     }
 }
@@ -128,6 +132,12 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(work_orders::get))
         .routes(routes!(work_orders::set_technicians))
         .routes(routes!(work_orders::mine))
+        .routes(routes!(surveys::templates))
+        .routes(routes!(surveys::invitations))
+        .routes(routes!(surveys::invitation))
+        .routes(routes!(surveys::respond))
+        .routes(routes!(surveys::follow_ups))
+        .routes(routes!(surveys::close_follow_up))
         .routes(routes!(openapi_json))
 }
 
@@ -180,7 +190,7 @@ pub fn router(state: ApiState) -> Router {
 Every error is `application/problem+json` with a stable `code`. The sync WebSocket (`GET /api/v1/sync?ticket=…`, see `POST /api/v1/sync/ticket`) speaks the automerge-repo protocol and is not described here."),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "blobs"), (name = "work orders"), (name = "meta"))
+    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "blobs"), (name = "work orders"), (name = "surveys"), (name = "meta"))
 )]
 struct ApiDoc;
 

@@ -148,6 +148,7 @@ pub fn app(
         trusted_proxies: settings.trusted_proxies.clone(),
         sync_ticket_ttl: Duration::from_secs(settings.sync_ticket_ttl_secs),
         account_setup_ttl: settings.account_setup_ttl(),
+        survey_low_score: settings.survey_low_score(),
     };
     let db_web = db.clone();
     let ops = Router::new()
@@ -215,6 +216,7 @@ fn web_state(
         public_base_url: settings.public_base_url.trim_end_matches('/').to_owned(),
         link_code_ttl: std::time::Duration::from_secs(u64::from(settings.link_code_minutes) * 60),
         hashing,
+        survey_low_score: settings.survey_low_score(),
     }
 }
 
@@ -365,7 +367,8 @@ pub async fn run(
         );
         let remind_after =
             Duration::from_secs(u64::from(settings.information_reminder_days) * 24 * 3600);
-        move |stopped| run_scheduler(db, every, remind_after, stopped)
+        let surveys = settings.survey_schedule();
+        move |stopped| run_scheduler(db, every, remind_after, surveys, stopped)
     });
     let janitor = spawn_until(&stop_rx, {
         let sync = sync.clone();
@@ -488,13 +491,14 @@ where
 }
 
 /// Fires due deadline alerts, reminds customers who have not answered a request for
-/// information and withdraws the cases that waited a month, until `stopped` completes. Every
-/// atiende process runs one; the database makes sure each alert fires and each case is withdrawn
-/// once.
+/// information, withdraws the cases that waited a month and invites the customers of completed
+/// visits to their survey, until `stopped` completes. Every atiende process runs one; the database
+/// makes sure each alert fires, each case is withdrawn and each visit is surveyed once.
 async fn run_scheduler(
     db: PgPool,
     interval: Duration,
     remind_after: Duration,
+    surveys: atiende_core::surveys::Schedule,
     stopped: impl Future<Output = ()>,
 ) {
     use atiende_core::scheduler::{BATCH, tick};
@@ -511,7 +515,11 @@ async fn run_scheduler(
                 "cases waiting on their customers"
             );
         }
-        let busiest = fired.max(swept.reminded).max(swept.withdrawn);
+        let invited = atiende_core::surveys::invite_completed(&db, &surveys, BATCH).await?;
+        if invited > 0 {
+            tracing::info!(invited, "post-service surveys sent");
+        }
+        let busiest = fired.max(swept.reminded).max(swept.withdrawn).max(invited);
         Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;
