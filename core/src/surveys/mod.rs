@@ -313,7 +313,7 @@ impl Refused {
             Refused::Invalid(refusals) => {
                 let first = refusals.first();
                 Error::invalid(
-                    first.map_or("invalid_survey_answer", |r| r.code),
+                    first.map_or("survey_answer_required", |r| r.code),
                     format!(
                         "the answer to {} is not valid",
                         first.map_or("a question", |r| r.question.as_str())
