@@ -44,11 +44,15 @@ pub enum Kind {
     AttachmentsRefused,
     /// A contract ends soon: the commercial process offers its renewal (PRO-008 §5.5).
     ContractRenewal,
+    /// The customer is asked to answer a satisfaction survey, with the link to its page.
+    SurveyInvitation,
+    /// A low survey score opened a follow-up for the process.
+    FollowUpOpened,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -64,6 +68,8 @@ impl Kind {
         Kind::AccountSetup,
         Kind::AttachmentsRefused,
         Kind::ContractRenewal,
+        Kind::SurveyInvitation,
+        Kind::FollowUpOpened,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +89,8 @@ impl Kind {
             Kind::AccountSetup => "account_setup",
             Kind::AttachmentsRefused => "attachments_refused",
             Kind::ContractRenewal => "contract_renewal",
+            Kind::SurveyInvitation => "survey_invitation",
+            Kind::FollowUpOpened => "follow_up_opened",
         }
     }
 }

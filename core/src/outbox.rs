@@ -401,10 +401,54 @@ async fn claim_slice(
         Ok(batch) if batch.is_empty() => None,
         Ok(batch) => {
             let n = i64::try_from(batch.len()).unwrap_or(want);
-            Some((Ok(batch), (count + n, n < want)))
+            let state = (count + n, n < want);
+            Some((with_survey_links(&pool, batch).await, state))
         }
         Err(e) => Some((Err(e), (count, true))),
     }
+}
+
+/// Survey notices carry the link to the survey's page, whose single-use token is made now for
+/// this delivery (see [`crate::surveys::issue_link`]) and never stored in clear. A survey answered
+/// or expired since the notice was written is not sent.
+async fn with_survey_links(pool: &PgPool, batch: Vec<Claimed>) -> Result<Vec<Claimed>> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for mut d in batch {
+        if d.kind != "survey_invitation" && d.kind != "survey_reminder" {
+            kept.push(d);
+            continue;
+        }
+        let invitation = crate::texts::data_text(&d.data, "invitation_id")
+            .parse::<Uuid>()
+            .ok();
+        let token = match invitation {
+            Some(id) => crate::surveys::issue_link(pool, id, d.id).await?,
+            None => None,
+        };
+        match token {
+            Some(token) => {
+                let link = format!(
+                    "{}{token}?lang={}",
+                    crate::texts::data_text(&d.data, "page"),
+                    d.language
+                );
+                if let Some(fields) = d.data.as_object_mut() {
+                    fields.insert("link".into(), link.into());
+                }
+                kept.push(d);
+            }
+            None => {
+                let mut conn = pool.acquire().await?;
+                let outcome = Outcome::Failed {
+                    status: None,
+                    error: "the survey was answered or expired before this message could leave"
+                        .into(),
+                };
+                record_outcome(&mut conn, d.id, &outcome).await?;
+            }
+        }
+    }
+    Ok(kept)
 }
 
 async fn send_one<S: Sender>(sender: &S, claimed: Result<Claimed>) -> Result<(i64, Outcome)> {

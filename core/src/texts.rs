@@ -266,6 +266,29 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
             )
             .into_owned(),
         ),
+        "survey_invitation" => (
+            rust_i18n::t!("push.survey_invitation.title", locale = l).into_owned(),
+            rust_i18n::t!(
+                "push.survey_invitation.body",
+                locale = l,
+                link = field("link"),
+                expires_on = date("expires_on")
+            )
+            .into_owned(),
+        ),
+        "follow_up_opened" => (
+            rust_i18n::t!("push.follow_up_opened.title", locale = l).into_owned(),
+            rust_i18n::t!(
+                "push.follow_up_opened.body",
+                locale = l,
+                process = field("process"),
+                score = data
+                    .get("score")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or_default()
+            )
+            .into_owned(),
+        ),
         _ => (radicado.clone(), String::new()),
     }
 }

@@ -27,6 +27,7 @@ pub mod indicators;
 pub mod intake;
 pub mod push;
 pub mod staff;
+pub mod surveys;
 pub mod views;
 pub mod work_orders;
 
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub account_setup_ttl: Duration,
     /// The code of the commercial process, whose staff keep quotes and contracts.
     pub commercial_process: String,
+    /// When a survey score opens a follow-up.
+    pub survey_low_score: atiende_core::surveys::LowScore,
 }
 
 impl ApiState {
@@ -72,6 +75,7 @@ impl ApiState {
             sync_ticket_ttl: atiende_core::sync_tickets::DEFAULT_TTL,
             account_setup_ttl: atiende_core::account_setup::DEFAULT_TTL,
             commercial_process: "COMERCIAL".into(),
+            survey_low_score: atiende_core::surveys::LowScore::default(),
         }
     }
 }
@@ -146,6 +150,12 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(commercial::offer_renewal))
         .routes(routes!(commercial::decide_renewal))
         .routes(routes!(indicators::get))
+        .routes(routes!(surveys::templates))
+        .routes(routes!(surveys::invitations))
+        .routes(routes!(surveys::invitation))
+        .routes(routes!(surveys::respond))
+        .routes(routes!(surveys::follow_ups))
+        .routes(routes!(surveys::close_follow_up))
         .routes(routes!(openapi_json))
 }
 
@@ -198,7 +208,7 @@ pub fn router(state: ApiState) -> Router {
 Every error is `application/problem+json` with a stable `code`. The sync WebSocket (`GET /api/v1/sync?ticket=…`, see `POST /api/v1/sync/ticket`) speaks the automerge-repo protocol and is not described here."),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "blobs"), (name = "work orders"), (name = "commercial"), (name = "indicators"), (name = "meta"))
+    tags((name = "auth"), (name = "sync"), (name = "customer"), (name = "staff"), (name = "calendar"), (name = "push"), (name = "blobs"), (name = "work orders"), (name = "commercial"), (name = "indicators"), (name = "surveys"), (name = "meta"))
 )]
 struct ApiDoc;
 

@@ -150,6 +150,7 @@ pub fn app(
         sync_ticket_ttl: Duration::from_secs(settings.sync_ticket_ttl_secs),
         account_setup_ttl: settings.account_setup_ttl(),
         commercial_process: settings.commercial_process.clone(),
+        survey_low_score: settings.survey_low_score(),
     };
     let db_web = db.clone();
     let ops = Router::new()
@@ -217,6 +218,7 @@ fn web_state(
         public_base_url: settings.public_base_url.trim_end_matches('/').to_owned(),
         link_code_ttl: std::time::Duration::from_secs(u64::from(settings.link_code_minutes) * 60),
         hashing,
+        survey_low_score: settings.survey_low_score(),
     }
 }
 
@@ -371,7 +373,8 @@ pub async fn run(
             process: settings.commercial_process.clone(),
             days: settings.contract_renewal_days,
         };
-        move |stopped| run_scheduler(db, every, remind_after, renewals, stopped)
+        let surveys = settings.survey_schedule();
+        move |stopped| run_scheduler(db, every, remind_after, renewals, surveys, stopped)
     });
     let janitor = spawn_until(&stop_rx, {
         let sync = sync.clone();
@@ -494,14 +497,16 @@ where
 }
 
 /// Fires due deadline alerts, alerts the commercial process of contracts about to end, reminds
-/// customers who have not answered a request for information and withdraws the cases that waited
-/// a month, until `stopped` completes. Every atiende process runs one; the database makes sure
-/// each alert fires, each contract is alerted and each case is withdrawn once.
+/// customers who have not answered a request for information, withdraws the cases that waited a
+/// month and invites the customers of completed visits to their survey, until `stopped`
+/// completes. Every atiende process runs one; the database makes sure each alert fires, each
+/// contract is alerted, each case is withdrawn and each visit is surveyed once.
 async fn run_scheduler(
     db: PgPool,
     interval: Duration,
     remind_after: Duration,
     renewals: Renewals,
+    surveys: atiende_core::surveys::Schedule,
     stopped: impl Future<Output = ()>,
 ) {
     use atiende_core::scheduler::{BATCH, tick};
@@ -530,10 +535,15 @@ async fn run_scheduler(
                 "cases waiting on their customers"
             );
         }
+        let invited = atiende_core::surveys::invite_completed(&db, &surveys, BATCH).await?;
+        if invited > 0 {
+            tracing::info!(invited, "post-service surveys sent");
+        }
         let busiest = fired
             .max(swept.reminded)
             .max(swept.withdrawn)
-            .max(renewals_due);
+            .max(renewals_due)
+            .max(invited);
         Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;

@@ -219,6 +219,18 @@ pub struct Settings {
     /// How long the one-time code that links a web filing to a customer's record lives, in
     /// minutes, 1 to 60 (`ATIENDE_LINK_CODE_MINUTES`).
     pub link_code_minutes: u32,
+    /// Hours after a visit's completion its customer is invited to the post-service survey, 0 to
+    /// 120: PRO-008 §5.4.1 asks within 5 days (`ATIENDE_SURVEY_DELAY_HOURS`, default 24).
+    pub survey_delay_hours: u32,
+    /// Days an invitation to a survey can be answered, 1 to 90 (`ATIENDE_SURVEY_WINDOW_DAYS`,
+    /// default 15).
+    pub survey_window_days: u32,
+    /// A 1–5 survey score at or under this opens a follow-up, 1 to 4 (`ATIENDE_SURVEY_LOW_SCORE`,
+    /// default 2).
+    pub survey_low_score: i16,
+    /// The process a follow-up goes to when the survey is not about a visit of a process
+    /// (`ATIENDE_SURVEY_DEFAULT_PROCESS`, default `SIG`).
+    pub survey_default_process: String,
 }
 
 /// A template setting, `name:language`, checked.
@@ -339,6 +351,10 @@ impl Default for Settings {
             web_posts_per_window: 30,
             web_window_secs: 600,
             link_code_minutes: 15,
+            survey_delay_hours: 24,
+            survey_window_days: 15,
+            survey_low_score: atiende_core::surveys::DEFAULT_LOW_SCORE,
+            survey_default_process: "SIG".into(),
         }
     }
 }
@@ -708,6 +724,7 @@ impl Settings {
             }
         }
         settings.check_web()?;
+        settings.load_surveys(&env)?;
         if let Some(v) = env("ATIENDE_LOG").or_else(|| env("RUST_LOG")) {
             settings.log = v;
         }
@@ -724,6 +741,64 @@ impl Settings {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_hours.saturating_mul(3600))
+    }
+
+    fn load_surveys(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), SettingsError> {
+        let whole = |name: &'static str, range: std::ops::RangeInclusive<u32>| {
+            env(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| range.contains(n))
+                        .ok_or_else(|| SettingsError::Env {
+                            name,
+                            message: format!(
+                                "expected a whole number from {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                        })
+                })
+                .transpose()
+        };
+        if let Some(v) = whole("ATIENDE_SURVEY_DELAY_HOURS", 0..=120)? {
+            self.survey_delay_hours = v;
+        }
+        if let Some(v) = whole("ATIENDE_SURVEY_WINDOW_DAYS", 1..=90)? {
+            self.survey_window_days = v;
+        }
+        if let Some(v) = whole("ATIENDE_SURVEY_LOW_SCORE", 1..=4)? {
+            self.survey_low_score =
+                i16::try_from(v).unwrap_or(atiende_core::surveys::DEFAULT_LOW_SCORE);
+        }
+        if let Some(v) = env("ATIENDE_SURVEY_DEFAULT_PROCESS") {
+            self.survey_default_process =
+                atiende_core::processes::parse_code(&v).map_err(|_| SettingsError::Env {
+                    name: "ATIENDE_SURVEY_DEFAULT_PROCESS",
+                    message: "expected a process code: 2 to 32 letters, digits or _".into(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// When post-service survey invitations go and how long they stay open.
+    pub fn survey_schedule(&self) -> atiende_core::surveys::Schedule {
+        atiende_core::surveys::Schedule {
+            delay: Duration::from_secs(u64::from(self.survey_delay_hours.min(120)) * 3600),
+            window: Duration::from_secs(
+                u64::from(self.survey_window_days.clamp(1, 90)) * 24 * 3600,
+            ),
+            public_base_url: self.public_base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// When a survey score opens a follow-up.
+    pub fn survey_low_score(&self) -> atiende_core::surveys::LowScore {
+        atiende_core::surveys::LowScore {
+            threshold: self.survey_low_score.clamp(1, 4),
+            default_process: self.survey_default_process.clone(),
+        }
     }
 
     pub fn account_setup_ttl(&self) -> Duration {
@@ -1291,6 +1366,10 @@ mod tests {
             ("ATIENDE_WEB_POSTS_PER_WINDOW", "0"),
             ("ATIENDE_WEB_WINDOW_SECS", "soon"),
             ("ATIENDE_LINK_CODE_MINUTES", "61"),
+            ("ATIENDE_SURVEY_DELAY_HOURS", "121"),
+            ("ATIENDE_SURVEY_WINDOW_DAYS", "0"),
+            ("ATIENDE_SURVEY_LOW_SCORE", "5"),
+            ("ATIENDE_SURVEY_DEFAULT_PROCESS", "no process"),
         ] {
             match load(name, value) {
                 Err(SettingsError::Env { name: refused, .. }) => assert_eq!(refused, name),

@@ -58,10 +58,7 @@ pub(crate) enum Held {
     /// document should not carry that space.
     Awake(Box<AutoCommit>),
     /// What `save` gave, and the actor the document's own changes are made with.
-    Asleep {
-        saved: Vec<u8>,
-        actor: ActorId,
-    },
+    Asleep { saved: Vec<u8>, actor: ActorId },
 }
 
 impl Held {

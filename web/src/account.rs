@@ -9,7 +9,7 @@ use atiende_core::account_setup::{self, Link};
 use atiende_core::auth::Password;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -33,17 +33,6 @@ impl Errors for PasswordPage<'_> {
     fn errors(&self) -> &[FieldError] {
         &self.errors
     }
-}
-
-/// The link is a secret: the page is neither cached nor named to other sites.
-fn private(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    response
 }
 
 /// The page for a link that opens nothing, with the stable code of why.
@@ -101,7 +90,7 @@ pub async fn show(
             pages::internal_error(&state, lang)
         }
     };
-    private(csrf.set_cookie(response))
+    pages::private(csrf.set_cookie(response))
 }
 
 #[derive(Deserialize)]
@@ -121,12 +110,12 @@ pub async fn set(
     form: Result<Form<NewPassword>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
-        return private(pages::bad_request(&state, lang));
+        return pages::private(pages::bad_request(&state, lang));
     };
     if !guard::csrf_ok(&headers, form.csrf.as_deref()) {
-        return private(guard::refused(&state, lang));
+        return pages::private(guard::refused(&state, lang));
     }
-    private(
+    pages::private(
         set_password(&state, lang, &token, form)
             .await
             .unwrap_or_else(|e| {

@@ -1,8 +1,9 @@
 //! Server-rendered pages for people without the app: the public PQRS form, a case's status and
 //! its own page reached by a secret link, the page where a company-created app user sets the first
-//! password, and the acknowledgement letter staff print. Plain HTML forms that work without JavaScript; texts
-//! from `locales/web.yml` in Spanish and English; the layout and CSS are shared by every page this
-//! crate serves (`templates/layout.html`, `static/atiende.css`).
+//! password, the satisfaction survey a customer's link opens, and the acknowledgement letter staff
+//! print. Plain HTML forms that work without JavaScript; texts from `locales/web.yml` in Spanish
+//! and English; the layout and CSS are shared by every page this crate serves
+//! (`templates/layout.html`, `static/atiende.css`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ mod letter;
 mod link;
 mod pages;
 mod status;
+mod survey;
 
 pub use lang::Lang;
 
@@ -68,6 +70,8 @@ pub struct WebState {
     pub link_code_ttl: std::time::Duration,
     /// Bounds the password hashes computed at once (shared with the API's).
     pub hashing: atiende_core::auth::Hashing,
+    /// When a survey score opens a follow-up.
+    pub survey_low_score: atiende_core::surveys::LowScore,
 }
 
 impl WebState {
@@ -110,6 +114,7 @@ pub fn router(state: WebState) -> Router {
             "/cuenta/clave/{token}",
             get(account::show).post(account::set),
         )
+        .route("/s/{token}", get(survey::show).post(survey::submit))
         .route("/staff/cases/{id}/letter", get(letter::show))
         .route("/static/atiende.css", get(stylesheet))
         .layer(axum::middleware::from_fn_with_state(

@@ -2,7 +2,7 @@
 //! too many submissions, too large, an internal error).
 
 use askama::Template;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
@@ -41,6 +41,17 @@ impl<'a> Base<'a> {
     pub fn href(&self, path: &str) -> String {
         format!("{path}?lang={}", self.lang.code())
     }
+}
+
+/// A page reached by a secret link: neither cached nor named to other sites.
+pub fn private(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// Renders a template with `status`; a template that fails to render is logged and becomes a

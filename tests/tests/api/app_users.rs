@@ -56,14 +56,14 @@ async fn login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Strin
 }
 
 /// The page of a link as a browser opens it: status, the CSRF cookie and token, the HTML.
-struct Page {
-    status: StatusCode,
-    cookie: String,
-    csrf: String,
-    html: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
+    pub(crate) html: String,
 }
 
-async fn open(app: &TestApp, path: &str) -> Page {
+pub(crate) async fn open(app: &TestApp, path: &str) -> Page {
     let r = app
         .client
         .get(app.url(path))
