@@ -1320,9 +1320,11 @@ mod tests {
         assert_eq!(sync.max_ephemeral_bytes, 64 << 10);
         assert_eq!(sync.max_connections_per_user, 10);
         assert_eq!(sync.max_document_bytes, 64 << 20);
+        assert_eq!(sync.awake_documents, 1_000);
         let env = |k: &str| match k {
             "ATIENDE_SYNC_MAX_CONNECTIONS_PER_USER" => Some("500".to_owned()),
             "ATIENDE_SYNC_WRITE_BURST_BYTES" => Some("1024".to_owned()),
+            "ATIENDE_SYNC_AWAKE_DOCUMENTS" => Some("0".to_owned()),
             _ => None,
         };
         let sync = Settings::load_from(None, env)
@@ -1330,9 +1332,16 @@ mod tests {
             .sync();
         assert_eq!(sync.max_connections_per_user, 500);
         assert_eq!(sync.write_burst_bytes, 1024);
-        let env = |k: &str| (k == "ATIENDE_SYNC_MAX_DOCUMENT_BYTES").then(|| "0".to_owned());
-        let err = Settings::load_from(None, env).expect_err("zero is refused");
-        assert!(err.to_string().contains("ATIENDE_SYNC_MAX_DOCUMENT_BYTES"));
+        assert_eq!(sync.awake_documents, 0, "every idle document may sleep");
+        for (name, value) in [
+            ("ATIENDE_SYNC_MAX_DOCUMENT_BYTES", "0"),
+            ("ATIENDE_SYNC_AWAKE_DOCUMENTS", "many"),
+            ("ATIENDE_SYNC_AWAKE_DOCUMENTS", "-1"),
+        ] {
+            let env = move |k: &str| (k == name).then(|| value.to_owned());
+            let err = Settings::load_from(None, env).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

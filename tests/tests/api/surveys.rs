@@ -487,6 +487,9 @@ async fn staff_enter_answers_taken_by_phone(pool: PgPool) {
     assert_eq!(invite(&s).await, 1);
     let invitation = invitations_of(&s, visit).await[0];
     let path = format!("/api/v1/staff/survey-invitations/{invitation}/responses");
+    // The link is e-mailed before the call: an invitation answered before its e-mail leaves is
+    // never sent.
+    let link = link_in_mail(&s, 0).await;
 
     let r = s
         .app
@@ -598,7 +601,6 @@ async fn staff_enter_answers_taken_by_phone(pool: PgPool) {
     assert_eq!(stored(&s, invitation).await, (4, Some("phone".into())));
 
     // The e-mailed link of an invitation answered by phone no longer opens it.
-    let link = link_in_mail(&s, 0).await;
     let status = open(&s.app, &link).await.status;
     assert_eq!(status, StatusCode::GONE);
     s.app.stop().await;
