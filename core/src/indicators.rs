@@ -336,6 +336,11 @@ pub async fn compute(
     let mut tables = case_tables(&ctx).await?;
     tables.extend(clock_tables(&ctx).await?);
     tables.push(pqrs_satisfaction(&ctx).await?);
+    // Surveys are about visits and campaigns, not about a door: no channel narrows them.
+    if ctx.q.channel.is_none() {
+        tables.push(survey_satisfaction(&ctx).await?);
+        tables.push(survey_response_rate(&ctx).await?);
+    }
     if ctx.scope.commercial {
         tables.push(quotes(&ctx).await?);
         tables.push(contract_retention(&ctx).await?);
@@ -759,6 +764,123 @@ async fn pqrs_satisfaction(ctx: &Ctx<'_>) -> Result<Table> {
 }
 
 /// Quotes sent in the month, and those decided in the month by outcome.
+/// The survey templates, by code: each gets its own rows.
+async fn survey_templates(ctx: &Ctx<'_>) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar!("select code from survey_templates order by code")
+            .fetch_all(ctx.pool)
+            .await?,
+    )
+}
+
+async fn survey_satisfaction(ctx: &Ctx<'_>) -> Result<Table> {
+    let counts: BTreeMap<(String, String), (i64, i64)> = sqlx::query!(
+        r#"select to_char(i.answered_at at time zone make_interval(secs => $3), 'YYYY-MM') as "month!",
+                  v.template_code as "template!",
+                  count(*) as "answers!", count(*) filter (where a.score >= 4) as "satisfied!"
+           from survey_answers a
+           join survey_invitations i on i.id = a.invitation_id
+           join survey_template_versions v on v.id = i.version_id
+           left join work_orders w on w.id = i.work_order_id
+           where a.score is not null and i.answered_at >= $1 and i.answered_at < $2
+             and ($4::text[] is null or w.process_code = any($4))
+           group by 1, 2"#,
+        ctx.start,
+        ctx.end,
+        ctx.offset,
+        ctx.scope.processes.as_deref(),
+    )
+    .fetch_all(ctx.pool)
+    .await?
+    .into_iter()
+    .map(|r| ((r.month, r.template), (r.answers, r.satisfied)))
+    .collect();
+    let templates = survey_templates(ctx).await?;
+    let target = Target {
+        percent: SATISFACTION_TARGET,
+        comparison: Comparison::AtLeast,
+        source: "caracterización of customer service: % customer satisfaction 80 %",
+    };
+    let mut rows = Vec::new();
+    for m in ctx.q.months() {
+        for t in &templates {
+            let key = (m.to_string(), t.clone());
+            let (answers, satisfied) = counts.get(&key).copied().unwrap_or_default();
+            let pct = percent(satisfied, answers);
+            rows.push(vec![
+                m.to_string().into(),
+                t.clone().into(),
+                answers.into(),
+                satisfied.into(),
+                pct.into(),
+                target.met(pct).into(),
+            ]);
+        }
+    }
+    Ok(Table {
+        id: "survey_satisfaction",
+        method: "answers to the 1–5 questions of the surveys answered in the month (Colombian time), \
+                 each template apart: the share scored 4 or 5; a process narrows it to surveys of \
+                 its visits",
+        target: Some(target),
+        columns: vec![
+            "month",
+            "template",
+            "answers",
+            "satisfied",
+            "percent",
+            "met",
+        ],
+        rows,
+    })
+}
+
+async fn survey_response_rate(ctx: &Ctx<'_>) -> Result<Table> {
+    let counts: BTreeMap<(String, String), (i64, i64)> = sqlx::query!(
+        r#"select to_char(i.sent_at at time zone make_interval(secs => $3), 'YYYY-MM') as "month!",
+                  v.template_code as "template!",
+                  count(*) as "sent!", count(i.answered_at) as "answered!"
+           from survey_invitations i
+           join survey_template_versions v on v.id = i.version_id
+           left join work_orders w on w.id = i.work_order_id
+           where i.sent_at >= $1 and i.sent_at < $2
+             and ($4::text[] is null or w.process_code = any($4))
+           group by 1, 2"#,
+        ctx.start,
+        ctx.end,
+        ctx.offset,
+        ctx.scope.processes.as_deref(),
+    )
+    .fetch_all(ctx.pool)
+    .await?
+    .into_iter()
+    .map(|r| ((r.month, r.template), (r.sent, r.answered)))
+    .collect();
+    let templates = survey_templates(ctx).await?;
+    let mut rows = Vec::new();
+    for m in ctx.q.months() {
+        for t in &templates {
+            let key = (m.to_string(), t.clone());
+            let (sent, answered) = counts.get(&key).copied().unwrap_or_default();
+            rows.push(vec![
+                m.to_string().into(),
+                t.clone().into(),
+                sent.into(),
+                answered.into(),
+                percent(answered, sent).into(),
+            ]);
+        }
+    }
+    Ok(Table {
+        id: "survey_response_rate",
+        method: "survey invitations sent in the month (Colombian time), each template apart, and \
+                 how many of them were answered, whenever",
+        target: None,
+        columns: vec!["month", "template", "sent", "answered", "percent"],
+        rows,
+    })
+}
+
 async fn quotes(ctx: &Ctx<'_>) -> Result<Table> {
     let sent: BTreeMap<String, i64> = sqlx::query!(
         r#"select to_char(sent_on, 'YYYY-MM') as "month!", count(*) as "n!"

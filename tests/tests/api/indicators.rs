@@ -14,6 +14,15 @@
 //! | C6 | Tue 02-10 10:00 | sugerencia, web, no process, C | medium | — (withdrawn: left out of times and terms) | | | — | — |
 //! | C7 | Fri 03-20 16:00 | denuncia, email, COMERCIAL, E | high | Tue 03-24 09:00: 1 h + holiday + 1 h = 2 h, met at the due instant | 15:00: 1 + 7 = 8 h, met at the due instant | 03-24 / 04-15: on time | no | 5 on 03-25 |
 //!
+//! A semestral survey campaign (no visit, so no process), its 1–5 answers by invitation:
+//!
+//! | invitation | sent (-05) | answered (-05) | scores |
+//! |---|---|---|---|
+//! | I1 | 01-10 10:00 | 01-12 09:00 | 5, 4, 3 |
+//! | I2 | 01-31 20:00 (February in UTC) | 02-02 10:00 | 5, 5, 4 |
+//! | I3 | 02-15 10:00 | — | — |
+//! | I4 | 03-01 00:30 | 03-31 23:00 (April in UTC) | 1, 1, 2 |
+//!
 //! Quotes (through the API): sent 01-15 accepted 02-02, sent 01-20 rejected 01-30, sent 02-10
 //! expired 03-12, sent 03-05 undecided. Contracts (through the API): ending 01-31 renewed, 01-15
 //! not renewed, 02-28 renewed, 03-31 undecided.
@@ -318,6 +327,90 @@ async fn commercial(app: &TestApp, token: &str) {
     }
 }
 
+/// The campaign of the table in the header: invitations with their answers to the semestral
+/// template's three 1–5 questions, plus a choice and a yes/no that satisfaction does not count.
+async fn surveys(pool: &PgPool) {
+    const SEMESTRAL: &str = "5e1f0000-0000-4000-8000-000000000002";
+    let campaign = Uuid::new_v4();
+    sqlx::query(
+        "insert into survey_campaigns (id, version_id, name, opens_at, closes_at)
+         values ($1, $2::uuid, 'Primer semestre', '2026-01-05T08:00:00-05:00', '2026-06-30T17:00:00-05:00')",
+    )
+    .bind(campaign)
+    .bind(SEMESTRAL)
+    .execute(pool)
+    .await
+    .expect("campaign");
+    let invitations: [(&str, Option<&str>, [i16; 3]); 4] = [
+        (
+            "2026-01-10T10:00:00-05:00",
+            Some("2026-01-12T09:00:00-05:00"),
+            [5, 4, 3],
+        ),
+        (
+            "2026-01-31T20:00:00-05:00",
+            Some("2026-02-02T10:00:00-05:00"),
+            [5, 5, 4],
+        ),
+        ("2026-02-15T10:00:00-05:00", None, [0; 3]),
+        (
+            "2026-03-01T00:30:00-05:00",
+            Some("2026-03-31T23:00:00-05:00"),
+            [1, 1, 2],
+        ),
+    ];
+    for (n, (sent, answered, scores)) in invitations.into_iter().enumerate() {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "insert into survey_invitations (id, customer_id, version_id, campaign_id, sent_at,
+                                             expires_at, answered_at, taken_via)
+             values ($1, $2, $3::uuid, $4, $5::timestamptz, '2026-07-15T00:00:00-05:00',
+                     $6::timestamptz, case when $6 is null then null else 'web' end)",
+        )
+        .bind(id)
+        .bind(customer(pool, 90 + n as u32).await)
+        .bind(SEMESTRAL)
+        .bind(campaign)
+        .bind(sent)
+        .bind(answered)
+        .execute(pool)
+        .await
+        .expect("invitation");
+        if answered.is_none() {
+            continue;
+        }
+        for (position, score) in (1i16..).zip(scores) {
+            sqlx::query(
+                "insert into survey_answers (invitation_id, version_id, position, score)
+                 values ($1, $2::uuid, $3, $4)",
+            )
+            .bind(id)
+            .bind(SEMESTRAL)
+            .bind(position)
+            .bind(score)
+            .execute(pool)
+            .await
+            .expect("score");
+        }
+        sqlx::query(
+            "insert into survey_answers (invitation_id, version_id, position, choice) values ($1, $2::uuid, 4, 'met')",
+        )
+        .bind(id)
+        .bind(SEMESTRAL)
+        .execute(pool)
+        .await
+        .expect("choice");
+        sqlx::query(
+            "insert into survey_answers (invitation_id, version_id, position, yes) values ($1, $2::uuid, 5, true)",
+        )
+        .bind(id)
+        .bind(SEMESTRAL)
+        .execute(pool)
+        .await
+        .expect("yes/no");
+    }
+}
+
 async fn world(pool: PgPool) -> (TestApp, Org) {
     let settings = Settings {
         scheduler_interval_ms: 3_600_000,
@@ -326,6 +419,7 @@ async fn world(pool: PgPool) -> (TestApp, Org) {
     let app = spawn_app_with(pool, settings).await;
     let org = app.org().await;
     cases(&app.pool).await;
+    surveys(&app.pool).await;
     commercial(&app, &org.director).await;
     (app, org)
 }
@@ -478,6 +572,35 @@ async fn every_indicator_matches_the_hand_computation(pool: PgPool) {
             ["2026-03", 1, 0, 0, 1, 0.0]
         ])
     );
+    // Survey answers by the month answered (Colombian time), template by template: January I1
+    // (5, 4, 3: two of three), February I2 (5, 5, 4: all), March I4 (1, 1, 2: none, though
+    // answered on April 1st in UTC). No visit was surveyed.
+    let surveyed = table(b, "survey_satisfaction");
+    assert_eq!(surveyed["target"]["percent"], json!(80.0));
+    assert_eq!(
+        surveyed["rows"],
+        json!([
+            ["2026-01", "post_service", 0, 0, null, null],
+            ["2026-01", "semestral", 3, 2, 66.67, false],
+            ["2026-02", "post_service", 0, 0, null, null],
+            ["2026-02", "semestral", 3, 3, 100.0, true],
+            ["2026-03", "post_service", 0, 0, null, null],
+            ["2026-03", "semestral", 3, 0, 0.0, false]
+        ])
+    );
+    // Invitations by the month sent (Colombian time): January I1 and I2 (sent on January 31st at
+    // 20:00, February in UTC), both answered; February I3, unanswered; March I4, answered.
+    assert_eq!(
+        rows("survey_response_rate"),
+        json!([
+            ["2026-01", "post_service", 0, 0, null],
+            ["2026-01", "semestral", 2, 2, 100.0],
+            ["2026-02", "post_service", 0, 0, null],
+            ["2026-02", "semestral", 1, 0, 0.0],
+            ["2026-03", "post_service", 0, 0, null],
+            ["2026-03", "semestral", 1, 1, 100.0]
+        ])
+    );
     for t in b["tables"].as_array().expect("tables") {
         assert!(t["method"].as_str().is_some_and(|m| m.len() > 20), "{t}");
     }
@@ -506,6 +629,14 @@ async fn every_indicator_matches_the_hand_computation(pool: PgPool) {
     let app_channel = app
         .get(&format!("{RANGE}&channel=app"), Some(&org.director))
         .await;
+    // Surveys come by no door: a channel leaves them out.
+    assert!(
+        app_channel.body["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .all(|t| !t["id"].as_str().is_some_and(|id| id.starts_with("survey_")))
+    );
     assert_eq!(
         table(&app_channel.body, "legal_term_compliance")["rows"],
         json!([
@@ -522,6 +653,11 @@ async fn every_indicator_matches_the_hand_computation(pool: PgPool) {
     assert_eq!(
         table(&leader.body, "pqrs_by_process")["rows"],
         json!([["2026-01", "OPERATIVO", 2], ["2026-02", "OPERATIVO", 2]])
+    );
+    // The campaign surveyed no visit of OPERATIVO: nothing of it is the leader's.
+    assert_eq!(
+        table(&leader.body, "survey_response_rate")["rows"][1],
+        json!(["2026-01", "semestral", 0, 0, null])
     );
     app.stop().await;
 }
