@@ -764,13 +764,30 @@ async fn pqrs_satisfaction(ctx: &Ctx<'_>) -> Result<Table> {
 }
 
 /// Quotes sent in the month, and those decided in the month by outcome.
-/// The survey templates, by code: each gets its own rows.
-async fn survey_templates(ctx: &Ctx<'_>) -> Result<Vec<String>> {
-    Ok(
-        sqlx::query_scalar!("select code from survey_templates order by code")
-            .fetch_all(ctx.pool)
-            .await?,
-    )
+/// One row per month and survey template (each template apart, with zeros where it has none):
+/// the month, the template, then the cells `row` makes of the pair of counts.
+async fn template_rows(
+    ctx: &Ctx<'_>,
+    counts: &BTreeMap<(String, String), (i64, i64)>,
+    row: impl Fn(i64, i64) -> Vec<Cell>,
+) -> Result<Vec<Vec<Cell>>> {
+    let templates = sqlx::query_scalar!("select code from survey_templates order by code")
+        .fetch_all(ctx.pool)
+        .await?;
+    let mut rows = Vec::new();
+    for m in ctx.q.months() {
+        let month = m.to_string();
+        for t in &templates {
+            let (a, b) = counts
+                .get(&(month.clone(), t.clone()))
+                .copied()
+                .unwrap_or_default();
+            let mut cells = vec![month.clone().into(), t.clone().into()];
+            cells.extend(row(a, b));
+            rows.push(cells);
+        }
+    }
+    Ok(rows)
 }
 
 async fn survey_satisfaction(ctx: &Ctx<'_>) -> Result<Table> {
@@ -795,28 +812,21 @@ async fn survey_satisfaction(ctx: &Ctx<'_>) -> Result<Table> {
     .into_iter()
     .map(|r| ((r.month, r.template), (r.answers, r.satisfied)))
     .collect();
-    let templates = survey_templates(ctx).await?;
     let target = Target {
         percent: SATISFACTION_TARGET,
         comparison: Comparison::AtLeast,
         source: "caracterización of customer service: % customer satisfaction 80 %",
     };
-    let mut rows = Vec::new();
-    for m in ctx.q.months() {
-        for t in &templates {
-            let key = (m.to_string(), t.clone());
-            let (answers, satisfied) = counts.get(&key).copied().unwrap_or_default();
-            let pct = percent(satisfied, answers);
-            rows.push(vec![
-                m.to_string().into(),
-                t.clone().into(),
-                answers.into(),
-                satisfied.into(),
-                pct.into(),
-                target.met(pct).into(),
-            ]);
-        }
-    }
+    let rows = template_rows(ctx, &counts, |answers, satisfied| {
+        let pct = percent(satisfied, answers);
+        vec![
+            answers.into(),
+            satisfied.into(),
+            pct.into(),
+            target.met(pct).into(),
+        ]
+    })
+    .await?;
     Ok(Table {
         id: "survey_satisfaction",
         method: "answers to the 1–5 questions of the surveys answered in the month (Colombian time), \
@@ -856,21 +866,10 @@ async fn survey_response_rate(ctx: &Ctx<'_>) -> Result<Table> {
     .into_iter()
     .map(|r| ((r.month, r.template), (r.sent, r.answered)))
     .collect();
-    let templates = survey_templates(ctx).await?;
-    let mut rows = Vec::new();
-    for m in ctx.q.months() {
-        for t in &templates {
-            let key = (m.to_string(), t.clone());
-            let (sent, answered) = counts.get(&key).copied().unwrap_or_default();
-            rows.push(vec![
-                m.to_string().into(),
-                t.clone().into(),
-                sent.into(),
-                answered.into(),
-                percent(answered, sent).into(),
-            ]);
-        }
-    }
+    let rows = template_rows(ctx, &counts, |sent, answered| {
+        vec![sent.into(), answered.into(), percent(answered, sent).into()]
+    })
+    .await?;
     Ok(Table {
         id: "survey_response_rate",
         method: "survey invitations sent in the month (Colombian time), each template apart, and \

@@ -685,6 +685,14 @@ impl SyncState {
             return;
         };
         let mut slot = handle.slot.lock().await;
+        // A new mode is answered with a sync message, which needs the document awake; a copy
+        // that cannot be woken is dropped with its peers, who resync from storage.
+        let switches = matches!(&*slot, Slot::Loaded(d) if mode.is_some_and(|m| {
+            d.subscribers.values().any(|s| s.link.user_id == user_id && s.mode != m)
+        }));
+        if switches && self.wake(id, &handle, &mut slot, None).is_err() {
+            return;
+        }
         let Slot::Loaded(d) = &mut *slot else {
             return;
         };
@@ -711,12 +719,9 @@ impl SyncState {
                     if sub.mode != mode {
                         sub.mode = mode;
                         sub.sync.set_read_only(mode == Mode::Read);
-                        let Ok(doc) = doc.awake() else {
-                            // The peer resyncs from storage when it reconnects.
-                            sub.link.control.close(CloseReason::DocumentFailed);
-                            continue;
-                        };
-                        if let Some(message) = doc.sync().generate_sync_message(&mut sub.sync) {
+                        if let Some(doc) = doc.live()
+                            && let Some(message) = doc.sync().generate_sync_message(&mut sub.sync)
+                        {
                             sub.link
                                 .send(&self.sync_message(id, &sub.link, message.encode()));
                         }
