@@ -141,13 +141,24 @@ async fn a_web_case_is_acknowledged_by_email_in_the_customers_language(pool: PgP
     );
     assert_eq!(header_text(&mail, "Reply-To"), MAILBOX);
     assert_eq!(header_text(&mail, "Auto-Submitted"), "auto-generated");
-    // The Message-ID is stored on the delivery, so a reply can be matched to the case.
-    let stored: String = sqlx::query_scalar(
-        "select external_message_id from deliveries where channel = 'email' and target = 'ana@example.test'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("the delivery's message id");
+    // The Message-ID is stored on the delivery, so a reply can be matched to the case. The
+    // worker records it once the server has accepted the mail, which may be just after it arrived.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let stored: String = loop {
+        let stored: Option<String> = sqlx::query_scalar(
+            "select external_message_id from deliveries where channel = 'email' and target = 'ana@example.test'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("the delivery");
+        match stored {
+            Some(id) => break id,
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            None => panic!("the delivery's message id was never recorded"),
+        }
+    };
     assert_eq!(mail.message_id(), Some(stored.as_str()));
     let seen = app
         .staff_sees_delivery(&director, en_case, "acknowledgement", "email", |d| {
