@@ -89,4 +89,10 @@ fields! {
     RenewalOffer: "invalid_note", "the note on the offer", 2_000;
     /// Why a contract was not renewed.
     NotRenewedReason: "reason_required", "the reason it was not renewed", 2_000;
+    /// The title staff give a survey campaign.
+    CampaignTitle: "invalid_campaign_title", "the campaign's title", 200;
+    /// A survey question's wording, in one language.
+    SurveyLabel: "invalid_survey_label", "each question's wording", 300;
+    /// The wording of one option of a survey question, in one language.
+    SurveyOptionLabel: "invalid_survey_option", "each option's wording", 80;
 }

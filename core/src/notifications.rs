@@ -46,13 +46,15 @@ pub enum Kind {
     ContractRenewal,
     /// The customer is asked to answer a satisfaction survey, with the link to its page.
     SurveyInvitation,
+    /// The one reminder of a campaign's invitation still unanswered.
+    SurveyReminder,
     /// A low survey score opened a follow-up for the process.
     FollowUpOpened,
 }
 
 impl Kind {
     /// Every kind, in the order the schema lists them.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Acknowledgement,
         Kind::Extension,
         Kind::Answer,
@@ -69,6 +71,7 @@ impl Kind {
         Kind::AttachmentsRefused,
         Kind::ContractRenewal,
         Kind::SurveyInvitation,
+        Kind::SurveyReminder,
         Kind::FollowUpOpened,
     ];
 
@@ -90,6 +93,7 @@ impl Kind {
             Kind::AttachmentsRefused => "attachments_refused",
             Kind::ContractRenewal => "contract_renewal",
             Kind::SurveyInvitation => "survey_invitation",
+            Kind::SurveyReminder => "survey_reminder",
             Kind::FollowUpOpened => "follow_up_opened",
         }
     }

@@ -276,6 +276,16 @@ pub fn push(language: &str, kind: &str, data: &serde_json::Value) -> (String, St
             )
             .into_owned(),
         ),
+        "survey_reminder" => (
+            rust_i18n::t!("push.survey_reminder.title", locale = l).into_owned(),
+            rust_i18n::t!(
+                "push.survey_reminder.body",
+                locale = l,
+                link = field("link"),
+                expires_on = date("expires_on")
+            )
+            .into_owned(),
+        ),
         "follow_up_opened" => (
             rust_i18n::t!("push.follow_up_opened.title", locale = l).into_owned(),
             rust_i18n::t!(

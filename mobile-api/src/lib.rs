@@ -27,6 +27,7 @@ pub mod indicators;
 pub mod intake;
 pub mod push;
 pub mod staff;
+pub mod survey_campaigns;
 pub mod surveys;
 pub mod views;
 pub mod work_orders;
@@ -59,6 +60,8 @@ pub struct ApiState {
     pub commercial_process: String,
     /// When a survey score opens a follow-up.
     pub survey_low_score: atiende_core::surveys::LowScore,
+    /// Where the links of campaign invitations point, among what the scheduler does.
+    pub survey_campaigns: atiende_core::surveys::campaigns::CampaignSchedule,
 }
 
 impl ApiState {
@@ -76,6 +79,7 @@ impl ApiState {
             account_setup_ttl: atiende_core::account_setup::DEFAULT_TTL,
             commercial_process: "COMERCIAL".into(),
             survey_low_score: atiende_core::surveys::LowScore::default(),
+            survey_campaigns: atiende_core::surveys::campaigns::CampaignSchedule::default(),
         }
     }
 }
@@ -156,6 +160,15 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(surveys::respond))
         .routes(routes!(surveys::follow_ups))
         .routes(routes!(surveys::close_follow_up))
+        .routes(routes!(survey_campaigns::list, survey_campaigns::create))
+        .routes(routes!(survey_campaigns::get))
+        .routes(routes!(survey_campaigns::close))
+        .routes(routes!(
+            survey_campaigns::versions,
+            survey_campaigns::create_version
+        ))
+        .routes(routes!(survey_campaigns::edit_version))
+        .routes(routes!(survey_campaigns::set_current))
         .routes(routes!(openapi_json))
 }
 

@@ -151,6 +151,7 @@ pub fn app(
         account_setup_ttl: settings.account_setup_ttl(),
         commercial_process: settings.commercial_process.clone(),
         survey_low_score: settings.survey_low_score(),
+        survey_campaigns: settings.survey_campaigns(),
     };
     let db_web = db.clone();
     let ops = Router::new()
@@ -373,7 +374,7 @@ pub async fn run(
             process: settings.commercial_process.clone(),
             days: settings.contract_renewal_days,
         };
-        let surveys = settings.survey_schedule();
+        let surveys = (settings.survey_schedule(), settings.survey_campaigns());
         move |stopped| run_scheduler(db, every, remind_after, renewals, surveys, stopped)
     });
     let janitor = spawn_until(&stop_rx, {
@@ -498,15 +499,19 @@ where
 
 /// Fires due deadline alerts, alerts the commercial process of contracts about to end, reminds
 /// customers who have not answered a request for information, withdraws the cases that waited a
-/// month and invites the customers of completed visits to their survey, until `stopped`
-/// completes. Every atiende process runs one; the database makes sure each alert fires, each
-/// contract is alerted, each case is withdrawn and each visit is surveyed once.
+/// month, invites the customers of completed visits to their survey and opens, reminds and closes
+/// survey campaigns, until `stopped` completes. Every atiende process runs one; the database
+/// makes sure each alert fires, each contract is alerted, each case is withdrawn, each visit is
+/// surveyed once and each month's campaign opens once.
 async fn run_scheduler(
     db: PgPool,
     interval: Duration,
     remind_after: Duration,
     renewals: Renewals,
-    surveys: atiende_core::surveys::Schedule,
+    (surveys, campaigns): (
+        atiende_core::surveys::Schedule,
+        atiende_core::surveys::campaigns::CampaignSchedule,
+    ),
     stopped: impl Future<Output = ()>,
 ) {
     use atiende_core::scheduler::{BATCH, tick};
@@ -539,11 +544,23 @@ async fn run_scheduler(
         if invited > 0 {
             tracing::info!(invited, "post-service surveys sent");
         }
+        let campaigned =
+            atiende_core::surveys::campaigns::round(&db, &campaigns, today, BATCH).await?;
+        if campaigned != Default::default() {
+            tracing::info!(
+                opened = campaigned.opened,
+                invited = campaigned.invited,
+                reminded = campaigned.reminded,
+                closed = campaigned.closed,
+                "survey campaigns"
+            );
+        }
         let busiest = fired
             .max(swept.reminded)
             .max(swept.withdrawn)
             .max(renewals_due)
-            .max(invited);
+            .max(invited)
+            .max(campaigned.busiest());
         Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;

@@ -231,6 +231,34 @@ pub struct Settings {
     /// The process a follow-up goes to when the survey is not about a visit of a process
     /// (`ATIENDE_SURVEY_DEFAULT_PROCESS`, default `SIG`).
     pub survey_default_process: String,
+    /// The months (1–12) the scheduler opens a semestral survey campaign in, once each
+    /// (`ATIENDE_SURVEY_CAMPAIGN_MONTHS`, comma-separated, default `6,12`; empty switches it off).
+    pub survey_campaign_months: Vec<u32>,
+    /// How many active customers a campaign the scheduler opens asks, chosen at random; 0 asks
+    /// every one (`ATIENDE_SURVEY_CAMPAIGN_SAMPLE`, 0 to 100,000, default 0).
+    pub survey_campaign_sample: u32,
+    /// Days a campaign the scheduler opens stays open, 1 to 90 (`ATIENDE_SURVEY_CAMPAIGN_DAYS`,
+    /// default 30).
+    pub survey_campaign_days: u32,
+    /// Days after a campaign's invitation its one reminder goes to a customer who has not
+    /// answered, 1 to 60 (`ATIENDE_SURVEY_REMINDER_DAYS`, default 7).
+    pub survey_reminder_days: u32,
+}
+
+/// `6,12`: months 1 to 12, each once; blank is none.
+fn campaign_months(v: &str) -> Option<Vec<u32>> {
+    if v.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    let mut months = Vec::new();
+    for part in v.split(',') {
+        let m: u32 = part.trim().parse().ok().filter(|m| (1..=12).contains(m))?;
+        if months.contains(&m) {
+            return None;
+        }
+        months.push(m);
+    }
+    Some(months)
 }
 
 /// A template setting, `name:language`, checked.
@@ -355,6 +383,10 @@ impl Default for Settings {
             survey_window_days: 15,
             survey_low_score: atiende_core::surveys::DEFAULT_LOW_SCORE,
             survey_default_process: "SIG".into(),
+            survey_campaign_months: atiende_core::surveys::campaigns::DEFAULT_MONTHS.to_vec(),
+            survey_campaign_sample: 0,
+            survey_campaign_days: atiende_core::surveys::campaigns::DEFAULT_DAYS_OPEN,
+            survey_reminder_days: atiende_core::surveys::campaigns::DEFAULT_REMINDER_DAYS,
         }
     }
 }
@@ -779,7 +811,48 @@ impl Settings {
                     message: "expected a process code: 2 to 32 letters, digits or _".into(),
                 })?;
         }
+        if let Some(v) = env("ATIENDE_SURVEY_CAMPAIGN_MONTHS") {
+            self.survey_campaign_months = campaign_months(&v).ok_or(SettingsError::Env {
+                name: "ATIENDE_SURVEY_CAMPAIGN_MONTHS",
+                message: "expected months 1 to 12 separated by commas, each once (empty: none)"
+                    .into(),
+            })?;
+        }
+        if let Some(v) = whole(
+            "ATIENDE_SURVEY_CAMPAIGN_SAMPLE",
+            0..=atiende_core::surveys::campaigns::MAX_SAMPLE,
+        )? {
+            self.survey_campaign_sample = v;
+        }
+        if let Some(v) = whole("ATIENDE_SURVEY_CAMPAIGN_DAYS", 1..=90)? {
+            self.survey_campaign_days = v;
+        }
+        if let Some(v) = whole("ATIENDE_SURVEY_REMINDER_DAYS", 1..=60)? {
+            self.survey_reminder_days = v;
+        }
         Ok(())
+    }
+
+    /// When the scheduler opens, reminds and closes survey campaigns.
+    pub fn survey_campaigns(&self) -> atiende_core::surveys::campaigns::CampaignSchedule {
+        use atiende_core::surveys::campaigns::{CampaignSchedule, MAX_SAMPLE};
+        let mut months: Vec<u32> = self
+            .survey_campaign_months
+            .iter()
+            .copied()
+            .filter(|m| (1..=12).contains(m))
+            .collect();
+        months.dedup();
+        CampaignSchedule {
+            months,
+            sample: (self.survey_campaign_sample > 0)
+                .then_some(self.survey_campaign_sample.min(MAX_SAMPLE)),
+            days_open: self.survey_campaign_days.clamp(1, 90),
+            remind_after: Duration::from_secs(
+                u64::from(self.survey_reminder_days.clamp(1, 60)) * 24 * 3600,
+            ),
+            public_base_url: self.public_base_url.trim_end_matches('/').to_owned(),
+        }
     }
 
     /// When post-service survey invitations go and how long they stay open.
@@ -1379,11 +1452,53 @@ mod tests {
             ("ATIENDE_SURVEY_WINDOW_DAYS", "0"),
             ("ATIENDE_SURVEY_LOW_SCORE", "5"),
             ("ATIENDE_SURVEY_DEFAULT_PROCESS", "no process"),
+            ("ATIENDE_SURVEY_CAMPAIGN_MONTHS", "6,13"),
+            ("ATIENDE_SURVEY_CAMPAIGN_MONTHS", "0"),
+            ("ATIENDE_SURVEY_CAMPAIGN_MONTHS", "6,6"),
+            ("ATIENDE_SURVEY_CAMPAIGN_MONTHS", "junio"),
+            ("ATIENDE_SURVEY_CAMPAIGN_MONTHS", "6,,12"),
+            ("ATIENDE_SURVEY_CAMPAIGN_SAMPLE", "100001"),
+            ("ATIENDE_SURVEY_CAMPAIGN_SAMPLE", "-1"),
+            ("ATIENDE_SURVEY_CAMPAIGN_DAYS", "0"),
+            ("ATIENDE_SURVEY_CAMPAIGN_DAYS", "91"),
+            ("ATIENDE_SURVEY_REMINDER_DAYS", "0"),
+            ("ATIENDE_SURVEY_REMINDER_DAYS", "61"),
         ] {
             match load(name, value) {
                 Err(SettingsError::Env { name: refused, .. }) => assert_eq!(refused, name),
                 other => panic!("{name}={value:?} accepted: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn survey_campaign_settings_are_parsed() {
+        let load = |pairs: &'static [(&'static str, &'static str)]| {
+            Settings::load_from(None, move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .expect("valid settings")
+            .survey_campaigns()
+        };
+        let default = load(&[]);
+        assert_eq!(default.months, [6, 12], "June and December");
+        assert_eq!(default.sample, None, "every active customer");
+        assert_eq!(default.days_open, 30);
+        assert_eq!(default.remind_after, Duration::from_secs(7 * 24 * 3600));
+        let set = load(&[
+            ("ATIENDE_SURVEY_CAMPAIGN_MONTHS", " 3, 9 "),
+            ("ATIENDE_SURVEY_CAMPAIGN_SAMPLE", "250"),
+            ("ATIENDE_SURVEY_CAMPAIGN_DAYS", "90"),
+            ("ATIENDE_SURVEY_REMINDER_DAYS", "1"),
+        ]);
+        assert_eq!(set.months, [3, 9]);
+        assert_eq!(set.sample, Some(250));
+        assert_eq!(set.days_open, 90);
+        assert_eq!(set.remind_after, Duration::from_secs(24 * 3600));
+        let off = load(&[("ATIENDE_SURVEY_CAMPAIGN_MONTHS", "")]);
+        assert!(off.months.is_empty(), "empty switches the campaigns off");
     }
 }

@@ -8,7 +8,9 @@
 //! leaves ([`issue_link`]); only the token's SHA-256 is stored.
 
 pub mod answers;
+pub mod campaigns;
 pub mod follow_ups;
+pub mod templates;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +33,7 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15 * 24 * 3600);
 /// The 1–5 score at or under which a follow-up opens, unless the settings say otherwise.
 pub const DEFAULT_LOW_SCORE: i16 = 2;
 /// How a push service keeps an invitation for an offline phone.
-const NOTICE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const NOTICE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// When post-service invitations go and how long they stay open.
 #[derive(Debug, Clone)]
@@ -79,9 +81,11 @@ pub async fn invite_completed(pool: &PgPool, schedule: &Schedule, limit: i64) ->
     let delay = schedule.delay.min(MAX_DELAY);
     let invited = sqlx::query_scalar!(
         r#"with version as (
-               select v.id from survey_template_versions v
-               where v.template_code = 'post_service'
-               order by v.version desc limit 1
+               -- Shared with other invitations, exclusive with an edit of its questions.
+               select v.id from survey_templates t
+               join survey_template_versions v on v.id = t.current_version_id
+               where t.code = 'post_service'
+               for share of v
            ), due as (
                select w.id, w.customer_id from work_orders w
                where w.status = 'completed'
@@ -428,7 +432,7 @@ pub async fn answers_of(db: impl PgExecutor<'_>, id: Uuid) -> Result<Vec<StoredS
     .await?)
 }
 
-/// A template and its latest version's questions.
+/// A template and its current version's questions: the version new invitations use.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SurveyTemplate {
@@ -445,8 +449,7 @@ pub async fn templates(conn: &mut PgConnection) -> Result<Vec<SurveyTemplate>> {
     let rows = sqlx::query!(
         r#"select t.code, t.purpose, t.name_es, t.name_en, v.id as version_id, v.version
            from survey_templates t
-           join lateral (select id, version from survey_template_versions
-                         where template_code = t.code order by version desc limit 1) v on true
+           join survey_template_versions v on v.id = t.current_version_id
            order by t.code"#
     )
     .fetch_all(&mut *conn)

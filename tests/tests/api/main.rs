@@ -28,6 +28,7 @@ mod scheduler;
 mod sessions;
 mod smtp_receiver;
 mod staff_scope;
+mod survey_campaigns;
 mod surveys;
 mod sync_support;
 mod telegram;
