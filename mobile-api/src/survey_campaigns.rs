@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Json, Path, Query, Staff};
+use crate::surveys::conn;
 use crate::views::Page;
 use crate::{ApiState, page_limit};
 
@@ -50,11 +51,7 @@ pub async fn list(
     Query(q): Query<CampaignParams>,
 ) -> ApiResult<axum::Json<Page<SurveyCampaign>>> {
     let limit = page_limit(q.limit)?;
-    let mut conn = state
-        .db
-        .acquire()
-        .await
-        .map_err(atiende_core::Error::from)?;
+    let mut conn = conn(&state).await?;
     let (items, next) = campaigns::list(&mut conn, &user, q.cursor, limit).await?;
     Ok(axum::Json(Page {
         items,
@@ -102,11 +99,7 @@ pub async fn get(
     Staff(user): Staff,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<SurveyCampaign>> {
-    let mut conn = state
-        .db
-        .acquire()
-        .await
-        .map_err(atiende_core::Error::from)?;
+    let mut conn = conn(&state).await?;
     Ok(axum::Json(campaigns::get(&mut conn, &user, id).await?))
 }
 
@@ -148,11 +141,7 @@ pub async fn versions(
     Staff(_): Staff,
     Path(code): Path<String>,
 ) -> ApiResult<axum::Json<SurveyTemplateVersionList>> {
-    let mut conn = state
-        .db
-        .acquire()
-        .await
-        .map_err(atiende_core::Error::from)?;
+    let mut conn = conn(&state).await?;
     let versions = templates::versions(&mut conn, &code).await?;
     Ok(axum::Json(SurveyTemplateVersionList { versions }))
 }

@@ -20,7 +20,9 @@ use crate::extract::{Json, Path, Query, Staff};
 use crate::views::Page;
 use crate::{ApiState, page_limit};
 
-async fn conn(state: &ApiState) -> ApiResult<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+pub(crate) async fn conn(
+    state: &ApiState,
+) -> ApiResult<sqlx::pool::PoolConnection<sqlx::Postgres>> {
     Ok(state
         .db
         .acquire()

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::templates::require_survey_manager;
+use super::templates::{require_survey_manager, template_not_found, version_not_found};
 use crate::auth::User;
 use crate::calendar::{COLOMBIA, local_date};
 use crate::error::{Error, Result};
@@ -137,10 +137,6 @@ pub struct SurveyCampaign {
     pub figures: SurveyCampaignFigures,
 }
 
-fn percent(part: i64, whole: i64) -> Option<f64> {
-    (whole > 0).then(|| part as f64 * 100.0 / whole as f64)
-}
-
 fn invalid_dates(message: impl Into<String>) -> Error {
     Error::invalid("invalid_campaign_dates", message)
 }
@@ -206,20 +202,14 @@ pub async fn create(
     )
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or(Error::not_found(
-        "survey_template_not_found",
-        "survey template",
-    ))?;
+    .ok_or_else(template_not_found)?;
     if chosen.purpose != "semestral" {
         return Err(Error::invalid(
             "not_a_campaign_template",
             "campaigns use a template of purpose semestral",
         ));
     }
-    let version_id = chosen.version_id.ok_or(Error::not_found(
-        "survey_version_not_found",
-        "survey template version",
-    ))?;
+    let version_id = chosen.version_id.ok_or_else(version_not_found)?;
     let id = Uuid::new_v4();
     sqlx::query!(
         "insert into survey_campaigns (id, version_id, name, opens_at, closes_at, sample_size, created_by)
@@ -556,7 +546,7 @@ async fn fetch(
                 reminded: r.reminded,
                 answered: r.answered,
                 without_channel: r.without_channel,
-                response_rate_percent: percent(r.answered, r.invited),
+                response_rate_percent: crate::indicators::percent(r.answered, r.invited),
             },
             id: r.id,
             title: r.name,

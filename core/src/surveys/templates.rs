@@ -157,6 +157,14 @@ pub fn parse_questions(drafts: &[SurveyQuestionDraft]) -> Result<Vec<SurveyQuest
     Ok(out)
 }
 
+pub(super) fn template_not_found() -> Error {
+    Error::not_found("survey_template_not_found", "survey template")
+}
+
+pub(super) fn version_not_found() -> Error {
+    Error::not_found("survey_version_not_found", "survey template version")
+}
+
 /// Only the quality director and admins keep templates and campaigns.
 pub(crate) fn require_survey_manager(actor: &User) -> Result<()> {
     if matches!(actor.role, Role::QualityDirector | Role::Admin) {
@@ -190,10 +198,7 @@ async fn template_exists(db: impl PgExecutor<'_>, code: &str) -> Result<()> {
         .fetch_optional(db)
         .await?
         .map(|_| ())
-        .ok_or(Error::not_found(
-            "survey_template_not_found",
-            "survey template",
-        ))
+        .ok_or_else(template_not_found)
 }
 
 /// Every version of the template `code`, newest first.
@@ -233,10 +238,7 @@ async fn version(
         .await?
         .into_iter()
         .find(|v| v.version == number)
-        .ok_or(Error::not_found(
-            "survey_version_not_found",
-            "survey template version",
-        ))
+        .ok_or_else(version_not_found)
 }
 
 async fn write_questions(
@@ -300,10 +302,7 @@ pub async fn create_version(
     )
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or(Error::not_found(
-        "survey_template_not_found",
-        "survey template",
-    ))?;
+    .ok_or_else(template_not_found)?;
     let number = sqlx::query_scalar!(
         r#"insert into survey_template_versions (id, template_code, version)
            select $1, $2, coalesce(max(version), 0) + 1 from survey_template_versions
@@ -327,10 +326,7 @@ async fn version_id(db: impl PgExecutor<'_>, code: &str, number: i32) -> Result<
     )
     .fetch_optional(db)
     .await?
-    .ok_or(Error::not_found(
-        "survey_version_not_found",
-        "survey template version",
-    ))
+    .ok_or_else(version_not_found)
 }
 
 /// Replaces the questions of a version no invitation uses yet; a frozen one is a 409
@@ -353,10 +349,7 @@ pub async fn edit_version(
     )
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or(Error::not_found(
-        "survey_version_not_found",
-        "survey template version",
-    ))?;
+    .ok_or_else(version_not_found)?;
     let used = sqlx::query_scalar!(
         r#"select exists (select 1 from survey_invitations where version_id = $1) as "used!""#,
         id
@@ -395,10 +388,7 @@ pub async fn set_current(
         .await?
         .into_iter()
         .find(|t| t.code == code)
-        .ok_or(Error::not_found(
-            "survey_template_not_found",
-            "survey template",
-        ))
+        .ok_or_else(template_not_found)
 }
 
 #[cfg(test)]
