@@ -425,8 +425,8 @@ async fn a_campaign_reaches_every_active_customer_or_an_exact_sample(pool: PgPoo
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
-async fn bad_campaigns_are_refused_and_write_nothing(pool: PgPool) {
-    let w = start(pool, Vec::new()).await;
+async fn bad_campaigns_are_refused_and_a_later_campaign_opens_on_its_day(pool: PgPool) {
+    let mut w = start(pool, Vec::new()).await;
     let day = |d: i64| {
         if d >= 0 {
             today() + Days::new(d.unsigned_abs())
@@ -522,6 +522,30 @@ async fn bad_campaigns_are_refused_and_write_nothing(pool: PgPool) {
     assert_eq!(r.body["status"], "scheduled");
     assert_eq!(r.body["figures"]["invited"], 0);
     assert_eq!(r.body["population"], Value::Null);
+    let later = id_of(&r);
+    // Its day comes: the scheduler draws it, once.
+    customers(&mut w).await;
+    sqlx::query(
+        "update survey_campaigns set opens_at = now() - interval '1 minute' where id = $1::uuid",
+    )
+    .bind(&later)
+    .execute(&w.app.pool)
+    .await
+    .expect("time passes");
+    let schedule = w.settings.survey_campaigns();
+    let rounds = futures_util::future::join_all(
+        (0..3).map(|_| campaigns::round(&w.app.pool, &schedule, today(), 500)),
+    )
+    .await;
+    let drawn: usize = rounds.into_iter().map(|r| r.expect("round").invited).sum();
+    assert_eq!(drawn, 5);
+    let c = campaign(&w.app, &w.org.director, &later).await;
+    assert_eq!(c["status"], "open");
+    assert_eq!(c["population"], 5);
+    assert_eq!(c["sample_exceeded_population"], true);
+    assert_eq!(c["figures"]["invited"], 5);
+    let got: BTreeSet<Uuid> = invited(&w.app, &later).await.into_iter().collect();
+    assert_eq!(got, w.active);
     let r = w
         .app
         .get(
@@ -542,7 +566,7 @@ async fn the_scheduler_opens_a_months_campaign_once_reminds_once_and_closes_it(p
     let this_month = today().with_day(1).expect("first day");
     let mut w = start(pool, vec![this_month.month()]).await;
     let mut own = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let r = w.app.get(CAMPAIGNS, Some(&w.org.director)).await;
         if let Some(c) = r.body["items"].as_array().and_then(|i| i.first()) {
             own = c.clone();
