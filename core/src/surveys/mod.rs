@@ -8,6 +8,7 @@
 //! leaves ([`issue_link`]); only the token's SHA-256 is stored.
 
 pub mod answers;
+pub mod campaign_figures;
 pub mod campaigns;
 pub mod follow_ups;
 pub mod templates;
