@@ -193,6 +193,12 @@ async fn campaign_of(app: &TestApp, link: &str) -> Uuid {
     .expect("the link's invitation")
 }
 
+/// The problem the API answered with.
+#[track_caller]
+fn refused(r: &atiende_tests::Reply, status: StatusCode, code: &str) {
+    assert_eq!((r.status, r.code()), (status, code), "{}", r.body);
+}
+
 async fn campaign(app: &TestApp, token: &str, id: &str) -> Value {
     let r = app.get(&format!("{CAMPAIGNS}/{id}"), Some(token)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -323,17 +329,14 @@ async fn a_campaign_reaches_every_active_customer_or_an_exact_sample(pool: PgPoo
         (&w.org.technician, StatusCode::FORBIDDEN, "staff_only"),
     ] {
         let r = w.app.post(&close, Some(token), json!({})).await;
-        assert_eq!((r.status, r.code()), (status, code), "{}", r.body);
+        refused(&r, status, code);
     }
     let r = w.app.post(&close, Some(&w.org.director), json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["status"], "closed");
     assert!(r.body["closed_at"].is_string());
     let r = w.app.post(&close, Some(&w.org.admin), json!({})).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "survey_campaign_closed")
-    );
+    refused(&r, StatusCode::CONFLICT, "survey_campaign_closed");
     let r = w
         .app
         .post(
@@ -342,10 +345,7 @@ async fn a_campaign_reaches_every_active_customer_or_an_exact_sample(pool: PgPoo
             json!({}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "survey_campaign_not_found")
-    );
+    refused(&r, StatusCode::NOT_FOUND, "survey_campaign_not_found");
     let Page { status, html, .. } = open(&w.app, &sample_link).await;
     assert_eq!(status, StatusCode::GONE);
     assert!(html.contains("data-code=\"survey_expired\""), "{html}");
@@ -396,9 +396,9 @@ async fn a_campaign_reaches_every_active_customer_or_an_exact_sample(pool: PgPoo
         (&customer, "staff_only"),
     ] {
         let r = w.app.get(CAMPAIGNS, Some(token)).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, code));
+        refused(&r, StatusCode::FORBIDDEN, code);
         let r = w.app.get(&format!("{CAMPAIGNS}/{all}"), Some(token)).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, code));
+        refused(&r, StatusCode::FORBIDDEN, code);
         let r = w
             .app
             .post(
@@ -407,7 +407,7 @@ async fn a_campaign_reaches_every_active_customer_or_an_exact_sample(pool: PgPoo
                 json!({"title": "X", "closes_on": closes_on}),
             )
             .await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, code));
+        refused(&r, StatusCode::FORBIDDEN, code);
     }
     let r = w
         .app
@@ -417,10 +417,7 @@ async fn a_campaign_reaches_every_active_customer_or_an_exact_sample(pool: PgPoo
             json!({"title": "X", "closes_on": closes_on}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::FORBIDDEN, "role_not_allowed")
-    );
+    refused(&r, StatusCode::FORBIDDEN, "role_not_allowed");
     w.app.stop().await;
 }
 
@@ -503,7 +500,7 @@ async fn bad_campaigns_are_refused_and_a_later_campaign_opens_on_its_day(pool: P
         ),
     ] {
         let r = w.app.post(CAMPAIGNS, Some(&w.org.director), body).await;
-        assert_eq!((r.status, r.code()), (status, code), "{}", r.body);
+        refused(&r, status, code);
     }
     assert_eq!(
         w.app.count("select count(*) from survey_campaigns").await,
@@ -553,10 +550,7 @@ async fn bad_campaigns_are_refused_and_a_later_campaign_opens_on_its_day(pool: P
             Some(&w.org.director),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "survey_campaign_not_found")
-    );
+    refused(&r, StatusCode::NOT_FOUND, "survey_campaign_not_found");
     w.app.stop().await;
 }
 
@@ -713,7 +707,7 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
         (&w.org.technician, "staff_only"),
     ] {
         let r = w.app.post(versions, Some(token), good.clone()).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, code));
+        refused(&r, StatusCode::FORBIDDEN, code);
     }
     // Every bound, exceeded.
     let many: Vec<Value> = (0..21)
@@ -767,12 +761,7 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
                 json!({"questions": questions}),
             )
             .await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::UNPROCESSABLE_ENTITY, code),
-            "{}",
-            r.body
-        );
+        refused(&r, StatusCode::UNPROCESSABLE_ENTITY, code);
     }
     let r = w
         .app
@@ -782,10 +771,7 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
             good.clone(),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "survey_template_not_found")
-    );
+    refused(&r, StatusCode::NOT_FOUND, "survey_template_not_found");
     assert_eq!(
         w.app
             .count(
@@ -823,15 +809,16 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
             edited.clone(),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "survey_version_not_found")
-    );
+    refused(&r, StatusCode::NOT_FOUND, "survey_version_not_found");
     let r = w
         .app
         .put(&v2, Some(&w.org.director), json!({"questions": []}))
         .await;
-    assert_eq!(r.code(), "invalid_survey_question_count");
+    refused(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_survey_question_count",
+    );
 
     // Made current, new campaigns use it; once invited, it is frozen.
     let current = "/api/v1/staff/survey-templates/semestral/current";
@@ -839,15 +826,12 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
         .app
         .put(current, Some(&w.org.collaborator), json!({"version": 2}))
         .await;
-    assert_eq!(r.code(), "role_not_allowed");
+    refused(&r, StatusCode::FORBIDDEN, "role_not_allowed");
     let r = w
         .app
         .put(current, Some(&w.org.director), json!({"version": 3}))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::NOT_FOUND, "survey_version_not_found")
-    );
+    refused(&r, StatusCode::NOT_FOUND, "survey_version_not_found");
     let r = w
         .app
         .put(current, Some(&w.org.director), json!({"version": 2}))
@@ -872,10 +856,7 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["version"], 2);
     let r = w.app.put(&v2, Some(&w.org.director), good.clone()).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::CONFLICT, "survey_version_frozen")
-    );
+    refused(&r, StatusCode::CONFLICT, "survey_version_frozen");
     // The page asks version 2's questions.
     let link = links(&w, "c1@test.co", "", 1).await.remove(0);
     let html = open(&w.app, &link).await.html;
@@ -898,6 +879,6 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
         .collect();
     assert_eq!(listed, [(2, true, true, 5), (1, false, false, 0)]);
     let r = w.app.get(versions, Some(&w.org.technician)).await;
-    assert_eq!(r.code(), "staff_only");
+    refused(&r, StatusCode::FORBIDDEN, "staff_only");
     w.app.stop().await;
 }
