@@ -725,6 +725,10 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
     );
     let mut same_option = question("reason", "choice");
     same_option["options"][1]["value"] = json!("si");
+    let mut blank_label = question("quality", "scale");
+    blank_label["label_en"] = json!("   ");
+    let mut long_value = question("reason", "choice");
+    long_value["options"][0]["value"] = json!("v".repeat(41));
     let mut long_option = question("reason", "choice");
     long_option["options"][0]["en"] = json!("x".repeat(81));
     let mut options_on_scale = question("quality", "scale");
@@ -751,6 +755,8 @@ async fn template_versions_are_written_checked_chosen_and_frozen_once_used(pool:
         (json!([options_on_scale]), "invalid_survey_options"),
         (json!([same_option]), "duplicate_survey_option"),
         (json!([long_option]), "invalid_survey_option"),
+        (json!([long_value]), "invalid_survey_option"),
+        (json!([blank_label]), "invalid_survey_label"),
         (json!([question("quality", "stars")]), "invalid_body"),
     ] {
         let r = w
