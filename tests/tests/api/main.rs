@@ -28,6 +28,8 @@ mod scheduler;
 mod sessions;
 mod smtp_receiver;
 mod staff_scope;
+mod survey_app;
+mod survey_chat;
 mod surveys;
 mod sync_support;
 mod telegram;
