@@ -178,13 +178,13 @@ impl SyncState {
         let surveys = outcomes(&result.surveys)?;
         self.change_document(docs.inbox, |doc| {
             for (key, value) in &drafts {
-                put_entry(doc, "drafts", key, value)?;
+                put_entry(doc, "drafts", key, value, &[])?;
             }
             for (key, value) in &ratings {
-                put_entry(doc, "ratings", key, value)?;
+                put_entry(doc, "ratings", key, value, &[])?;
             }
             for (key, value) in &surveys {
-                put_entry(doc, "survey_answers", key, value)?;
+                put_entry(doc, "survey_answers", key, value, &[])?;
             }
             Ok(())
         })
@@ -204,7 +204,7 @@ impl SyncState {
         };
         let value = serde_json::to_value(&entry)?;
         let key = case_id.to_string();
-        self.change_document(inbox, |doc| put_entry(doc, "cases", &key, &value))
+        self.change_document(inbox, |doc| put_entry(doc, "cases", &key, &value, &[]))
             .await?;
         Ok(())
     }
@@ -231,7 +231,7 @@ impl SyncState {
                     .collect(),
                 _ => serde_json::Map::new(),
             };
-            put_entry(doc, "surveys", &key, &Value::Object(fields))?;
+            put_entry(doc, "surveys", &key, &Value::Object(fields), &["questions"])?;
             let section = map_at(doc, &ROOT, "surveys")?;
             let entry = map_at(doc, &section, &key)?;
             if doc.get(&entry, "questions")?.is_none() {
@@ -407,18 +407,27 @@ impl Queue {
 }
 
 /// Sets `root[section][key]` to the flat object `value`, touching only the fields that differ,
-/// so writing the same state again adds no change to the document's history.
+/// so writing the same state again adds no change to the document's history. Fields `value` no
+/// longer has are removed (a refusal's `code` once the answer is accepted), except those `kept`.
 fn put_entry(
     doc: &mut AutoCommit,
     section: &str,
     key: &str,
     value: &Value,
+    kept: &[&str],
 ) -> Result<(), automerge::AutomergeError> {
     let section = map_at(doc, &ROOT, section)?;
     let entry = map_at(doc, &section, key)?;
     let Value::Object(fields) = value else {
         return Ok(());
     };
+    let stale: Vec<String> = doc
+        .keys(&entry)
+        .filter(|k| !fields.contains_key(k) && !kept.contains(&k.as_str()))
+        .collect();
+    for k in stale {
+        doc.delete(&entry, k.as_str())?;
+    }
     for (field, v) in fields {
         if let Value::Array(items) = v {
             put_list(doc, &entry, field, items)?;

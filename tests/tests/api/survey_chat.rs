@@ -322,9 +322,9 @@ async fn on_whatsapp_the_scale_is_a_list_yes_no_are_buttons_and_an_optional_comm
 ) {
     let wa = Wa::start(pool).await;
     let org = wa.app.org().await;
-    let from = "+573001112233";
+    let from = "573001112233";
     wa.register(from, "1020304050").await;
-    let customer = customer_of(&wa.app, "whatsapp", from).await;
+    let customer = customer_of(&wa.app, "whatsapp", "+573001112233").await;
 
     let before = wa.sent(from).await.len();
     let invitation = invited(&wa.app, &org, customer).await;
