@@ -487,6 +487,10 @@ mod tests {
         assert_eq!(read_answer(&q("text", false), SKIP, false), Some(None));
         assert_eq!(read_answer(&q("text", true), SKIP, false), None);
         let optional = question("en", id, &q("text", false), 6);
+        assert_eq!(
+            optional.text,
+            "Question 4 of 6: Did it?\nType your answer, or tap “Skip” if you have nothing to add."
+        );
         assert_eq!(optional.choices.len(), 1);
         assert!(optional.choices[0].id.ends_with(":4:skip"));
     }

@@ -207,10 +207,12 @@ pub struct Me {
     pub customer_id: Option<Uuid>,
     /// Codes of the processes a staff member belongs to or leads.
     pub processes: Vec<String>,
-    /// A customer's outbox document (`automerge:` URL): PQRS drafted offline and ratings.
+    /// A customer's outbox document (`automerge:` URL): PQRS drafted offline, ratings and survey
+    /// answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox_url: Option<String>,
-    /// A customer's inbox document, written by the server: radicados, statuses, answers.
+    /// A customer's inbox document, written by the server: radicados, statuses, answers, survey
+    /// invitations with their questions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbox_url: Option<String>,
 }

@@ -235,7 +235,7 @@ impl SyncState {
             let section = map_at(doc, &ROOT, "surveys")?;
             let entry = map_at(doc, &section, &key)?;
             if doc.get(&entry, "questions")?.is_none() {
-                put_value(doc, &entry, "questions", &questions)?;
+                put_value(doc, &entry, At::Key("questions"), &questions)?;
             }
             Ok(())
         })
@@ -471,52 +471,46 @@ fn put_list(
     Ok(())
 }
 
-/// Sets `map[key]` to `value`, nested maps and lists included (a survey's questions, with their
-/// options).
-fn put_value(
-    doc: &mut AutoCommit,
-    map: &ObjId,
-    key: &str,
-    value: &Value,
-) -> Result<(), automerge::AutomergeError> {
-    match value {
-        Value::Object(fields) => {
-            let obj = doc.put_object(map, key, ObjType::Map)?;
-            for (k, v) in fields {
-                put_value(doc, &obj, k, v)?;
-            }
-        }
-        Value::Array(items) => {
-            let list = doc.put_object(map, key, ObjType::List)?;
-            for (i, v) in items.iter().enumerate() {
-                insert_value(doc, &list, i, v)?;
-            }
-        }
-        other => doc.put(map, key, scalar(other))?,
-    }
-    Ok(())
+/// Where [`put_value`] writes: a map's key, or a list's position (inserted there).
+enum At<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
-fn insert_value(
+/// Writes `value` at `at` in `obj`, nested maps and lists included (a survey's questions, with
+/// their options).
+fn put_value(
     doc: &mut AutoCommit,
-    list: &ObjId,
-    index: usize,
+    obj: &ObjId,
+    at: At<'_>,
     value: &Value,
 ) -> Result<(), automerge::AutomergeError> {
+    let kind = match value {
+        Value::Object(_) => ObjType::Map,
+        Value::Array(_) => ObjType::List,
+        other => {
+            return match at {
+                At::Key(k) => doc.put(obj, k, scalar(other)),
+                At::Index(i) => doc.insert(obj, i, scalar(other)),
+            };
+        }
+    };
+    let child = match at {
+        At::Key(k) => doc.put_object(obj, k, kind)?,
+        At::Index(i) => doc.insert_object(obj, i, kind)?,
+    };
     match value {
         Value::Object(fields) => {
-            let obj = doc.insert_object(list, index, ObjType::Map)?;
             for (k, v) in fields {
-                put_value(doc, &obj, k, v)?;
+                put_value(doc, &child, At::Key(k), v)?;
             }
         }
         Value::Array(items) => {
-            let inner = doc.insert_object(list, index, ObjType::List)?;
             for (i, v) in items.iter().enumerate() {
-                insert_value(doc, &inner, i, v)?;
+                put_value(doc, &child, At::Index(i), v)?;
             }
         }
-        other => doc.insert(list, index, scalar(other))?,
+        _ => {}
     }
     Ok(())
 }

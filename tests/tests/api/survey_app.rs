@@ -79,6 +79,7 @@ pub(crate) async fn follow_up(app: &TestApp, invitation: Uuid) -> Option<i16> {
         .expect("follow-ups")
 }
 
+/// A customer of the app, with their documents.
 struct Customer {
     id: Uuid,
     outbox: String,
@@ -86,18 +87,16 @@ struct Customer {
 }
 
 async fn customer(app: &TestApp, email: &str, document: &str) -> Customer {
-    let token = app.customer(email, document).await;
-    let me = app.get("/api/v1/me", Some(&token)).await;
-    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
-    let id = sqlx::query_scalar("select customer_id from users where email = $1")
-        .bind(email)
-        .fetch_one(&app.pool)
-        .await
+    let docs = crate::outbox::customer(app, email, document).await;
+    let me = app.get("/api/v1/me", Some(&docs.token)).await;
+    let id = me.body["customer_id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
         .expect("the customer");
     Customer {
         id,
-        outbox: me.body["outbox_url"].as_str().expect("outbox").to_owned(),
-        inbox: me.body["inbox_url"].as_str().expect("inbox").to_owned(),
+        outbox: docs.outbox,
+        inbox: docs.inbox,
     }
 }
 
@@ -129,6 +128,17 @@ async fn outcome(app: &TestApp, c: &Customer, invitation: Uuid, wanted: &Value) 
         let said = inbox["survey_answers"][invitation.to_string()].clone();
         (said["status"] == wanted["status"] && said["code"] == wanted["code"]).then_some(said)
     })
+    .await
+}
+
+/// The inbox's refusal of the app's answer to the invitation, once it names `code`.
+async fn refused(app: &TestApp, c: &Customer, invitation: Uuid, code: &str) -> Value {
+    outcome(
+        app,
+        c,
+        invitation,
+        &json!({"status": "rejected", "code": code}),
+    )
     .await
 }
 
@@ -169,13 +179,7 @@ async fn the_app_shows_the_invitation_and_answers_it_through_the_outbox_once(poo
     // Refused answers are reported with their code, and store nothing.
     let mut bad = good_answers(7);
     answer_in_app(&app, &c, invitation, bad.clone()).await;
-    let said = outcome(
-        &app,
-        &c,
-        invitation,
-        &json!({"status": "rejected", "code": "invalid_survey_score"}),
-    )
-    .await;
+    let said = refused(&app, &c, invitation, "invalid_survey_score").await;
     assert!(
         said["reason"]
             .as_str()
@@ -184,36 +188,18 @@ async fn the_app_shows_the_invitation_and_answers_it_through_the_outbox_once(poo
     bad["service_quality"] = json!(3);
     bad["comments"] = json!("x".repeat(surveys::answers::MAX_TEXT + 1));
     answer_in_app(&app, &c, invitation, bad.clone()).await;
-    outcome(
-        &app,
-        &c,
-        invitation,
-        &json!({"status": "rejected", "code": "survey_text_too_long"}),
-    )
-    .await;
+    refused(&app, &c, invitation, "survey_text_too_long").await;
     bad["comments"] = json!("Bien");
     bad["color"] = json!("azul");
     answer_in_app(&app, &c, invitation, bad).await;
-    outcome(
-        &app,
-        &c,
-        invitation,
-        &json!({"status": "rejected", "code": "unknown_survey_question"}),
-    )
-    .await;
+    refused(&app, &c, invitation, "unknown_survey_question").await;
     let mut missing = good_answers(3);
     missing["punctuality"] = Value::Null;
     if let Some(m) = missing.as_object_mut() {
         m.remove("punctuality");
     }
     answer_in_app(&app, &c, invitation, missing).await;
-    outcome(
-        &app,
-        &c,
-        invitation,
-        &json!({"status": "rejected", "code": "survey_answer_required"}),
-    )
-    .await;
+    refused(&app, &c, invitation, "survey_answer_required").await;
     assert_eq!(stored(&app, invitation).await, (0, None));
 
     // A valid set with a low score is stored once, taken via the app, and opens the follow-up.
@@ -267,13 +253,7 @@ async fn answers_to_another_customers_an_answered_or_an_expired_invitation_are_r
 
     // Another customer's invitation reads like none at all, and is left unanswered.
     answer_in_app(&app, &c, theirs, good_answers(5)).await;
-    outcome(
-        &app,
-        &c,
-        theirs,
-        &json!({"status": "rejected", "code": "survey_not_found"}),
-    )
-    .await;
+    refused(&app, &c, theirs, "survey_not_found").await;
     assert_eq!(stored(&app, theirs).await, (0, None));
 
     // Answered on the web page first: the app's answers are refused, the page's stay.
@@ -298,13 +278,7 @@ async fn answers_to_another_customers_an_answered_or_an_expired_invitation_are_r
             .is_ok()
     );
     answer_in_app(&app, &c, on_web, good_answers(1)).await;
-    outcome(
-        &app,
-        &c,
-        on_web,
-        &json!({"status": "rejected", "code": "survey_answered"}),
-    )
-    .await;
+    refused(&app, &c, on_web, "survey_answered").await;
     assert_eq!(stored(&app, on_web).await, (4, Some("web".into())));
     assert_eq!(follow_up(&app, on_web).await, None);
 
@@ -317,13 +291,7 @@ async fn answers_to_another_customers_an_answered_or_an_expired_invitation_are_r
     .await
     .expect("expire");
     answer_in_app(&app, &c, expired, good_answers(4)).await;
-    outcome(
-        &app,
-        &c,
-        expired,
-        &json!({"status": "rejected", "code": "survey_expired"}),
-    )
-    .await;
+    refused(&app, &c, expired, "survey_expired").await;
     assert_eq!(stored(&app, expired).await, (0, None));
 
     // A value of the wrong shape.
@@ -336,12 +304,6 @@ async fn answers_to_another_customers_an_answered_or_an_expired_invitation_are_r
         Ok(())
     })
     .await;
-    outcome(
-        &app,
-        &c,
-        expired,
-        &json!({"status": "rejected", "code": "invalid_survey_answers"}),
-    )
-    .await;
+    refused(&app, &c, expired, "invalid_survey_answers").await;
     app.stop().await;
 }

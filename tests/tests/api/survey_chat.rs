@@ -5,7 +5,7 @@
 //! customer's invitation, a survey answered on the page or closed, a replayed update and a PQRS
 //! started mid-survey are each checked as the customer sees them.
 
-use atiende_tests::TestApp;
+use atiende_tests::{Org, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -63,6 +63,22 @@ fn typed(update_id: u64, chat: i64, text: &str) -> Value {
     }})
 }
 
+/// A customer registered in Telegram chat `c`, invited after a visit: the customer, the
+/// invitation and the message that brought it.
+async fn invited_in_telegram(
+    chat: &Chat,
+    org: &Org,
+    c: i64,
+    document: &str,
+) -> (Uuid, Uuid, Value) {
+    chat.register(c, document).await;
+    let customer = customer_of(&chat.app, "telegram", &c.to_string()).await;
+    let before = chat.sent(c).await.len();
+    let invitation = invited(&chat.app, org, customer).await;
+    let notice = chat.wait_for(c, before + 1).await[before].clone();
+    (customer, invitation, notice)
+}
+
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
 async fn a_telegram_customer_taps_through_the_survey_and_a_low_score_opens_the_follow_up(
     pool: PgPool,
@@ -70,13 +86,8 @@ async fn a_telegram_customer_taps_through_the_survey_and_a_low_score_opens_the_f
     let chat = Chat::start(pool).await;
     let org = chat.app.org().await;
     let c = 5151;
-    chat.register(c, "1020304050").await;
-    let customer = customer_of(&chat.app, "telegram", &c.to_string()).await;
-
     // The invitation arrives with the page's link and the first question as buttons.
-    let before = chat.sent(c).await.len();
-    let invitation = invited(&chat.app, &org, customer).await;
-    let asked = chat.wait_for(c, before + 1).await[before].clone();
+    let (_, invitation, asked) = invited_in_telegram(&chat, &org, c, "1020304050").await;
     assert!(text(&asked).contains("/s/srv_"), "{asked:#}");
     assert!(
         text(&asked).contains(
@@ -182,11 +193,7 @@ async fn a_telegram_customer_taps_through_the_survey_and_a_low_score_opens_the_f
 
     // Another customer's chat tapping (or forging) this invitation's buttons gets nothing.
     let other = 6262;
-    chat.register(other, "9080706050").await;
-    let before = chat.sent(other).await.len();
-    let theirs = customer_of(&chat.app, "telegram", &other.to_string()).await;
-    let own_invitation = invited(&chat.app, &org, theirs).await;
-    chat.wait_for(other, before + 1).await;
+    let (_, own_invitation, _) = invited_in_telegram(&chat, &org, other, "9080706050").await;
     let foreign = chat.tap(other, &format!("srv:{invitation}:1:5"), 1).await;
     assert_eq!(text(&foreign[0]), "No encontramos esa encuesta.");
     let junk = chat.tap(other, "srv:not-a-uuid:1:5", 2).await;
@@ -209,11 +216,7 @@ async fn a_pqrs_wins_over_the_survey_and_a_survey_answered_on_the_page_or_closed
     let chat = Chat::start(pool).await;
     let org = chat.app.org().await;
     let c = 7373;
-    chat.register(c, "1020304050").await;
-    let customer = customer_of(&chat.app, "telegram", &c.to_string()).await;
-    let before = chat.sent(c).await.len();
-    let invitation = invited(&chat.app, &org, customer).await;
-    let notice = chat.wait_for(c, before + 1).await[before].clone();
+    let (customer, invitation, notice) = invited_in_telegram(&chat, &org, c, "1020304050").await;
 
     // A survey button while a PQRS is being filed: the PQRS goes on, the survey waits.
     chat.tap(c, "menu:file", 1).await;
@@ -317,7 +320,7 @@ async fn a_pqrs_wins_over_the_survey_and_a_survey_answered_on_the_page_or_closed
 }
 
 #[sqlx::test(migrator = "atiende_core::MIGRATOR")]
-async fn on_whatsapp_the_scale_is_a_list_yes_no_are_buttons_and_an_optional_comment_is_skipped(
+async fn on_whatsapp_scales_and_long_choices_are_lists_yes_no_are_buttons_and_a_comment_is_skipped(
     pool: PgPool,
 ) {
     let wa = Wa::start(pool).await;
@@ -357,5 +360,74 @@ async fn on_whatsapp_the_scale_is_a_list_yes_no_are_buttons_and_an_optional_comm
     assert_eq!(stored(&wa.app, invitation).await, (4, Some("chat".into())));
     assert_eq!(comment_of(&wa.app, invitation).await, None);
     assert_eq!(follow_up(&wa.app, invitation).await, Some(1));
+
+    // The semestral survey (as a campaign invites it): its four-way choice is a list.
+    let (campaign, semestral) = (Uuid::new_v4(), Uuid::new_v4());
+    let version: Uuid = "5e1f0000-0000-4000-8000-000000000002"
+        .parse()
+        .expect("uuid");
+    let before = wa.sent(from).await.len();
+    let mut tx = wa.app.pool.begin().await.expect("tx");
+    sqlx::query(
+        "insert into survey_campaigns (id, version_id, name, closes_at)
+         values ($1, $2, 'Diciembre', now() + interval '30 days')",
+    )
+    .bind(campaign)
+    .bind(version)
+    .execute(&mut *tx)
+    .await
+    .expect("campaign");
+    sqlx::query(
+        "insert into survey_invitations (id, customer_id, version_id, campaign_id, expires_at)
+         values ($1, $2, $3, $4, now() + interval '15 days')",
+    )
+    .bind(semestral)
+    .bind(customer)
+    .bind(version)
+    .bind(campaign)
+    .execute(&mut *tx)
+    .await
+    .expect("invitation");
+    sqlx::query(
+        "insert into notifications (dedupe_key, customer_id, kind, urgency, ttl_secs, data)
+         values ('survey_invitation:' || $1, $2, 'survey_invitation', 'normal', 3600,
+                 jsonb_build_object('invitation_id', $1::uuid, 'page', 'http://127.0.0.1:8080/s/',
+                                    'expires_on', '2026-12-20'))",
+    )
+    .bind(semestral)
+    .bind(customer)
+    .execute(&mut *tx)
+    .await
+    .expect("notification");
+    tx.commit().await.expect("commit");
+    let asked = wa.wait_for(from, before + 1).await[before].clone();
+    assert!(
+        crate::whatsapp::text(&asked).contains("Pregunta 1 de 6"),
+        "{asked:#}"
+    );
+    wa.pick(from, &format!("srv:{semestral}:1:5"), 1).await;
+    wa.pick(from, &format!("srv:{semestral}:2:4"), 1).await;
+    let q4 = wa.pick(from, &format!("srv:{semestral}:3:4"), 1).await;
+    assert_eq!(q4[0]["interactive"]["type"], "list", "{q4:#?}");
+    assert_eq!(
+        choices(&q4[0]),
+        ids(semestral, 4, &["o0", "o1", "o2", "o3"])
+    );
+    let rows = q4[0]["interactive"]["action"]["sections"][0]["rows"].clone();
+    assert_eq!(rows[2]["title"], "Las cumplió en parte");
+    wa.pick(from, &format!("srv:{semestral}:4:o1"), 1).await;
+    wa.tap(from, &format!("srv:{semestral}:5:yes"), 1).await;
+    let thanks = wa.say(from, "Todo muy bien", 1).await;
+    assert!(crate::whatsapp::text(&thanks[0]).starts_with("¡Gracias por responder la encuesta!"));
+    assert_eq!(stored(&wa.app, semestral).await, (6, Some("chat".into())));
+    let choice: Option<String> = sqlx::query_scalar(
+        "select choice from survey_answers where invitation_id = $1 and position = 4",
+    )
+    .bind(semestral)
+    .fetch_one(&wa.app.pool)
+    .await
+    .expect("the choice");
+    assert_eq!(choice.as_deref(), Some("met"));
+    assert_eq!(follow_up(&wa.app, semestral).await, None);
     wa.app.stop().await;
 }
