@@ -143,6 +143,14 @@ async fn a_telegram_customer_taps_through_the_survey_and_a_low_score_opens_the_f
     );
     assert_eq!(buttons(&q5[0]), ids(invitation, 5, &["skip"]));
     assert_eq!(stored(&chat.app, invitation).await, (0, None));
+    // A comment over the bound is refused and asked again.
+    let long = "x".repeat(atiende_core::surveys::answers::MAX_TEXT + 1);
+    let too_long = chat.say(c, &long, 2).await;
+    assert_eq!(
+        text(&too_long[0]),
+        "Ese texto es demasiado largo: el máximo es 2000 caracteres."
+    );
+    assert!(text(&too_long[1]).starts_with("Pregunta 5 de 5"));
 
     // The last answer, delivered twice by Telegram: one thank-you, one answer set.
     let update = typed(900_001, c, "Muy amables");
@@ -316,6 +324,25 @@ async fn a_pqrs_wins_over_the_survey_and_a_survey_answered_on_the_page_or_closed
         "Esta encuesta ya cerró y no se puede responder. ¡Gracias de todos modos!"
     );
     assert_eq!(stored(&chat.app, closed).await, (0, None));
+
+    // Another invitation's first question mid-survey: that one begins, the other is left.
+    let before = chat.sent(c).await.len();
+    let (left_open, taken_up) = (
+        invited(&chat.app, &org, customer).await,
+        invited(&chat.app, &org, customer).await,
+    );
+    chat.wait_for(c, before + 2).await;
+    chat.tap(c, &format!("srv:{left_open}:1:4"), 1).await;
+    let switched = chat.tap(c, &format!("srv:{taken_up}:1:4"), 2).await;
+    assert_eq!(
+        text(&switched[0]),
+        "Dejamos la otra encuesta sin responder; puede retomarla desde su mensaje mientras siga abierta."
+    );
+    assert_eq!(
+        buttons(&switched[1]),
+        ids(taken_up, 2, &["1", "2", "3", "4", "5"])
+    );
+    assert_eq!(stored(&chat.app, left_open).await, (0, None));
     chat.app.stop().await;
 }
 
