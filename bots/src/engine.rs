@@ -194,6 +194,14 @@ pub enum Step {
     RatingComment {
         case_id: Uuid,
     },
+    /// Answering a survey in the chat (see [`crate::survey`]): `question` is being asked, of
+    /// `count`; `answers` (question code → answer) are stored together after the last.
+    Survey {
+        invitation_id: Uuid,
+        question: atiende_core::surveys::SurveyQuestion,
+        count: usize,
+        answers: std::collections::BTreeMap<String, String>,
+    },
 }
 
 /// A conversation as stored.
@@ -213,6 +221,8 @@ pub struct Engine<'a, M: Media> {
     pub media: &'a M,
     /// The largest file accepted, in bytes (the blob limit).
     pub file_limit: usize,
+    /// When a survey answered in the chat opens a follow-up.
+    pub low_score: &'a atiende_core::surveys::LowScore,
 }
 
 enum Command {
@@ -260,6 +270,9 @@ impl<M: Media> Engine<'_, M> {
         if let (Some(chat), Input::Choice(id)) = (&customer, &inc.input) {
             if let Some(rest) = id.strip_prefix("rate:") {
                 return self.rate(conv, chat, rest).await;
+            }
+            if let Some(rest) = id.strip_prefix(crate::survey::PREFIX) {
+                return self.survey_tap(conn, conv, chat, rest).await;
             }
             if id == "menu:language" {
                 let lang = if conv.language == "es" { "en" } else { "es" };
@@ -358,6 +371,7 @@ impl<M: Media> Engine<'_, M> {
                 Ok(vec![self.consent_prompt(conv)])
             }
             (Step::Menu, Some(chat)) => self.menu_input(conn, conv, &chat, inc).await,
+            (Step::Survey { .. }, Some(chat)) => self.survey_input(conn, conv, &chat, inc).await,
             (Step::FileType, Some(_)) => {
                 let picked = match &inc.input {
                     Input::Choice(id) => id
@@ -636,9 +650,12 @@ impl<M: Media> Engine<'_, M> {
                     return Ok(self.prompt(conv));
                 }
                 let mid_flow = !matches!(conv.step, Step::Menu);
+                let in_survey = matches!(conv.step, Step::Survey { .. });
                 conv.step = Step::Menu;
                 let mut replies = Vec::new();
-                if mid_flow {
+                if in_survey {
+                    replies.push(Reply::text(bot(&l, "survey_left")));
+                } else if mid_flow {
                     replies.push(Reply::text(bot(&l, "cancelled")));
                 }
                 replies.push(self.menu(conv));
@@ -748,7 +765,7 @@ impl<M: Media> Engine<'_, M> {
         Ok(chat_id)
     }
 
-    async fn menu_input(
+    pub(crate) async fn menu_input(
         &self,
         conn: &mut PgConnection,
         conv: &mut Conversation,
@@ -943,7 +960,7 @@ impl<M: Media> Engine<'_, M> {
 
     /// Text for a step that takes text, at most `max` characters; `Err` holds the replies that
     /// say what is wrong and ask again.
-    fn text_input(
+    pub(crate) fn text_input(
         &self,
         conv: &Conversation,
         input: &Input,
@@ -965,7 +982,7 @@ impl<M: Media> Engine<'_, M> {
     }
 
     /// A short explanation and the current question again.
-    fn again(&self, conv: &Conversation, key: &str) -> Result<Vec<Reply>, Error> {
+    pub(crate) fn again(&self, conv: &Conversation, key: &str) -> Result<Vec<Reply>, Error> {
         let mut replies = vec![Reply::text(bot(&conv.language, key))];
         replies.extend(self.prompt(conv));
         Ok(replies)
@@ -1065,6 +1082,12 @@ impl<M: Media> Engine<'_, M> {
             Step::RatingComment { .. } => {
                 Reply::text(bot(l, "rate_prompt")).with(vec![choice("skip", bot(l, "skip"))])
             }
+            Step::Survey {
+                invitation_id,
+                question,
+                count,
+                ..
+            } => crate::survey::question(l, *invitation_id, question, *count),
         };
         vec![reply]
     }

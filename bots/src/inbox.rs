@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atiende_core::contacts::ChatChannel;
+use atiende_core::surveys::LowScore;
 use atiende_core::worker::{self, Round};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -199,6 +200,7 @@ pub async fn run<P: Platform>(
     pool: PgPool,
     platform: &P,
     file_limit: usize,
+    low_score: &LowScore,
     interval: Duration,
     stop: impl Future<Output = ()>,
 ) {
@@ -207,7 +209,7 @@ pub async fn run<P: Platform>(
         ChatChannel::Whatsapp => "whatsapp inbox",
     };
     worker::run(name, interval, stop, || async {
-        round(&pool, platform, file_limit)
+        round(&pool, platform, file_limit, low_score)
             .await
             .map(|n| Round::after(n, CHATS_PER_ROUND))
     })
@@ -220,6 +222,7 @@ pub async fn round<P: Platform>(
     pool: &PgPool,
     platform: &P,
     file_limit: usize,
+    low_score: &LowScore,
 ) -> Result<usize, atiende_core::Error> {
     let channel = platform.channel();
     let chats = sqlx::query_scalar!(
@@ -233,7 +236,7 @@ pub async fn round<P: Platform>(
     .await?;
     let n = chats.len();
     let results: Vec<Result<usize, atiende_core::Error>> = futures_util::stream::iter(chats)
-        .map(|chat| async move { work_chat(pool, platform, file_limit, &chat).await })
+        .map(|chat| async move { work_chat(pool, platform, file_limit, low_score, &chat).await })
         .buffer_unordered(CHATS_AT_ONCE)
         .collect()
         .await;
@@ -248,6 +251,7 @@ async fn work_chat<P: Platform>(
     pool: &PgPool,
     platform: &P,
     file_limit: usize,
+    low_score: &LowScore,
     chat_key: &str,
 ) -> Result<usize, atiende_core::Error> {
     let channel = platform.channel();
@@ -282,6 +286,7 @@ async fn work_chat<P: Platform>(
             pool,
             media: platform.media(),
             file_limit,
+            low_score,
         };
         let incoming = platform.parse(&update.update_key, &payload);
         let outcome = match &incoming {

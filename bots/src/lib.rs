@@ -15,6 +15,7 @@ use sqlx::PgPool;
 pub mod engine;
 pub mod inbox;
 pub mod render;
+pub mod survey;
 pub mod telegram;
 pub mod texts;
 pub mod whatsapp;
@@ -42,6 +43,8 @@ pub struct BotSettings {
     pub file_limit: usize,
     /// How often the workers look for work when idle.
     pub interval: Duration,
+    /// When a survey answered in a chat opens a follow-up.
+    pub survey_low_score: atiende_core::surveys::LowScore,
 }
 
 /// The chat channels of one server process.
@@ -149,14 +152,15 @@ impl Bots {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let interval = self.settings.interval;
-        let (db, p, limit, stop) = (
+        let (db, p, limit, low, stop) = (
             self.db.clone(),
             platform.clone(),
             self.settings.file_limit,
+            self.settings.survey_low_score.clone(),
             stopped(),
         );
         tasks.push(tokio::spawn(async move {
-            inbox::run(db, p.as_ref(), limit, interval, stop).await;
+            inbox::run(db, p.as_ref(), limit, &low, interval, stop).await;
         }));
         let (db, stop) = (self.db.clone(), stopped());
         tasks.push(tokio::spawn(async move {

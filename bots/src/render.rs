@@ -60,6 +60,7 @@ pub fn notice(
             bot(lang, "rate_prompt")
         )),
         "rating_prompt" => rating(atiende_core::texts::rating_prompt(lang, &radicado)),
+        "survey_invitation" | "survey_reminder" => crate::survey::notice(lang, kind, data),
         "information_request" => Reply::text(bot_with(
             lang,
             "information_request",

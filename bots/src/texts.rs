@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn every_key_the_bots_use_exists() {
-        let sources = ["engine.rs", "render.rs"];
+        let sources = ["engine.rs", "render.rs", "survey.rs"];
         let es = locale_keys("es");
         for file in sources {
             let path = format!("{}/src/{file}", env!("CARGO_MANIFEST_DIR"));

@@ -1,7 +1,9 @@
 //! Each customer's two sync documents. The **outbox** is theirs to write: PQRS drafted offline
-//! (`drafts`, keyed by the device's UUID) and ratings of answers (`ratings`, keyed by case id).
-//! The **inbox** only the server writes: every case with its radicado, status, due date, answer
-//! and rating prompt (`cases`), and what became of each draft (`drafts`).
+//! (`drafts`, keyed by the device's UUID), ratings of answers (`ratings`, keyed by case id) and
+//! survey answers (`surveys`, see [`crate::survey_documents`]). The **inbox** only the server
+//! writes: every case with its radicado, status, due date, answer and rating prompt (`cases`),
+//! every survey invitation with its questions (`surveys`), and what became of each draft, rating
+//! and survey answer (`drafts`, `ratings`, `survey_answers`).
 //!
 //! A draft is filed through [`cases::file`] with its UUID as the case id, so syncing it again, or
 //! also posting it over REST, files it once.
@@ -83,11 +85,14 @@ pub async fn ensure(pool: &PgPool, customer_id: Uuid) -> Result<CustomerDocument
     let writers: Vec<(Uuid, Mode)> = users.iter().map(|u| (*u, Mode::Write)).collect();
     let readers: Vec<(Uuid, Mode)> = users.iter().map(|u| (*u, Mode::Read)).collect();
     let outbox = documents::create(&mut *tx, DocumentKind::CustomerOutbox, &writers, |doc| {
-        empty_maps(doc, &["drafts", "ratings"])
+        empty_maps(doc, &["drafts", "ratings", "surveys"])
     })
     .await?;
     let inbox = documents::create(&mut *tx, DocumentKind::CustomerInbox, &readers, |doc| {
-        empty_maps(doc, &["cases", "drafts", "ratings"])
+        empty_maps(
+            doc,
+            &["cases", "drafts", "ratings", "surveys", "survey_answers"],
+        )
     })
     .await?;
     sqlx::query!(
@@ -101,6 +106,14 @@ pub async fn ensure(pool: &PgPool, customer_id: Uuid) -> Result<CustomerDocument
     .await?;
     sqlx::query!(
         "insert into sync_inbox_queue (case_id) select id from cases where customer_id = $1
+         on conflict do nothing",
+        customer_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "insert into sync_survey_queue (invitation_id)
+         select id from survey_invitations where customer_id = $1
          on conflict do nothing",
         customer_id
     )
@@ -136,7 +149,7 @@ pub enum DraftOutcome {
     },
 }
 
-/// What the inbox says about a rating written to the outbox.
+/// What the inbox says about a rating (or a survey's answers) written to the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RatingOutcome {
@@ -149,6 +162,8 @@ pub enum RatingOutcome {
 pub struct OutboxResult {
     pub drafts: Vec<(Uuid, DraftOutcome)>,
     pub ratings: Vec<(Uuid, RatingOutcome)>,
+    /// By invitation id.
+    pub surveys: Vec<(Uuid, RatingOutcome)>,
 }
 
 struct Draft {
@@ -192,7 +207,7 @@ fn draft(v: &Value) -> Draft {
     }
 }
 
-fn rejection(e: &Error) -> Option<(String, String)> {
+pub(crate) fn rejection(e: &Error) -> Option<(String, String)> {
     match e {
         Error::Invalid { code, message } | Error::Conflict { code, message } => {
             Some(((*code).to_owned(), message.clone()))
@@ -222,13 +237,14 @@ async fn acting_user(db: impl PgExecutor<'_>, customer_id: Uuid) -> Result<Optio
     }))
 }
 
-/// Files the outbox's new or corrected drafts and applies its ratings. Refusals (bad content,
-/// an id already used for other content) are returned for the inbox; database failures are
-/// errors, and processing the same outbox again after one does no harm.
+/// Files the outbox's new or corrected drafts and applies its ratings and survey answers.
+/// Refusals (bad content, an id already used for other content) are returned for the inbox;
+/// database failures are errors, and processing the same outbox again after one does no harm.
 pub async fn process_outbox(
     pool: &PgPool,
     customer_id: Uuid,
     content: &Value,
+    low: &crate::surveys::LowScore,
 ) -> Result<OutboxResult> {
     let mut result = OutboxResult::default();
     let Some(user) = acting_user(pool, customer_id).await? else {
@@ -301,6 +317,8 @@ pub async fn process_outbox(
             result.ratings.push((case_id, outcome));
         }
     }
+    result.surveys =
+        crate::survey_documents::apply_answers(pool, customer_id, content, low).await?;
     Ok(result)
 }
 

@@ -96,3 +96,39 @@ fields! {
     /// The wording of one option of a survey question, in one language.
     SurveyOptionLabel: "invalid_survey_option", "each option's wording", 80;
 }
+
+/// JSON Schema's `integer` includes `2.0`, which serde's integers refuse: reads both, as `T`
+/// when it fits (for `#[serde(deserialize_with)]` on API bodies).
+pub fn whole_number<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
+    whole(&n)
+}
+
+/// [`whole_number`] for an optional field (`null` or left out is `None`; add `#[serde(default)]`).
+pub fn optional_whole_number<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    match <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)? {
+        Some(n) => whole(&n).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn whole<E: serde::de::Error, T: TryFrom<i64>>(n: &serde_json::Number) -> std::result::Result<T, E> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every whole f64 below is exact
+    let whole = n
+        .as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < EXACT)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| E::custom("expected a whole number"))?;
+    T::try_from(whole).map_err(|_| E::custom(format!("{whole} is out of range")))
+}

@@ -28,6 +28,7 @@ pub mod outbox;
 pub mod processes;
 pub mod push_endpoint;
 pub mod scheduler;
+pub mod survey_documents;
 pub mod surveys;
 pub mod sync_tickets;
 pub mod terms;

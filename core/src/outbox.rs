@@ -402,7 +402,7 @@ async fn claim_slice(
         Ok(batch) => {
             let n = i64::try_from(batch.len()).unwrap_or(want);
             let state = (count + n, n < want);
-            Some((with_survey_links(&pool, batch).await, state))
+            Some((with_survey_links(&pool, channel, batch).await, state))
         }
         Err(e) => Some((Err(e), (count, true))),
     }
@@ -410,8 +410,13 @@ async fn claim_slice(
 
 /// Survey notices carry the link to the survey's page, whose single-use token is made now for
 /// this delivery (see [`crate::surveys::issue_link`]) and never stored in clear. A survey answered
-/// or expired since the notice was written is not sent.
-async fn with_survey_links(pool: &PgPool, batch: Vec<Claimed>) -> Result<Vec<Claimed>> {
+/// or expired since the notice was written is not sent. In a chat the notice also asks the first
+/// question (`first_question`, of `question_count`), which the conversation then goes on with.
+async fn with_survey_links(
+    pool: &PgPool,
+    channel: Channel,
+    batch: Vec<Claimed>,
+) -> Result<Vec<Claimed>> {
     let mut kept = Vec::with_capacity(batch.len());
     for mut d in batch {
         if d.kind != "survey_invitation" && d.kind != "survey_reminder" {
@@ -432,8 +437,21 @@ async fn with_survey_links(pool: &PgPool, batch: Vec<Claimed>) -> Result<Vec<Cla
                     crate::texts::data_text(&d.data, "page"),
                     d.language
                 );
+                let mut asked = serde_json::Map::new();
+                if let (Some(id), Channel::Telegram | Channel::Whatsapp) = (invitation, channel) {
+                    let mut conn = pool.acquire().await?;
+                    let inv = crate::surveys::invitation(&mut conn, id).await?;
+                    asked.insert("question_count".into(), inv.questions.len().into());
+                    if let Some(first) = inv.questions.into_iter().next() {
+                        let first = serde_json::to_value(first).map_err(|e| {
+                            crate::Error::Internal(format!("a survey question: {e}"))
+                        })?;
+                        asked.insert("first_question".into(), first);
+                    }
+                }
                 if let Some(fields) = d.data.as_object_mut() {
                     fields.insert("link".into(), link.into());
+                    fields.extend(asked);
                 }
                 kept.push(d);
             }

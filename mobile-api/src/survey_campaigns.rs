@@ -201,6 +201,8 @@ pub async fn edit_version(
 #[serde(deny_unknown_fields)]
 pub struct CurrentSurveyVersionRequest {
     /// The version new invitations of the template use from now on.
+    #[serde(deserialize_with = "atiende_core::input::whole_number")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub version: i32,
 }
 

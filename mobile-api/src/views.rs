@@ -207,10 +207,12 @@ pub struct Me {
     pub customer_id: Option<Uuid>,
     /// Codes of the processes a staff member belongs to or leads.
     pub processes: Vec<String>,
-    /// A customer's outbox document (`automerge:` URL): PQRS drafted offline and ratings.
+    /// A customer's outbox document (`automerge:` URL): PQRS drafted offline, ratings and survey
+    /// answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox_url: Option<String>,
-    /// A customer's inbox document, written by the server: radicados, statuses, answers.
+    /// A customer's inbox document, written by the server: radicados, statuses, answers, survey
+    /// invitations with their questions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbox_url: Option<String>,
 }
@@ -566,7 +568,7 @@ pub struct CloseRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RatingRequest {
     /// 1 (bad) to 5 (excellent).
-    #[serde(deserialize_with = "whole_number")]
+    #[serde(deserialize_with = "atiende_core::input::whole_number")]
     #[schema(minimum = 1, maximum = 5)]
     pub score: i64,
     /// At most 2000 characters once trimmed; a blank comment is no comment.
@@ -574,18 +576,6 @@ pub struct RatingRequest {
     pub comment: Option<String>,
 }
 
-/// JSON Schema's `integer` includes `2.0`, which serde's `i64` refuses: read both.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every whole f64 below is exact
-    let n = serde_json::Number::deserialize(d)?;
-    n.as_i64()
-        .or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < EXACT)
-                .map(|f| f as i64)
-        })
-        .ok_or_else(|| serde::de::Error::custom("expected a whole number"))
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageRequest {

@@ -1184,6 +1184,7 @@ impl Settings {
                 }),
             file_limit: self.blob_max_bytes,
             interval: Duration::from_millis(self.bots_interval_ms),
+            survey_low_score: self.survey_low_score(),
         }
     }
 
@@ -1199,6 +1200,7 @@ impl Settings {
             catch_up: Duration::from_secs(self.sync_catch_up_secs),
             announce_window: Duration::from_millis(self.sync_announce_window_ms),
             awake_documents: self.sync_awake_documents,
+            survey_low_score: self.survey_low_score(),
             ..atiende_sync::SyncSettings::default()
         }
     }

@@ -3,7 +3,8 @@
 //!   on `sync_changes`) and handed to `atiende_core` as JSON: reports become rows, drafts become
 //!   cases, ratings rate them;
 //! - every case whose state changed (queued by a trigger on `case_events`) is written into its
-//!   customer's inbox, together with what became of each draft.
+//!   customer's inbox, together with what became of each draft; so is every survey invitation
+//!   sent or answered (queued by a trigger on `survey_invitations`), with its questions.
 //!
 //! Each queue row is leased (SKIP LOCKED) and deleted once its work is done, unless a new change
 //! queued it again meanwhile: several processes share the work, a crash leaves the row for
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use atiende_core::customer_documents::{self, DraftOutcome, OutboxResult, RatingOutcome};
 use atiende_core::field_reports::{self, Projected};
+use atiende_core::survey_documents;
 use atiende_core::worker::{self, Round};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
@@ -58,7 +60,10 @@ impl SyncState {
         worker::run("sync projector", POLL, shutdown, || async {
             // One queue's failure does not hold the other up.
             let projected = self.project_next().await;
-            let written = self.write_next_inbox_entry().await;
+            let written = match self.write_next_inbox_entry().await {
+                Ok(false) => self.work_next(Queue::Survey).await,
+                other => other,
+            };
             match (projected, written) {
                 (Ok(a), Ok(b)) => Ok(if a || b { Round::More } else { Round::Idle }),
                 (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
@@ -91,6 +96,10 @@ impl SyncState {
             },
             Queue::Inbox => match Uuid::parse_str(&key) {
                 Ok(case_id) => self.write_inbox_entry(case_id).await,
+                Err(_) => Ok(()),
+            },
+            Queue::Survey => match Uuid::parse_str(&key) {
+                Ok(invitation_id) => self.write_survey_entry(invitation_id).await,
                 Err(_) => Ok(()),
             },
         };
@@ -132,8 +141,9 @@ impl SyncState {
                 let Some(customer) = customer_documents::outbox_owner(self.db(), id).await? else {
                     return Ok(());
                 };
+                let low = &self.settings().survey_low_score;
                 let result =
-                    customer_documents::process_outbox(self.db(), customer, &content).await?;
+                    customer_documents::process_outbox(self.db(), customer, &content, low).await?;
                 self.write_outbox_outcomes(customer, result).await?;
             }
             DocumentKind::CustomerInbox => {}
@@ -141,13 +151,14 @@ impl SyncState {
         Ok(())
     }
 
-    /// Tells the customer, in their inbox, what became of their drafts and ratings.
+    /// Tells the customer, in their inbox, what became of their drafts, ratings and survey
+    /// answers.
     async fn write_outbox_outcomes(
         &self,
         customer: Uuid,
         result: OutboxResult,
     ) -> Result<(), ProjectionError> {
-        if result.drafts.is_empty() && result.ratings.is_empty() {
+        if result.drafts.is_empty() && result.ratings.is_empty() && result.surveys.is_empty() {
             return Ok(());
         }
         let Some(docs) = customer_documents::find(self.db(), customer).await? else {
@@ -158,17 +169,22 @@ impl SyncState {
             .iter()
             .map(|(id, o): &(Uuid, DraftOutcome)| Ok((id.to_string(), serde_json::to_value(o)?)))
             .collect::<Result<_, serde_json::Error>>()?;
-        let ratings: Vec<(String, Value)> = result
-            .ratings
-            .iter()
-            .map(|(id, o): &(Uuid, RatingOutcome)| Ok((id.to_string(), serde_json::to_value(o)?)))
-            .collect::<Result<_, serde_json::Error>>()?;
+        let outcomes = |list: &[(Uuid, RatingOutcome)]| {
+            list.iter()
+                .map(|(id, o)| Ok((id.to_string(), serde_json::to_value(o)?)))
+                .collect::<Result<Vec<(String, Value)>, serde_json::Error>>()
+        };
+        let ratings = outcomes(&result.ratings)?;
+        let surveys = outcomes(&result.surveys)?;
         self.change_document(docs.inbox, |doc| {
             for (key, value) in &drafts {
-                put_entry(doc, "drafts", key, value)?;
+                put_entry(doc, "drafts", key, value, &[])?;
             }
             for (key, value) in &ratings {
-                put_entry(doc, "ratings", key, value)?;
+                put_entry(doc, "ratings", key, value, &[])?;
+            }
+            for (key, value) in &surveys {
+                put_entry(doc, "survey_answers", key, value, &[])?;
             }
             Ok(())
         })
@@ -188,8 +204,42 @@ impl SyncState {
         };
         let value = serde_json::to_value(&entry)?;
         let key = case_id.to_string();
-        self.change_document(inbox, |doc| put_entry(doc, "cases", &key, &value))
+        self.change_document(inbox, |doc| put_entry(doc, "cases", &key, &value, &[]))
             .await?;
+        Ok(())
+    }
+}
+
+impl SyncState {
+    /// Writes one survey invitation into its customer's inbox: its state each time, its questions
+    /// (frozen with its version) the first time.
+    async fn write_survey_entry(&self, invitation_id: Uuid) -> Result<(), ProjectionError> {
+        let Some((inbox, mut entry)) =
+            survey_documents::inbox_entry(self.db(), invitation_id).await?
+        else {
+            return Ok(());
+        };
+        let questions = serde_json::to_value(std::mem::take(&mut entry.questions))?;
+        let value = serde_json::to_value(&entry)?;
+        let key = invitation_id.to_string();
+        self.change_document(inbox, |doc| {
+            let fields = match &value {
+                Value::Object(fields) => fields
+                    .iter()
+                    .filter(|(k, _)| *k != "questions")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                _ => serde_json::Map::new(),
+            };
+            put_entry(doc, "surveys", &key, &Value::Object(fields), &["questions"])?;
+            let section = map_at(doc, &ROOT, "surveys")?;
+            let entry = map_at(doc, &section, &key)?;
+            if doc.get(&entry, "questions")?.is_none() {
+                put_value(doc, &entry, At::Key("questions"), &questions)?;
+            }
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 }
@@ -209,6 +259,7 @@ fn view(
 enum Queue {
     Projection,
     Inbox,
+    Survey,
 }
 
 impl Queue {
@@ -238,6 +289,20 @@ impl Queue {
                          and since <= clock_timestamp() - make_interval(secs => $2)
                        order by since limit 1 for update skip locked)
                    returning case_id::text as "key!", queued_at"#,
+                LEASE_SECS,
+                SETTLE_SECS
+            )
+            .fetch_optional(db)
+            .await?
+            .map(|r| (r.key, r.queued_at)),
+            Queue::Survey => sqlx::query!(
+                r#"update sync_survey_queue set leased_until = now() + make_interval(secs => $1)
+                   where invitation_id = (
+                       select invitation_id from sync_survey_queue
+                       where (leased_until is null or leased_until <= now())
+                         and since <= clock_timestamp() - make_interval(secs => $2)
+                       order by since limit 1 for update skip locked)
+                   returning invitation_id::text as "key!", queued_at"#,
                 LEASE_SECS,
                 SETTLE_SECS
             )
@@ -285,6 +350,20 @@ impl Queue {
                 .execute(db)
                 .await?
             }
+            Queue::Survey => {
+                sqlx::query!(
+                    "with gone as (
+                         delete from sync_survey_queue where invitation_id = $1::text::uuid and queued_at = $2
+                         returning invitation_id
+                     )
+                     update sync_survey_queue set since = clock_timestamp()
+                     where invitation_id = $1::text::uuid and not exists (select 1 from gone)",
+                    key,
+                    queued_at
+                )
+                .execute(db)
+                .await?
+            }
         };
         Ok(())
     }
@@ -312,24 +391,43 @@ impl Queue {
                 .execute(db)
                 .await?
             }
+            Queue::Survey => {
+                sqlx::query!(
+                    "update sync_survey_queue set leased_until = now() + make_interval(secs => $2)
+                     where invitation_id = $1::text::uuid",
+                    key,
+                    RETRY_AFTER_SECS
+                )
+                .execute(db)
+                .await?
+            }
         };
         Ok(())
     }
 }
 
 /// Sets `root[section][key]` to the flat object `value`, touching only the fields that differ,
-/// so writing the same state again adds no change to the document's history.
+/// so writing the same state again adds no change to the document's history. Fields `value` no
+/// longer has are removed (a refusal's `code` once the answer is accepted), except those `kept`.
 fn put_entry(
     doc: &mut AutoCommit,
     section: &str,
     key: &str,
     value: &Value,
+    kept: &[&str],
 ) -> Result<(), automerge::AutomergeError> {
     let section = map_at(doc, &ROOT, section)?;
     let entry = map_at(doc, &section, key)?;
     let Value::Object(fields) = value else {
         return Ok(());
     };
+    let stale: Vec<String> = doc
+        .keys(&entry)
+        .filter(|k| !fields.contains_key(k) && !kept.contains(&k.as_str()))
+        .collect();
+    for k in stale {
+        doc.delete(&entry, k.as_str())?;
+    }
     for (field, v) in fields {
         if let Value::Array(items) = v {
             put_list(doc, &entry, field, items)?;
@@ -369,6 +467,50 @@ fn put_list(
     let list = doc.put_object(obj, field, ObjType::List)?;
     for (i, item) in wanted.into_iter().enumerate() {
         doc.insert(&list, i, item)?;
+    }
+    Ok(())
+}
+
+/// Where [`put_value`] writes: a map's key, or a list's position (inserted there).
+enum At<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Writes `value` at `at` in `obj`, nested maps and lists included (a survey's questions, with
+/// their options).
+fn put_value(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    at: At<'_>,
+    value: &Value,
+) -> Result<(), automerge::AutomergeError> {
+    let kind = match value {
+        Value::Object(_) => ObjType::Map,
+        Value::Array(_) => ObjType::List,
+        other => {
+            return match at {
+                At::Key(k) => doc.put(obj, k, scalar(other)),
+                At::Index(i) => doc.insert(obj, i, scalar(other)),
+            };
+        }
+    };
+    let child = match at {
+        At::Key(k) => doc.put_object(obj, k, kind)?,
+        At::Index(i) => doc.insert_object(obj, i, kind)?,
+    };
+    match value {
+        Value::Object(fields) => {
+            for (k, v) in fields {
+                put_value(doc, &child, At::Key(k), v)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                put_value(doc, &child, At::Index(i), v)?;
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -68,6 +68,8 @@ pub struct SyncSettings {
     /// How often the documents with subscribers are compared with storage, to catch changes
     /// another process stored and was killed before announcing.
     pub catch_up: Duration,
+    /// When a survey the app answers opens a follow-up.
+    pub survey_low_score: atiende_core::surveys::LowScore,
 }
 
 impl Default for SyncSettings {
@@ -94,6 +96,7 @@ impl Default for SyncSettings {
             keepalive: Duration::from_secs(30),
             announce_window: Duration::ZERO,
             catch_up: Duration::from_secs(30),
+            survey_low_score: atiende_core::surveys::LowScore::default(),
         }
     }
 }

@@ -26,7 +26,17 @@ pub struct TestApp {
 
 /// Starts the whole HTTP application on an ephemeral port, using `pool`'s database.
 pub async fn spawn_app(pool: PgPool) -> TestApp {
-    spawn_app_with(pool, Settings::default()).await
+    spawn_app_with(pool, test_settings()).await
+}
+
+/// The defaults, except that the scheduler opens no semestral survey campaign by itself: in June
+/// and December it would, and a test that makes customers active as it starts could find them
+/// invited. The campaign tests turn it on.
+pub fn test_settings() -> Settings {
+    Settings {
+        survey_campaign_months: Vec::new(),
+        ..Settings::default()
+    }
 }
 
 /// The same, with the given settings.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TEXT: usize = 2_000;
 
 /// One question of a template version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SurveyQuestion {
     pub position: i16,
@@ -24,7 +24,7 @@ pub struct SurveyQuestion {
     pub required: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SurveyChoice {
     pub value: String,

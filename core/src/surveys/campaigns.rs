@@ -77,7 +77,8 @@ pub struct NewSurveyCampaign {
     #[serde(default)]
     pub template: Option<String>,
     /// The template's version; its current version when left out.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::input::optional_whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647))]
     pub version: Option<i32>,
     /// The first day (Colombian time), today or later, at most 366 days ahead; today when left
     /// out. Customers are drawn and invited when it opens.
@@ -88,7 +89,8 @@ pub struct NewSurveyCampaign {
     pub closes_on: NaiveDate,
     /// 1 to 100,000: a random sample of this many active customers; every active customer when
     /// left out.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::input::optional_whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100000))]
     pub sample_size: Option<u32>,
 }
 

@@ -355,7 +355,21 @@ pub async fn answer(
     who: Answering<'_>,
 ) -> Result<SurveyInvitation, Refused> {
     let mut tx = pool.begin().await?;
-    let inv = invitation(&mut tx, id).await?;
+    let done = answer_in(&mut tx, id, raw, strict, who).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// [`answer`] in the caller's transaction, so that what else the caller writes (a chat's
+/// conversation) commits or rolls back with the answers.
+pub async fn answer_in(
+    tx: &mut PgConnection,
+    id: Uuid,
+    raw: &BTreeMap<String, String>,
+    strict: bool,
+    who: Answering<'_>,
+) -> Result<SurveyInvitation, Refused> {
+    let inv = invitation(&mut *tx, id).await?;
     let parsed = answers::parse(&inv.questions, raw, strict).map_err(Refused::Invalid)?;
     let claimed = sqlx::query!(
         r#"update survey_invitations set answered_at = now(), taken_via = $2, entered_by = $3
@@ -368,9 +382,8 @@ pub async fn answer(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(claimed) = claimed else {
-        drop(tx);
-        let mut conn = pool.acquire().await?;
-        let now = invitation(&mut conn, id).await?;
+        // A statement of its own sees what another transaction committed meanwhile.
+        let now = invitation(&mut *tx, id).await?;
         return Err(if now.answered_at.is_some() {
             Refused::Answered
         } else {
@@ -399,11 +412,9 @@ pub async fn answer(
         .await?;
     }
     if let Some(lowest) = answers::lowest_score(&parsed).filter(|s| *s <= who.low.threshold) {
-        follow_ups::open(&mut tx, id, lowest, &who.low.default_process).await?;
+        follow_ups::open(&mut *tx, id, lowest, &who.low.default_process).await?;
     }
-    let done = invitation(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(done)
+    Ok(invitation(&mut *tx, id).await?)
 }
 
 /// One stored answer, with its question.

@@ -237,7 +237,7 @@ async fn uploads_that_are_not_what_they_claim_are_refused(pool: PgPool) {
 async fn blobs_past_the_configured_limit_are_refused(pool: PgPool) {
     let settings = Settings {
         blob_max_bytes: 1024,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool, settings).await;
     let customer = app.customer("cliente@test.co", "1020304050").await;

@@ -24,7 +24,7 @@ struct World {
 async fn world(pool: PgPool) -> World {
     let settings = Settings {
         scheduler_interval_ms: 3_600_000,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool, settings).await;
     let org = app.org().await;

@@ -102,7 +102,7 @@ async fn contract_app(pool: PgPool) -> TestApp {
         login_limit_per_address: 1_000_000,
         login_limit_per_email: 1_000_000,
         hash_wait_ms: 60_000,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     spawn_app_with(pool, settings).await
 }

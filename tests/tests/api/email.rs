@@ -25,7 +25,7 @@ pub(crate) fn mail_settings(port: u16) -> Settings {
         mail_service_mailbox: Some(MAILBOX.into()),
         public_base_url: "https://pqrs.empresa.test/".into(),
         mail_interval_ms: 50,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     }
 }
 

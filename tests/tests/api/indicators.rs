@@ -414,7 +414,7 @@ async fn surveys(pool: &PgPool) {
 async fn world(pool: PgPool) -> (TestApp, Org) {
     let settings = Settings {
         scheduler_interval_ms: 3_600_000,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool, settings).await;
     let org = app.org().await;
@@ -714,7 +714,7 @@ async fn indicators_as_csv_for_a_spanish_spreadsheet(pool: PgPool) {
 async fn bad_indicator_queries_are_refused(pool: PgPool) {
     let settings = Settings {
         scheduler_interval_ms: 3_600_000,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool, settings).await;
     let org = app.org().await;

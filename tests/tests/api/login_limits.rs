@@ -13,7 +13,7 @@ fn patient() -> Settings {
     Settings {
         hash_concurrency: 64,
         hash_wait_ms: 60_000,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     }
 }
 
@@ -143,7 +143,7 @@ async fn hashing_beyond_its_bound_gets_503_with_retry_after(pool: PgPool) {
         hash_concurrency: 1,
         hash_wait_ms: 1,
         login_limit_per_address: 1000,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool, settings).await;
     let emails: Vec<String> = (0..20).map(|i| format!("user{i}@test.co")).collect();

@@ -40,7 +40,7 @@ fn settings(dovecot: &Dovecot, security: Security, smtp: &SmtpReceiver) -> Setti
         mail_service_mailbox: Some("servicioalcliente@empresa.test".into()),
         public_base_url: "https://pqrs.empresa.test".into(),
         mail_interval_ms: 50,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     }
 }
 

@@ -11,13 +11,13 @@ use sqlx::PgPool;
 
 use crate::sync_support::{edit, eventually, read};
 
-struct Customer {
-    token: String,
-    outbox: String,
-    inbox: String,
+pub(crate) struct Customer {
+    pub(crate) token: String,
+    pub(crate) outbox: String,
+    pub(crate) inbox: String,
 }
 
-async fn customer(app: &TestApp, email: &str, document: &str) -> Customer {
+pub(crate) async fn customer(app: &TestApp, email: &str, document: &str) -> Customer {
     let token = app.customer(email, document).await;
     let me = app.get("/api/v1/me", Some(&token)).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);

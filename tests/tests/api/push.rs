@@ -46,7 +46,7 @@ impl Browser {
 pub(crate) async fn push_app(pool: PgPool) -> TestApp {
     let settings = Settings {
         push_allow_loopback: true,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     spawn_app_with(pool, settings).await
 }
@@ -296,7 +296,7 @@ async fn subscriptions_and_the_public_key(pool: PgPool) {
     let (private, public) = generate_keys().expect("keys");
     let settings = Settings {
         vapid_private_key: Some(Secret::new(private)),
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool.clone(), settings).await;
     let r = app.get("/api/v1/push/vapid-public-key", None).await;

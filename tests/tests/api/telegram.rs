@@ -15,7 +15,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const TOKEN: &str = "123456:TEST-bot-token";
-const SECRET: &str = "webhook-secret_123";
+pub(crate) const SECRET: &str = "webhook-secret_123";
 const WEBHOOK: &str = "/api/v1/bots/telegram/webhook";
 /// How long a test waits for the bot to answer: generous, for a busy machine.
 const PATIENCE: Duration = atiende_tests::CHAT_PATIENCE;
@@ -61,7 +61,7 @@ pub(crate) fn settings(telegram: &MockServer) -> Settings {
         telegram_webhook_secret: Some(atiende_server::settings::Secret::new(SECRET)),
         telegram_api_url: telegram.uri(),
         bots_interval_ms: 50,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     }
 }
 
@@ -123,7 +123,7 @@ impl Chat {
         req.send().await.expect("webhook").status()
     }
 
-    fn update(&self, kind: &str, body: Value) -> Value {
+    pub(crate) fn update(&self, kind: &str, body: Value) -> Value {
         let id = self.next_update.fetch_add(1, Ordering::SeqCst);
         let mut update = json!({"update_id": id});
         update[kind] = body;
@@ -238,7 +238,7 @@ impl Chat {
         }
     }
 
-    async fn settled(&self) {
+    pub(crate) async fn settled(&self) {
         atiende_tests::chats_settled(&self.app.pool).await;
     }
 
@@ -265,12 +265,12 @@ impl Chat {
     }
 }
 
-fn text(m: &Value) -> &str {
+pub(crate) fn text(m: &Value) -> &str {
     m["text"].as_str().unwrap_or_default()
 }
 
 /// The ids of the inline buttons under a message, row by row.
-fn buttons(m: &Value) -> Vec<String> {
+pub(crate) fn buttons(m: &Value) -> Vec<String> {
     m["reply_markup"]["inline_keyboard"]
         .as_array()
         .into_iter()

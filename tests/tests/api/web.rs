@@ -500,7 +500,7 @@ async fn bad_input_is_shown_next_to_its_field_and_writes_nothing(pool: PgPool) {
 async fn attachments_are_limited_in_number_size_and_type(pool: PgPool) {
     let settings = Settings {
         blob_max_bytes: 64 * 1024,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool.clone(), settings).await;
     let form = open_form(&app, "").await;
@@ -630,7 +630,7 @@ async fn too_many_posts_from_one_address_wait_for_the_window(pool: PgPool) {
     let settings = Settings {
         web_posts_per_window: 2,
         web_window_secs: 3600,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool.clone(), settings).await;
     let form = open_form(&app, "").await;
@@ -676,7 +676,7 @@ async fn too_many_posts_from_one_address_wait_for_the_window(pool: PgPool) {
         Settings {
             web_posts_per_window: 2,
             web_window_secs: 3600,
-            ..Settings::default()
+            ..atiende_tests::test_settings()
         },
     )
     .await;
@@ -701,7 +701,7 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy(pool: PgPool) {
         } else {
             Vec::new()
         },
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool.clone(), limited(false)).await;
     let form = open_form(&app, "").await;

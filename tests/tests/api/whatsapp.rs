@@ -93,7 +93,7 @@ pub(crate) fn settings(graph: &MockServer) -> Settings {
         whatsapp_api_url: graph.uri(),
         whatsapp_templates: [("answer".to_owned(), "respuesta_pqrs:es_CO".to_owned())].into(),
         bots_interval_ms: 50,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     }
 }
 
@@ -115,14 +115,14 @@ pub(crate) fn event(messages: Vec<Value>, statuses: Vec<Value>) -> Value {
     }]}]})
 }
 
-struct Wa {
-    app: TestApp,
+pub(crate) struct Wa {
+    pub app: TestApp,
     graph: MockServer,
     next: AtomicU64,
 }
 
 impl Wa {
-    async fn start(pool: PgPool) -> Wa {
+    pub(crate) async fn start(pool: PgPool) -> Wa {
         let graph = graph_api().await;
         let app = spawn_app_with(pool, settings(&graph)).await;
         Wa {
@@ -170,13 +170,13 @@ impl Wa {
         self.wait_for(from, before + expect).await[before..].to_vec()
     }
 
-    async fn say(&self, from: &str, text: &str, expect: usize) -> Vec<Value> {
+    pub(crate) async fn say(&self, from: &str, text: &str, expect: usize) -> Vec<Value> {
         let m = self.message(from, json!({"type": "text", "text": {"body": text}}));
         self.exchange(from, m, expect).await
     }
 
     /// Taps a reply button or picks a list row.
-    async fn tap(&self, from: &str, id: &str, expect: usize) -> Vec<Value> {
+    pub(crate) async fn tap(&self, from: &str, id: &str, expect: usize) -> Vec<Value> {
         let m = self.message(
             from,
             json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": id, "title": "x"}}}),
@@ -184,7 +184,7 @@ impl Wa {
         self.exchange(from, m, expect).await
     }
 
-    async fn pick(&self, from: &str, id: &str, expect: usize) -> Vec<Value> {
+    pub(crate) async fn pick(&self, from: &str, id: &str, expect: usize) -> Vec<Value> {
         let m = self.message(
             from,
             json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": id, "title": "x"}}}),
@@ -193,7 +193,7 @@ impl Wa {
     }
 
     /// Every message sent to the number, in order.
-    async fn sent(&self, from: &str) -> Vec<Value> {
+    pub(crate) async fn sent(&self, from: &str) -> Vec<Value> {
         self.graph
             .received_requests()
             .await
@@ -205,7 +205,7 @@ impl Wa {
             .collect()
     }
 
-    async fn wait_for(&self, from: &str, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, from: &str, n: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let sent = self.sent(from).await;
@@ -233,7 +233,7 @@ impl Wa {
     }
 
     /// A new number: consent, registration with a document, and the menu.
-    async fn register(&self, from: &str, document: &str) {
+    pub(crate) async fn register(&self, from: &str, document: &str) {
         self.say(from, "hola", 2).await;
         let name = self.tap(from, "consent:yes", 1).await;
         assert_eq!(
@@ -280,7 +280,7 @@ impl Wa {
 }
 
 /// What a sent message says: its text, its interactive body, or its template's name.
-fn text(m: &Value) -> &str {
+pub(crate) fn text(m: &Value) -> &str {
     m["text"]["body"]
         .as_str()
         .or_else(|| m["interactive"]["body"]["text"].as_str())
@@ -289,7 +289,7 @@ fn text(m: &Value) -> &str {
 }
 
 /// The ids of a message's reply buttons or list rows.
-fn choices(m: &Value) -> Vec<String> {
+pub(crate) fn choices(m: &Value) -> Vec<String> {
     let buttons = m["interactive"]["action"]["buttons"]
         .as_array()
         .into_iter()

@@ -18,7 +18,7 @@ const REMIND_AFTER: Duration = Duration::from_secs(15 * 24 * 3600);
 async fn app(pool: PgPool) -> (TestApp, Org, String) {
     let settings = Settings {
         scheduler_interval_ms: 3_600_000,
-        ..Settings::default()
+        ..atiende_tests::test_settings()
     };
     let app = spawn_app_with(pool, settings).await;
     let org = app.org().await;
