@@ -170,7 +170,11 @@ fn draw(
                 .map(|m| short_month(m))
                 .unwrap_or_default()
         };
-        let value_label = |y: &f64| unit.format(*y);
+        // An axis of counts may have ticks between whole numbers: they keep their decimals.
+        let value_label = |y: &f64| match unit {
+            Unit::Count => decimal(*y),
+            _ => unit.format(*y),
+        };
         chart
             .configure_mesh()
             .x_labels(n.min(6))
