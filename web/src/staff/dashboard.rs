@@ -433,14 +433,14 @@ pub async fn show(
         }
         _ => "/staff".to_owned(),
     };
-    let base = StaffBase::new(
+    let base = signed.base(
         &state,
         lang,
-        lang.t("staff.dashboard_title"),
+        "staff.dashboard_title",
         path,
         csrf.token.clone(),
-    )
-    .signed(&signed.user, "dashboard");
+        "dashboard",
+    );
     let view = match dashboard::view(&state.db, &signed.user, &state.commercial_process).await {
         Ok(view) => view,
         Err(e) => return csrf.set_cookie(super::failure(&state, base, e)),
@@ -504,14 +504,14 @@ pub async fn csv(
 ) -> Response {
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let csrf = Csrf::from_headers(&headers);
-    let base = StaffBase::new(
+    let base = signed.base(
         &state,
         lang,
-        lang.t("staff.dashboard_title"),
+        "staff.dashboard_title",
         "/staff",
         csrf.token.clone(),
-    )
-    .signed(&signed.user, "dashboard");
+        "dashboard",
+    );
     let query = match parse_range(&q) {
         Ok(query) => query,
         Err(e) => {

@@ -109,6 +109,44 @@ impl<'a> StaffBase<'a> {
     }
 }
 
+impl SignedIn {
+    /// The layout of a page for this member of staff: its title (a text key), path, CSRF token and
+    /// part of the navigation.
+    pub fn base<'a>(
+        &self,
+        state: &'a WebState,
+        lang: Lang,
+        title_key: &str,
+        path: impl Into<String>,
+        csrf: String,
+        section: &'static str,
+    ) -> StaffBase<'a> {
+        StaffBase::new(state, lang, lang.t(title_key), path, csrf).signed(&self.user, section)
+    }
+}
+
+/// A form POSTed to a staff page: its CSRF field, which must repeat the browser's cookie.
+pub trait CsrfForm {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// The form when it could be read and its CSRF token matches; else the page refusing it, with
+/// nothing done.
+pub fn posted<T: CsrfForm>(
+    state: &WebState,
+    lang: Lang,
+    headers: &axum::http::HeaderMap,
+    form: Result<axum::extract::Form<T>, axum::extract::rejection::FormRejection>,
+) -> Result<T, Box<Response>> {
+    let Ok(axum::extract::Form(form)) = form else {
+        return Err(Box::new(pages::private(pages::bad_request(state, lang))));
+    };
+    if !crate::guard::csrf_ok(headers, form.csrf()) {
+        return Err(Box::new(pages::private(crate::guard::refused(state, lang))));
+    }
+    Ok(form)
+}
+
 /// A month as people read it: `marzo de 2026`, `March 2026`.
 pub fn month_name(lang: Lang, month: Month) -> String {
     use chrono::Datelike;

@@ -22,7 +22,7 @@ use super::charts::Chart;
 use super::figures::{self, TableView};
 use super::{SignedIn, StaffBase, month_name};
 use crate::WebState;
-use crate::guard::{self, Csrf};
+use crate::guard::Csrf;
 use crate::lang::Lang;
 use crate::pages::{self, Errors, FieldError};
 
@@ -67,14 +67,14 @@ pub async fn list(
     signed: SignedIn,
 ) -> Response {
     let csrf = Csrf::from_headers(&headers);
-    let base = StaffBase::new(
+    let base = signed.base(
         &state,
         lang,
-        lang.t("staff.reports_title"),
+        "staff.reports_title",
         "/staff/reports",
         csrf.token.clone(),
-    )
-    .signed(&signed.user, "reports");
+        "reports",
+    );
     if let Err(e) = dashboard::view(&state.db, &signed.user, &state.commercial_process).await {
         return csrf.set_cookie(super::failure(&state, base, e));
     }
@@ -194,8 +194,7 @@ async fn render(
     shown: Shown,
 ) -> Response {
     let path = format!("/staff/reports/{raw_month}");
-    let base = StaffBase::new(state, lang, lang.t("staff.report_title"), path, csrf)
-        .signed(&signed.user, "reports");
+    let base = signed.base(state, lang, "staff.report_title", path, csrf, "reports");
     let view = match dashboard::view(&state.db, &signed.user, &state.commercial_process).await {
         Ok(view) => view,
         Err(e) => return super::failure(state, base, e),
@@ -346,6 +345,12 @@ pub struct AnalysisForm {
     body: String,
 }
 
+impl super::CsrfForm for AnalysisForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn save(
     State(state): State<WebState>,
@@ -355,22 +360,20 @@ pub async fn save(
     Path(raw_month): Path<String>,
     form: Result<Form<AnalysisForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return pages::private(pages::bad_request(&state, lang));
+    let form = match super::posted(&state, lang, &headers, form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
-    if !guard::csrf_ok(&headers, form.csrf.as_deref()) {
-        return pages::private(guard::refused(&state, lang));
-    }
     let csrf = form.csrf.clone().unwrap_or_default();
     let base = || {
-        StaffBase::new(
+        signed.base(
             &state,
             lang,
-            lang.t("staff.report_title"),
+            "staff.report_title",
             format!("/staff/reports/{raw_month}"),
             csrf.clone(),
+            "reports",
         )
-        .signed(&signed.user, "reports")
     };
     if let Err(e) = dashboard::view(&state.db, &signed.user, &state.commercial_process).await {
         return super::failure(&state, base(), e);

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::StaffBase;
 use crate::WebState;
-use crate::guard::{self, Csrf};
+use crate::guard::Csrf;
 use crate::lang::Lang;
 use crate::pages::{self, Errors, FieldError};
 
@@ -189,6 +189,12 @@ pub struct Credentials {
     next: Option<String>,
 }
 
+impl super::CsrfForm for Credentials {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn sign_in(
     State(state): State<WebState>,
@@ -197,12 +203,10 @@ pub async fn sign_in(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     form: Result<Form<Credentials>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return pages::private(pages::bad_request(&state, lang));
+    let form = match super::posted(&state, lang, &headers, form) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
-    if !guard::csrf_ok(&headers, form.csrf.as_deref()) {
-        return pages::private(guard::refused(&state, lang));
-    }
     let csrf = form.csrf.clone().unwrap_or_default();
     let refused = |status: StatusCode, field: &'static str, code: &'static str| {
         let mut page = login_page(
@@ -280,6 +284,12 @@ pub struct SignOut {
     csrf: Option<String>,
 }
 
+impl super::CsrfForm for SignOut {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn sign_out(
     State(state): State<WebState>,
@@ -288,11 +298,8 @@ pub async fn sign_out(
     signed: SignedIn,
     form: Result<Form<SignOut>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return pages::private(pages::bad_request(&state, lang));
-    };
-    if !guard::csrf_ok(&headers, form.csrf.as_deref()) {
-        return pages::private(guard::refused(&state, lang));
+    if let Err(refused) = super::posted(&state, lang, &headers, form) {
+        return *refused;
     }
     if let Err(e) = auth::logout(&state.db, &signed.token).await {
         tracing::error!(error = %e, "staff sign-out");
