@@ -5,6 +5,8 @@
 use atiende_core::indicators::{Cell, Table};
 use plotters::prelude::*;
 
+use crate::lang::Lang;
+
 const WIDTH: u32 = 560;
 const HEIGHT: u32 = 300;
 /// The series' colours: dark enough on white for text-level contrast, apart from one another.
@@ -29,19 +31,23 @@ pub enum Unit {
 }
 
 impl Unit {
-    pub fn format(self, v: f64) -> String {
+    pub fn format(self, lang: Lang, v: f64) -> String {
         match self {
-            Unit::Percent => format!("{} %", decimal(v)),
-            Unit::Hours => format!("{} h", decimal(v)),
+            Unit::Percent => format!("{} %", decimal(lang, v)),
+            Unit::Hours => format!("{} h", decimal(lang, v)),
             Unit::Count => format!("{v:.0}"),
         }
     }
 }
 
-/// A number with at most two decimals and no trailing zeros.
-pub fn decimal(v: f64) -> String {
+/// A number with at most two decimals and no trailing zeros; a decimal comma in Spanish.
+pub fn decimal(lang: Lang, v: f64) -> String {
     let s = format!("{v:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    match lang {
+        Lang::Es => s.replace('.', ","),
+        Lang::En => s.to_owned(),
+    }
 }
 
 /// One line of a chart: its name and a value (or nothing to measure) for each month.
@@ -71,16 +77,19 @@ pub struct TargetLine {
     pub label: String,
 }
 
+/// The chart `id`, titled and explained by the texts `web.staff.chart.<id>` and
+/// `web.staff.chart_note.<id>`.
 pub fn chart(
+    lang: Lang,
     id: &str,
-    title: String,
-    note: String,
     months: &[String],
     lines: Vec<Line>,
     unit: Unit,
     target: Option<TargetLine>,
 ) -> Chart {
-    let svg = draw(id, &title, months, &lines, unit, target.as_ref()).unwrap_or_else(|e| {
+    let title = lang.t(&format!("staff.chart.{id}"));
+    let note = lang.t(&format!("staff.chart_note.{id}"));
+    let svg = draw(lang, id, &title, months, &lines, unit, target.as_ref()).unwrap_or_else(|e| {
         tracing::error!(error = %e, chart = id, "drawing a chart");
         String::new()
     });
@@ -103,7 +112,7 @@ pub fn chart(
                 let cells = lines
                     .iter()
                     .map(|l| match l.values.get(i).copied().flatten() {
-                        Some(v) => unit.format(v),
+                        Some(v) => unit.format(lang, v),
                         None => "—".to_owned(),
                     })
                     .collect();
@@ -129,6 +138,7 @@ fn escape(text: &str) -> String {
 }
 
 fn draw(
+    lang: Lang,
     id: &str,
     title: &str,
     months: &[String],
@@ -172,8 +182,8 @@ fn draw(
         };
         // An axis of counts may have ticks between whole numbers: they keep their decimals.
         let value_label = |y: &f64| match unit {
-            Unit::Count => decimal(*y),
-            _ => unit.format(*y),
+            Unit::Count => decimal(lang, *y),
+            _ => unit.format(lang, *y),
         };
         chart
             .configure_mesh()
@@ -369,13 +379,12 @@ mod tests {
     fn the_target_line_is_marked_and_dashed() {
         let months = vec!["2026-01".to_owned(), "2026-02".to_owned()];
         let c = chart(
+            Lang::Es,
             "satisfaction",
-            "Satisfacción".into(),
-            String::new(),
             &months,
             vec![Line {
                 name: "PQRS".into(),
-                values: vec![Some(50.0), Some(90.0)],
+                values: vec![Some(50.5), Some(90.0)],
             }],
             Unit::Percent,
             Some(TargetLine {
@@ -390,10 +399,11 @@ mod tests {
         );
         assert!(
             c.svg
-                .contains("<title id=\"satisfaction-title\">Satisfacción</title>")
+                .contains("<title id=\"satisfaction-title\">Satisfacción del cliente</title>")
         );
         assert_eq!(c.svg.matches("class=\"target\"").count(), 1, "{}", c.svg);
         assert!(c.svg.contains("stroke-dasharray"));
+        assert_eq!(c.rows[0], ("2026-01".to_owned(), vec!["50,5 %".to_owned()]));
         assert_eq!(c.rows[1], ("2026-02".to_owned(), vec!["90 %".to_owned()]));
     }
 }

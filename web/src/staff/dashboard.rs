@@ -234,9 +234,9 @@ impl Errors for DashboardPage<'_> {
     }
 }
 
-fn share(part: i64, whole: i64) -> String {
+fn share(lang: Lang, part: i64, whole: i64) -> String {
     if whole > 0 {
-        format!("{} %", decimal(part as f64 * 100.0 / whole as f64))
+        format!("{} %", decimal(lang, part as f64 * 100.0 / whole as f64))
     } else {
         "—".to_owned()
     }
@@ -256,27 +256,27 @@ fn question_row(lang: Lang, q: &QuestionResult) -> QuestionRow {
             let summary = lang.t_with(
                 "staff.survey.scale_summary",
                 &[
-                    ("mean", &q.mean.map_or("—".into(), decimal)),
-                    ("share", &share(satisfied, scored)),
+                    ("mean", &q.mean.map_or("—".into(), |m| decimal(lang, m))),
+                    ("share", &share(lang, satisfied, scored)),
                 ],
             );
             let detail = (1..=5)
                 .zip(q.scores)
-                .map(|(s, n)| (s.to_string(), n, share(n, scored)))
+                .map(|(s, n)| (s.to_string(), n, share(lang, n, scored)))
                 .collect();
             (summary, detail)
         }
         "yes_no" => (
             lang.t_with(
                 "staff.survey.yes_summary",
-                &[("share", &share(q.yes, q.answers))],
+                &[("share", &share(lang, q.yes, q.answers))],
             ),
             vec![
-                (lang.t("survey.yes"), q.yes, share(q.yes, q.answers)),
+                (lang.t("survey.yes"), q.yes, share(lang, q.yes, q.answers)),
                 (
                     lang.t("survey.no"),
                     q.answers - q.yes,
-                    share(q.answers - q.yes, q.answers),
+                    share(lang, q.answers - q.yes, q.answers),
                 ),
             ],
         ),
@@ -288,7 +288,7 @@ fn question_row(lang: Lang, q: &QuestionResult) -> QuestionRow {
                     (
                         if lang == Lang::En { en } else { es }.clone(),
                         *n,
-                        share(*n, q.answers),
+                        share(lang, *n, q.answers),
                     )
                 })
                 .collect(),

@@ -41,7 +41,7 @@ fn target_text(lang: Lang, percent: f64, comparison: Comparison) -> String {
     format!(
         "{} {sign} {}",
         lang.t("staff.target"),
-        Unit::Percent.format(percent)
+        Unit::Percent.format(lang, percent)
     )
 }
 
@@ -89,15 +89,7 @@ pub fn charts(
         if lines.is_empty() {
             return;
         }
-        out.push(charts::chart(
-            id,
-            lang.t(&format!("staff.chart.{id}")),
-            lang.t(&format!("staff.chart_note.{id}")),
-            months,
-            lines,
-            unit,
-            target,
-        ));
+        out.push(charts::chart(lang, id, months, lines, unit, target));
     };
     let line = |name: String, values| Line { name, values };
     if let Some(t) = find(ind, "pqrs_by_type") {
@@ -268,9 +260,9 @@ fn cell(
         }),
         Cell::Text(s) => plain(value_name(lang, templates, s)),
         Cell::Count(n) => plain(n.to_string()),
-        Cell::Number(x) if column.contains("percent") => plain(Unit::Percent.format(*x)),
-        Cell::Number(x) if column.ends_with("hours") => plain(Unit::Hours.format(*x)),
-        Cell::Number(x) => plain(charts::decimal(*x)),
+        Cell::Number(x) if column.contains("percent") => plain(Unit::Percent.format(lang, *x)),
+        Cell::Number(x) if column.ends_with("hours") => plain(Unit::Hours.format(lang, *x)),
+        Cell::Number(x) => plain(charts::decimal(lang, *x)),
         Cell::Met(true) => CellView {
             text: lang.t("staff.met_yes"),
             class: "met",
