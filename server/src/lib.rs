@@ -220,6 +220,9 @@ fn web_state(
         link_code_ttl: std::time::Duration::from_secs(u64::from(settings.link_code_minutes) * 60),
         hashing,
         survey_low_score: settings.survey_low_score(),
+        login_limits: settings.login_limits(),
+        commercial_process: settings.commercial_process.clone(),
+        contract_renewal_days: settings.contract_renewal_days,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Server-rendered pages for people without the app: the public PQRS form, a case's status and
 //! its own page reached by a secret link, the page where a company-created app user sets the first
-//! password, the satisfaction survey a customer's link opens, and the acknowledgement letter staff
-//! print. Plain HTML forms that work without JavaScript; texts from `locales/web.yml` in Spanish
+//! password, the satisfaction survey a customer's link opens, the acknowledgement letter staff
+//! print, and the staff's own pages behind their sign-in: the dashboard of the indicators and the
+//! monthly customer-service report ([`staff`]). Plain HTML forms that work without JavaScript; texts from `locales/web.yml` in Spanish
 //! and English; the layout and CSS are shared by every page this crate serves
 //! (`templates/layout.html`, `static/atiende.css`).
 
@@ -23,6 +24,7 @@ mod lang;
 mod letter;
 mod link;
 mod pages;
+mod staff;
 mod status;
 mod survey;
 
@@ -72,6 +74,12 @@ pub struct WebState {
     pub hashing: atiende_core::auth::Hashing,
     /// When a survey score opens a follow-up.
     pub survey_low_score: atiende_core::surveys::LowScore,
+    /// The staff sign-in counts failures as the API's login does.
+    pub login_limits: atiende_core::login_limits::LoginLimits,
+    /// The process that keeps quotes and contracts (whoever sees it sees contracts ending).
+    pub commercial_process: String,
+    /// How many days before its end a contract shows as about to end.
+    pub contract_renewal_days: u32,
 }
 
 impl WebState {
@@ -81,8 +89,8 @@ impl WebState {
     }
 }
 
-/// The public pages under `/pqrs` and `/cuenta`, the staff's letters under `/staff`, and the
-/// shared stylesheet.
+/// The public pages under `/pqrs` and `/cuenta`, the staff's pages and letters under `/staff`,
+/// and the stylesheets.
 pub fn router(state: WebState) -> Router {
     let filing_limit = state.filing_body_limit();
     Router::new()
@@ -117,6 +125,7 @@ pub fn router(state: WebState) -> Router {
         .route("/s/{token}", get(survey::show).post(survey::submit))
         .route("/staff/cases/{id}/letter", get(letter::show))
         .route("/static/atiende.css", get(stylesheet))
+        .merge(staff::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::limit_posts,

@@ -411,7 +411,7 @@ async fn surveys(pool: &PgPool) {
     }
 }
 
-async fn world(pool: PgPool) -> (TestApp, Org) {
+pub(crate) async fn world(pool: PgPool) -> (TestApp, Org) {
     let settings = Settings {
         scheduler_interval_ms: 3_600_000,
         ..atiende_tests::test_settings()

@@ -10,6 +10,8 @@ mod case_lists;
 mod channels;
 mod commercial;
 mod contract;
+mod dashboard;
+mod dashboard_browser;
 mod deadlines;
 mod email;
 mod filing;

@@ -20,11 +20,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const WIDTH: u32 = 360;
 
-/// A headless Chromium and one of its pages.
-struct Browser {
+/// A headless Chromium and one of its pages (the staff dashboard's test drives it too).
+pub(crate) struct Browser {
     process: Child,
     page: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
+    width: u32,
     _profile: TempDir,
 }
 
@@ -38,7 +39,7 @@ impl Drop for TempDir {
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         let profile = TempDir(
             std::env::temp_dir().join(format!("atiende-chromium-{}", uuid::Uuid::new_v4())),
         );
@@ -101,20 +102,16 @@ impl Browser {
             process,
             page,
             next_id: 0,
+            width: WIDTH,
             _profile: profile,
         };
-        browser
-            .call(
-                "Emulation.setDeviceMetricsOverride",
-                json!({"width": WIDTH, "height": 740, "deviceScaleFactor": 1, "mobile": true}),
-            )
-            .await;
+        browser.set_width(WIDTH).await;
         browser.call("Page.enable", json!({})).await;
         browser
     }
 
     /// Sends a DevTools command and waits for its result (events in between are skipped).
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let command = json!({"id": id, "method": method, "params": params}).to_string();
@@ -136,7 +133,7 @@ impl Browser {
         }
     }
 
-    async fn eval(&mut self, expression: &str) -> Value {
+    pub(crate) async fn eval(&mut self, expression: &str) -> Value {
         let r = self
             .call(
                 "Runtime.evaluate",
@@ -148,7 +145,7 @@ impl Browser {
     }
 
     /// Waits until the page at a path starting with `path` has loaded.
-    async fn loaded(&mut self, path: &str) {
+    pub(crate) async fn loaded(&mut self, path: &str) {
         let check = format!(
             "document.readyState === 'complete' && location.pathname.startsWith({})",
             json!(path)
@@ -163,13 +160,13 @@ impl Browser {
         panic!("{path} did not load (at {at})");
     }
 
-    async fn open(&mut self, url: &str, path: &str) {
+    pub(crate) async fn open(&mut self, url: &str, path: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
         self.loaded(path).await;
     }
 
     /// Types into the field with this id, as a person would leave it.
-    async fn fill(&mut self, id: &str, value: &str) {
+    pub(crate) async fn fill(&mut self, id: &str, value: &str) {
         let js = format!(
             "(() => {{ const e = document.getElementById({}); e.focus(); e.value = {}; return true; }})()",
             json!(id),
@@ -178,7 +175,7 @@ impl Browser {
         assert_eq!(self.eval(&js).await, json!(true));
     }
 
-    async fn click(&mut self, selector: &str) {
+    pub(crate) async fn click(&mut self, selector: &str) {
         let js = format!(
             "(() => {{ document.querySelector({}).click(); return true; }})()",
             json!(selector)
@@ -187,7 +184,7 @@ impl Browser {
     }
 
     /// Clicks a submit button and waits for the page the form leads to.
-    async fn submit(&mut self, selector: &str) {
+    pub(crate) async fn submit(&mut self, selector: &str) {
         self.eval("window.__before_submit = true").await;
         self.click(selector).await;
         for _ in 0..300 {
@@ -202,7 +199,7 @@ impl Browser {
         panic!("submitting {selector} led to no page");
     }
 
-    async fn text(&mut self) -> String {
+    pub(crate) async fn text(&mut self) -> String {
         self.eval("document.body.innerText")
             .await
             .as_str()
@@ -210,26 +207,39 @@ impl Browser {
             .to_owned()
     }
 
-    /// The whole page as a PNG at the phone's width, saved as `{name}.png`.
+    /// Lays pages out at `width` CSS pixels: a phone below 600, a desk above.
+    pub(crate) async fn set_width(&mut self, width: u32) {
+        self.width = width;
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 740, "deviceScaleFactor": 1, "mobile": width < 600}),
+        )
+        .await;
+    }
+
+    /// The whole page as a PNG at the phone's width, saved as `{name}.png` in `docs/web/`.
     async fn screenshot(&mut self, name: &str) {
+        self.screenshot_in("web", name).await;
+    }
+
+    /// The whole page as a PNG at the current width, saved as `{name}.png`: in `docs/{dir}/`
+    /// when `ATIENDE_UPDATE_SCREENSHOTS` is set, else in the system's temporary directory.
+    pub(crate) async fn screenshot_in(&mut self, dir: &str, name: &str) {
         let height = self
             .eval("Math.ceil(document.documentElement.scrollHeight)")
             .await
             .as_u64()
             .expect("height");
+        let width = self.width;
         self.call(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": true}),
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
         )
         .await;
         let shot = self
             .call("Page.captureScreenshot", json!({"format": "png"}))
             .await;
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": WIDTH, "height": 740, "deviceScaleFactor": 1, "mobile": true}),
-        )
-        .await;
+        self.set_width(width).await;
         use base64::Engine;
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().expect("data"))
@@ -238,15 +248,17 @@ impl Browser {
         // The README's pictures change only when asked: every run would otherwise rewrite them
         // (new links, new dates) in everyone's checkout.
         let dir = if std::env::var_os("ATIENDE_UPDATE_SCREENSHOTS").is_some() {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/web")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../docs")
+                .join(dir)
         } else {
-            std::env::temp_dir().join("atiende-web-screenshots")
+            std::env::temp_dir().join(format!("atiende-{dir}-screenshots"))
         };
         std::fs::create_dir_all(&dir).expect("the screenshots' directory");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("save the screenshot");
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.page.close(None).await;
         let _ = self.process.kill().await;
     }
