@@ -498,7 +498,8 @@ where
 
 /// Fires due deadline alerts, alerts the commercial process of contracts about to end, reminds
 /// customers who have not answered a request for information, withdraws the cases that waited a
-/// month and invites the customers of completed visits to their survey, until `stopped`
+/// month, invites the customers of completed visits to their survey and keeps the clock figures
+/// of the cases filed before the indicators read them from the case, until `stopped`
 /// completes. Every atiende process runs one; the database makes sure each alert fires, each
 /// contract is alerted, each case is withdrawn and each visit is surveyed once.
 async fn run_scheduler(
@@ -539,11 +540,16 @@ async fn run_scheduler(
         if invited > 0 {
             tracing::info!(invited, "post-service surveys sent");
         }
+        let measured = atiende_core::deadlines::measure_queued(&db, BATCH).await?;
+        if measured > 0 {
+            tracing::info!(cases = measured, "clock figures of earlier cases kept");
+        }
         let busiest = fired
             .max(swept.reminded)
             .max(swept.withdrawn)
             .max(renewals_due)
-            .max(invited);
+            .max(invited)
+            .max(measured);
         Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;
