@@ -378,16 +378,157 @@ pub(crate) async fn refresh(
         &alert_instants(schedule, &inputs, &clocks),
     )
     .await?;
+    let first = settled(&inputs, Clock::FirstResponse, &clocks.first_response);
+    let resolution = settled(&inputs, Clock::Resolution, &clocks.resolution);
     sqlx::query!(
-        "update cases set legal_due_date = $2, first_response_due_at = $3, resolution_due_at = $4 where id = $1",
+        "update cases set legal_due_date = $2, first_response_due_at = $3, resolution_due_at = $4,
+                          first_response_secs = $5, first_response_met = $6,
+                          resolution_secs = $7, resolution_met = $8, clocks_measured_at = $9
+         where id = $1",
         case_id,
         clocks.legal.due_date,
         pending_due(&inputs, Clock::FirstResponse, &clocks.first_response),
         pending_due(&inputs, Clock::Resolution, &clocks.resolution),
+        first.secs,
+        first.met,
+        resolution.secs,
+        resolution.met,
+        now,
     )
     .execute(conn)
     .await?;
     Ok(clocks)
+}
+
+/// What the indicators keep of an operational clock on its case: the business seconds once it
+/// stopped, and whether it met its target once that is settled (stopped, or breached: a breach is
+/// final). A clock still running in time is breached once `now` passes its pending due instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    pub secs: Option<i64>,
+    pub met: Option<bool>,
+}
+
+pub fn settled(inputs: &ClockInputs, clock: Clock, state: &ClockState) -> Settled {
+    let stopped = inputs
+        .events
+        .iter()
+        .any(|e| e.clock == clock && e.kind == Kind::Stop);
+    Settled {
+        secs: stopped.then(|| i64::try_from(state.elapsed_secs).unwrap_or(i64::MAX)),
+        met: match state.status {
+            ClockStatus::Met => Some(true),
+            ClockStatus::Breached => Some(false),
+            _ => None,
+        },
+    }
+}
+
+/// Measures up to `batch` of the cases filed before their clock figures were kept (the queue the
+/// migration `indicator_figures` filled): their figures from their events, as [`refresh`] writes
+/// them. Returns how many were measured; each process may run it, a case is measured once.
+pub async fn measure_queued(pool: &PgPool, batch: i64) -> Result<usize> {
+    let terms = terms::current(pool).await?;
+    let mut tx = pool.begin().await?;
+    // Locked like a move locks its case, so a move's own refresh is never overwritten.
+    let ids = sqlx::query_scalar!(
+        "with q as (
+             delete from clock_measure_queue
+             where case_id in (select case_id from clock_measure_queue limit $1 for update skip locked)
+             returning case_id
+         )
+         select c.id from cases c join q on q.case_id = c.id order by c.id for update of c",
+        batch
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now: DateTime<Utc> = sqlx::query_scalar!(r#"select now() as "now!""#)
+        .fetch_one(&mut *tx)
+        .await?;
+    let cases = inputs_of(&mut tx, &ids).await?;
+    let ids: Vec<Uuid> = cases.iter().map(|(id, _)| *id).collect();
+    let mut figures: [Vec<Option<i64>>; 2] = Default::default();
+    let mut met: [Vec<Option<bool>>; 2] = Default::default();
+    for (_, inputs) in &cases {
+        let clocks = evaluate(&terms.schedule, inputs, now);
+        for (i, (clock, state)) in [
+            (Clock::FirstResponse, &clocks.first_response),
+            (Clock::Resolution, &clocks.resolution),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = settled(inputs, clock, state);
+            figures[i].push(s.secs);
+            met[i].push(s.met);
+        }
+    }
+    let [first_secs, resolution_secs] = figures;
+    let [first_met, resolution_met] = met;
+    sqlx::query!(
+        "update cases c set first_response_secs = x.first_secs, first_response_met = x.first_met,
+                            resolution_secs = x.resolution_secs, resolution_met = x.resolution_met,
+                            clocks_measured_at = $6
+         from unnest($1::uuid[], $2::int8[], $3::bool[], $4::int8[], $5::bool[])
+              as x (id, first_secs, first_met, resolution_secs, resolution_met)
+         where c.id = x.id",
+        &ids,
+        &first_secs as &[Option<i64>],
+        &first_met as &[Option<bool>],
+        &resolution_secs as &[Option<i64>],
+        &resolution_met as &[Option<bool>],
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
+/// The clock inputs of several cases, by id.
+async fn inputs_of(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, ClockInputs)>> {
+    let rows = sqlx::query!(
+        r#"select c.id, c.received_at, c.legal_term_days, c.priority as "priority: Priority",
+                  e.clock as "clock?", e.kind as "kind?", e.at as "at?", e.extend_to
+           from cases c
+           left join case_clock_events e on e.case_id = c.id
+           where c.id = any($1)
+           order by c.id, e.id"#,
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut out: Vec<(Uuid, ClockInputs)> = Vec::with_capacity(ids.len());
+    for r in rows {
+        if out.last().is_none_or(|(id, _)| *id != r.id) {
+            out.push((
+                r.id,
+                ClockInputs {
+                    filed_at: r.received_at,
+                    legal_term_days: u32::try_from(r.legal_term_days).unwrap_or(0),
+                    priority: r.priority,
+                    events: Vec::new(),
+                },
+            ));
+        }
+        let (Some(clock), Some(kind), Some(at)) = (r.clock, r.kind, r.at) else {
+            continue;
+        };
+        let unknown = |what: &str, v: &str| Error::Internal(format!("stored clock {what} {v:?}"));
+        let event = StoredEvent {
+            clock: Clock::parse(&clock).ok_or_else(|| unknown("name", &clock))?,
+            kind: Kind::parse(&kind).ok_or_else(|| unknown("event", &kind))?,
+            at,
+            extend_to: r.extend_to,
+        };
+        if let Some((_, inputs)) = out.last_mut() {
+            inputs.events.push(event);
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a clock has been stopped already.

@@ -14,7 +14,6 @@ use uuid::Uuid;
 
 use crate::auth::User;
 use crate::calendar::{COLOMBIA, local_date};
-use crate::clocks::{ClockState, ClockStatus};
 use crate::deadlines::{self, Clock, ClockInputs, Kind, StoredEvent};
 use crate::error::{Error, Result};
 use crate::types::{CaseStatus, CaseType, Channel, Priority, Role};
@@ -333,18 +332,26 @@ pub async fn compute(
         offset: f64::from(COLOMBIA.local_minus_utc()),
         scope,
     };
-    let mut tables = case_tables(&ctx).await?;
-    tables.extend(clock_tables(&ctx).await?);
-    tables.push(pqrs_satisfaction(&ctx).await?);
+    // Each figure reads on a connection of its own, so they are read side by side.
     // Surveys are about visits and campaigns, not about a door: no channel narrows them.
-    if ctx.q.channel.is_none() {
-        tables.push(survey_satisfaction(&ctx).await?);
-        tables.push(survey_response_rate(&ctx).await?);
-    }
-    if ctx.scope.commercial {
-        tables.push(quotes(&ctx).await?);
-        tables.push(contract_retention(&ctx).await?);
-    }
+    let surveys = ctx.q.channel.is_none();
+    let (cases, clocks, ratings, surveyed, responses, quoted, retained) = tokio::try_join!(
+        case_tables(&ctx),
+        clock_tables(&ctx),
+        pqrs_satisfaction(&ctx),
+        wanted(surveys, survey_satisfaction(&ctx)),
+        wanted(surveys, survey_response_rate(&ctx)),
+        wanted(ctx.scope.commercial, quotes(&ctx)),
+        wanted(ctx.scope.commercial, contract_retention(&ctx)),
+    )?;
+    let mut tables = cases;
+    tables.extend(clocks);
+    tables.push(ratings);
+    tables.extend(
+        [surveyed, responses, quoted, retained]
+            .into_iter()
+            .flatten(),
+    );
     Ok(Indicators {
         from: q.from.to_string(),
         to: q.to.to_string(),
@@ -353,6 +360,15 @@ pub async fn compute(
         processes: ctx.scope.processes.clone(),
         tables,
     })
+}
+
+/// A table only when it is wanted (the future does nothing until awaited).
+async fn wanted(wanted: bool, table: impl Future<Output = Result<Table>>) -> Result<Option<Table>> {
+    if wanted {
+        table.await.map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 const BY_MONTH: &str = "PQRS received in the month (Colombian time)";
@@ -525,19 +541,99 @@ async fn case_tables(ctx: &Ctx<'_>) -> Result<Vec<Table>> {
     ])
 }
 
-/// What one clock of one case measured.
+/// What the clocks of the months' cases measured: the business seconds of each stopped clock by
+/// month and clock, and by month, priority and clock how many ended (stopped, or ran past their
+/// target) and how many of those met it.
+#[derive(Default)]
 struct Measured {
-    month: String,
-    priority: Priority,
-    clock: Clock,
-    state: ClockState,
-    stopped: bool,
+    times: BTreeMap<(String, &'static str), Vec<u64>>,
+    sla: BTreeMap<(String, &'static str, &'static str), (i64, i64)>,
 }
 
-/// First-response and resolution times, and the SLA compliance by priority: each case's clocks
-/// derived from its stored events exactly as the case view derives them (working hours, holidays,
-/// pauses while waiting on the customer).
+impl Measured {
+    fn add(
+        &mut self,
+        month: &str,
+        priority: Priority,
+        clock: Clock,
+        stopped_secs: Option<u64>,
+        met: Option<bool>,
+    ) {
+        if let Some(secs) = stopped_secs {
+            self.times
+                .entry((month.to_owned(), clock.as_str()))
+                .or_default()
+                .push(secs);
+        }
+        if let Some(met) = met {
+            let g = self
+                .sla
+                .entry((month.to_owned(), priority.as_str(), clock.as_str()))
+                .or_default();
+            g.0 += 1;
+            g.1 += i64::from(met);
+        }
+    }
+}
+
+/// First-response and resolution times, and the SLA compliance by priority: each case's clocks as
+/// the case view derives them from its stored events (working hours, holidays, pauses while
+/// waiting on the customer). The code that writes a case's clock events keeps what they measure on
+/// the case (`deadlines::settled`), so those figures are read from the cases; only cases never
+/// measured are derived from their events here.
 async fn clock_tables(ctx: &Ctx<'_>) -> Result<Vec<Table>> {
+    let now = Utc::now();
+    let mut measured = Measured::default();
+    let rows = sqlx::query!(
+        r#"select to_char(received_at at time zone make_interval(secs => $3), 'YYYY-MM') as "month!",
+                  priority as "priority: Priority",
+                  first_response_secs, first_response_met, first_response_due_at < $6 as first_response_late,
+                  resolution_secs, resolution_met, resolution_due_at < $6 as resolution_late
+           from cases
+           where received_at >= $1 and received_at < $2 and status <> 'withdrawn'
+             and clocks_measured_at is not null
+             and ($4::text[] is null or process_code = any($4))
+             and ($5::text is null or channel = $5)"#,
+        ctx.start,
+        ctx.end,
+        ctx.offset,
+        ctx.scope.processes.as_deref(),
+        ctx.q.channel.map(Channel::as_str),
+        now,
+    )
+    .fetch_all(ctx.pool)
+    .await?;
+    let secs = |s: Option<i64>| s.map(|s| u64::try_from(s).unwrap_or(0));
+    // A clock not settled when it was last measured is breached once its due instant has passed.
+    let met = |met: Option<bool>, late: Option<bool>| met.or(late.filter(|l| *l).map(|_| false));
+    for r in rows {
+        measured.add(
+            &r.month,
+            r.priority,
+            Clock::FirstResponse,
+            secs(r.first_response_secs),
+            met(r.first_response_met, r.first_response_late),
+        );
+        measured.add(
+            &r.month,
+            r.priority,
+            Clock::Resolution,
+            secs(r.resolution_secs),
+            met(r.resolution_met, r.resolution_late),
+        );
+    }
+    derive_unmeasured(ctx, now, &mut measured).await?;
+    let sla = sla_compliance(&measured.sla);
+    Ok(vec![response_times(measured.times), sla])
+}
+
+/// The cases whose clock figures were never kept (written into the tables by other means):
+/// derived from their events.
+async fn derive_unmeasured(
+    ctx: &Ctx<'_>,
+    now: DateTime<Utc>,
+    measured: &mut Measured,
+) -> Result<()> {
     let terms = crate::terms::current(ctx.pool).await?;
     let rows = sqlx::query!(
         r#"select c.id, to_char(c.received_at at time zone make_interval(secs => $3), 'YYYY-MM') as "month!",
@@ -546,6 +642,7 @@ async fn clock_tables(ctx: &Ctx<'_>) -> Result<Vec<Table>> {
            from cases c
            join case_clock_events e on e.case_id = c.id
            where c.received_at >= $1 and c.received_at < $2 and c.status <> 'withdrawn'
+             and c.clocks_measured_at is null
              and ($4::text[] is null or c.process_code = any($4))
              and ($5::text is null or c.channel = $5)
            order by c.id, e.id"#,
@@ -557,27 +654,22 @@ async fn clock_tables(ctx: &Ctx<'_>) -> Result<Vec<Table>> {
     )
     .fetch_all(ctx.pool)
     .await?;
-    let now = Utc::now();
-    let mut measured = Vec::new();
     let mut current: Option<(Uuid, String, ClockInputs)> = None;
-    let finish = |case: Option<(Uuid, String, ClockInputs)>, out: &mut Vec<Measured>| {
+    let finish = |case: Option<(Uuid, String, ClockInputs)>, out: &mut Measured| {
         if let Some((_, month, inputs)) = case {
             let clocks = deadlines::evaluate(&terms.schedule, &inputs, now);
             for (clock, state) in [
                 (Clock::FirstResponse, clocks.first_response),
                 (Clock::Resolution, clocks.resolution),
             ] {
-                let stopped = inputs
-                    .events
-                    .iter()
-                    .any(|e| e.clock == clock && e.kind == Kind::Stop);
-                out.push(Measured {
-                    month: month.clone(),
-                    priority: inputs.priority,
+                let settled = deadlines::settled(&inputs, clock, &state);
+                out.add(
+                    &month,
+                    inputs.priority,
                     clock,
-                    state,
-                    stopped,
-                });
+                    settled.secs.map(|_| state.elapsed_secs),
+                    settled.met,
+                );
             }
         }
     };
@@ -589,7 +681,7 @@ async fn clock_tables(ctx: &Ctx<'_>) -> Result<Vec<Table>> {
             )));
         };
         if current.as_ref().is_none_or(|(id, ..)| *id != r.id) {
-            finish(current.take(), &mut measured);
+            finish(current.take(), measured);
             current = Some((
                 r.id,
                 r.month,
@@ -610,11 +702,8 @@ async fn clock_tables(ctx: &Ctx<'_>) -> Result<Vec<Table>> {
             });
         }
     }
-    finish(current.take(), &mut measured);
-    Ok(vec![
-        response_times(&measured),
-        sla_compliance(ctx, &measured),
-    ])
+    finish(current.take(), measured);
+    Ok(())
 }
 
 fn hours(secs: u64) -> f64 {
@@ -639,14 +728,7 @@ fn summary(mut secs: Vec<u64>) -> (Option<f64>, Option<f64>, Option<f64>) {
     (Some(mean), Some(median), Some(hours(secs[rank - 1])))
 }
 
-fn response_times(measured: &[Measured]) -> Table {
-    let mut groups: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
-    for m in measured.iter().filter(|m| m.stopped) {
-        groups
-            .entry((m.month.as_str(), m.clock.as_str()))
-            .or_default()
-            .push(m.state.elapsed_secs);
-    }
+fn response_times(groups: BTreeMap<(String, &'static str), Vec<u64>>) -> Table {
     Table {
         id: "response_times",
         method: "PQRS received in the month, not withdrawn, whose clock has stopped (first response: the first word to the customer; resolution: the answer): business hours from receipt to the stop, counting only working hours on business days and leaving out the time waiting on the customer; median of an even count is the mean of the middle two, p90 the nearest-rank 90th percentile",
@@ -677,33 +759,19 @@ fn response_times(measured: &[Measured]) -> Table {
     }
 }
 
-fn sla_compliance(_ctx: &Ctx<'_>, measured: &[Measured]) -> Table {
-    // (month, priority, clock) → (ended, met)
-    let mut groups: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
-    for m in measured {
-        let met = match m.state.status {
-            ClockStatus::Met => true,
-            ClockStatus::Breached => false,
-            _ => continue,
-        };
-        let g = groups
-            .entry((m.month.as_str(), m.priority.as_str(), m.clock.as_str()))
-            .or_default();
-        g.0 += 1;
-        g.1 += i64::from(met);
-    }
+fn sla_compliance(groups: &BTreeMap<(String, &'static str, &'static str), (i64, i64)>) -> Table {
     Table {
         id: "sla_compliance",
         method: "PQRS received in the month, not withdrawn, by priority and clock (SGC-SAC-001 §5: critical 1 h / 4 h, high 2 h / 8 h, medium 4 h / 24 h, low 8 h / 48 h of business time): of the clocks that stopped or ran past their target, the share stopped in time",
         target: None,
         columns: vec!["month", "priority", "clock", "ended", "met", "percent"],
         rows: groups
-            .into_iter()
-            .map(|((month, priority, clock), (ended, met))| {
+            .iter()
+            .map(|((month, priority, clock), &(ended, met))| {
                 vec![
-                    month.into(),
-                    priority.into(),
-                    clock.into(),
+                    month.as_str().into(),
+                    (*priority).into(),
+                    (*clock).into(),
                     ended.into(),
                     met.into(),
                     percent(met, ended).into(),
@@ -794,12 +862,16 @@ async fn survey_satisfaction(ctx: &Ctx<'_>) -> Result<Table> {
     let counts: BTreeMap<(String, String), (i64, i64)> = sqlx::query!(
         r#"select to_char(i.answered_at at time zone make_interval(secs => $3), 'YYYY-MM') as "month!",
                   v.template_code as "template!",
-                  count(*) as "answers!", count(*) filter (where a.score >= 4) as "satisfied!"
-           from survey_answers a
-           join survey_invitations i on i.id = a.invitation_id
+                  sum(a.answers)::int8 as "answers!", sum(a.satisfied)::int8 as "satisfied!"
+           from survey_invitations i
            join survey_template_versions v on v.id = i.version_id
            left join work_orders w on w.id = i.work_order_id
-           where a.score is not null and i.answered_at >= $1 and i.answered_at < $2
+           -- Each invitation's own answers, through its key: never a pass over every answer.
+           cross join lateral (
+               select count(*) as answers, count(*) filter (where score >= 4) as satisfied
+               from survey_answers where invitation_id = i.id and score is not null
+           ) a
+           where i.answered_at >= $1 and i.answered_at < $2
              and ($4::text[] is null or w.process_code = any($4))
            group by 1, 2"#,
         ctx.start,

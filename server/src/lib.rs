@@ -502,8 +502,9 @@ where
 
 /// Fires due deadline alerts, alerts the commercial process of contracts about to end, reminds
 /// customers who have not answered a request for information, withdraws the cases that waited a
-/// month, invites the customers of completed visits to their survey and opens, reminds and closes
-/// survey campaigns, until `stopped` completes. Every atiende process runs one; the database
+/// month, invites the customers of completed visits to their survey, opens, reminds and closes
+/// survey campaigns, and keeps the clock figures of the cases filed before the indicators read
+/// them from the case, until `stopped` completes. Every atiende process runs one; the database
 /// makes sure each alert fires, each contract is alerted, each case is withdrawn, each visit is
 /// surveyed once and each month's campaign opens once.
 async fn run_scheduler(
@@ -558,12 +559,17 @@ async fn run_scheduler(
                 "survey campaigns"
             );
         }
+        let measured = atiende_core::deadlines::measure_queued(&db, BATCH).await?;
+        if measured > 0 {
+            tracing::info!(cases = measured, "clock figures of earlier cases kept");
+        }
         let busiest = fired
             .max(swept.reminded)
             .max(swept.withdrawn)
             .max(renewals_due)
             .max(invited)
-            .max(campaigned.busiest());
+            .max(campaigned.busiest())
+            .max(measured);
         Ok::<_, atiende_core::Error>(Round::after(busiest, BATCH))
     })
     .await;

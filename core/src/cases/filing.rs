@@ -152,9 +152,11 @@ pub async fn file_received(
              insert into cases (id, radicado, type, subject, description, channel, customer_id, filed_by,
                                 request_hash, status, impact, urgency, priority, legal_term_days,
                                 legal_due_date, created_at, updated_at, first_response_due_at, resolution_due_at,
-                                chat_id, received_at, work_order_id)
+                                chat_id, received_at, work_order_id, first_response_met, resolution_met,
+                                clocks_measured_at)
              select $1, 'PQRS-' || $2::int || '-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
-                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23, $24, $26
+                    $3, $4, $5, $6, $7, $8, $9, 'received', $10, $11, $12, $13, $14, $15, $15, $17, $18, $23, $24, $26,
+                    $27, $28, $15
              from n
              returning id, radicado
          ), e as (
@@ -203,6 +205,9 @@ pub async fn file_received(
         received,
         note,
         new.work_order_id,
+        // A case received earlier may be late already.
+        deadlines::settled(&inputs, Clock::FirstResponse, &clocks.first_response).met,
+        deadlines::settled(&inputs, Clock::Resolution, &clocks.resolution).met,
     )
     .fetch_one(&mut *tx)
     .await;

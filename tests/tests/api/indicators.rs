@@ -811,3 +811,162 @@ async fn bad_indicator_queries_are_refused(pool: PgPool) {
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "staff_only"));
     app.stop().await;
 }
+
+/// The code that writes a case's clock events keeps what they measure on the case, and the
+/// indicators read that: cases taken through the moves (late, paused and resumed, extended,
+/// reprioritised after the first response, breached while running, running in time) give the
+/// same times and SLA compliance as derived again from their events, and as measured afresh from
+/// the queue the migration fills.
+#[sqlx::test(migrator = "atiende_core::MIGRATOR")]
+async fn kept_clock_figures_match_the_events(pool: PgPool) {
+    let settings = Settings {
+        scheduler_interval_ms: 3_600_000,
+        ..Settings::default()
+    };
+    let app = spawn_app_with(pool, settings).await;
+    let org = app.org().await;
+    let customer = app.customer("figuras@test.co", "71000").await;
+    let post = |path: String, token: String, body: Value| {
+        let app = &app;
+        async move {
+            let r = app.post(&path, Some(&token), body).await;
+            assert!(r.status.is_success(), "{path}: {}", r.body);
+            r.body
+        }
+    };
+    let file = || async {
+        app.file(&customer, "reclamo").await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    };
+    let staff = |id: &str, what: &str| format!("/api/v1/staff/cases/{id}/{what}");
+
+    // Filed ten days ago: the first word is late; the customer is asked for information and
+    // answers; the legal term is extended; then the answer.
+    let late = file().await;
+    app.backdate(&late, 10).await;
+    let said = json!({"body": "Estamos revisando su caso."});
+    post(staff(&late, "messages"), org.director.clone(), said.clone()).await;
+    post(
+        staff(&late, "request-info"),
+        org.director.clone(),
+        json!({"question": "Envíe la factura, por favor."}),
+    )
+    .await;
+    post(
+        format!("/api/v1/cases/{late}/messages"),
+        customer.clone(),
+        json!({"body": "Aquí está la factura."}),
+    )
+    .await;
+    let due = app
+        .get(&format!("/api/v1/staff/cases/{late}"), Some(&org.director))
+        .await
+        .body["legal_due_date"]
+        .as_str()
+        .and_then(|d| d.parse::<chrono::NaiveDate>().ok())
+        .expect("legal due date");
+    let extended = atiende_core::calendar::BusinessCalendar::default().add_business_days(due, 3);
+    post(
+        staff(&late, "extend"),
+        org.director.clone(),
+        json!({"new_due_date": extended, "reason": "Requiere visita técnica"}),
+    )
+    .await;
+    app.answer(&org, &late, "Reembolsamos la visita.").await;
+
+    // Answered at once, its priority set after the first response stopped.
+    let quick = file().await;
+    post(
+        staff(&quick, "messages"),
+        org.director.clone(),
+        said.clone(),
+    )
+    .await;
+    app.answer(&org, &quick, "Reprogramamos la visita.").await;
+
+    // Ten days old and still open, assigned as critical: both clocks breached while running.
+    let open = file().await;
+    app.backdate(&open, 10).await;
+    post(
+        staff(&open, "assign"),
+        org.director.clone(),
+        json!({"process": "OPERATIVO", "impact": "high", "urgency": "high"}),
+    )
+    .await;
+    // Just filed: both clocks running in time.
+    file().await;
+
+    assert_eq!(
+        app.count("select count(*) from cases where clocks_measured_at is null")
+            .await,
+        0,
+        "filing and every move keep the figures"
+    );
+    let today = atiende_core::calendar::local_date(chrono::Utc::now());
+    let month = |d: chrono::NaiveDate| d.format("%Y-%m").to_string();
+    let range = format!(
+        "/api/v1/staff/indicators?from={}&to={}",
+        month(today - chrono::Days::new(10)),
+        month(today)
+    );
+    let clocks = || async {
+        let r = app.get(&range, Some(&org.director)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        [
+            table(&r.body, "response_times")["rows"].clone(),
+            table(&r.body, "sla_compliance")["rows"].clone(),
+        ]
+    };
+    let kept = clocks().await;
+    let [times, sla] = &kept;
+    let sum = |rows: &Value, clock: &str, col: usize| -> i64 {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .filter(|r| r[2] == clock || r[1] == clock)
+            .map(|r| r[col].as_i64().expect("count"))
+            .sum()
+    };
+    // Two resolutions stopped (the late one and the quick one); the late first word and the open
+    // case's two clocks are breaches, the quick first word met; the new case is still running.
+    assert_eq!(sum(times, "resolution", 2), 2, "{times}");
+    assert_eq!(sum(times, "first_response", 2), 2, "{times}");
+    assert_eq!(
+        (sum(sla, "first_response", 3), sum(sla, "first_response", 4)),
+        (3, 1),
+        "{sla}"
+    );
+    assert_eq!(sum(sla, "resolution", 3), 3, "{sla}");
+    assert!(sum(sla, "resolution", 4) <= 2, "{sla}");
+
+    let stored = || async {
+        sqlx::query_as::<_, (Uuid, Option<i64>, Option<bool>, Option<i64>, Option<bool>)>(
+            "select id, first_response_secs, first_response_met, resolution_secs, resolution_met
+             from cases order by id",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .expect("figures")
+    };
+    let figures = stored().await;
+    sqlx::query("update cases set clocks_measured_at = null")
+        .execute(&app.pool)
+        .await
+        .expect("forget");
+    assert_eq!(clocks().await, kept, "derived from the events");
+
+    sqlx::query("insert into clock_measure_queue (case_id) select id from cases")
+        .execute(&app.pool)
+        .await
+        .expect("queue");
+    while atiende_core::deadlines::measure_queued(&app.pool, 2)
+        .await
+        .expect("measure")
+        > 0
+    {}
+    assert_eq!(stored().await, figures, "measured afresh");
+    assert_eq!(clocks().await, kept);
+    app.stop().await;
+}
