@@ -120,7 +120,9 @@ where
     }
 }
 
-fn whole<E: serde::de::Error, T: TryFrom<i64>>(n: &serde_json::Number) -> std::result::Result<T, E> {
+fn whole<E: serde::de::Error, T: TryFrom<i64>>(
+    n: &serde_json::Number,
+) -> std::result::Result<T, E> {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every whole f64 below is exact
     let whole = n
         .as_i64()

@@ -576,7 +576,6 @@ pub struct RatingRequest {
     pub comment: Option<String>,
 }
 
-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageRequest {
     #[schema(schema_with = text::<5000>)]
