@@ -9,6 +9,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 /// Every `code` the API answers with: part of the contract, listed in the document. A code is
 /// added here when it is added to `atiende_core` or this crate, and never renamed.
 pub const PROBLEM_CODES: &[&str] = &[
+    "analysis_changed",
+    "analysis_required",
+    "analysis_too_long",
     "answer_already_approved",
     "answer_in_progress",
     "answer_not_approved",
@@ -108,6 +111,7 @@ pub const PROBLEM_CODES: &[&str] = &[
     "legal_term_extended",
     "malformed_json",
     "method_not_allowed",
+    "month_in_future",
     "no_draft_to_review",
     "not_a_campaign_template",
     "not_a_contact",
@@ -133,6 +137,7 @@ pub const PROBLEM_CODES: &[&str] = &[
     "renewal_already_decided",
     "renewal_already_offered",
     "renewal_not_offered",
+    "report_read_only",
     "role_not_allowed",
     "same_customer",
     "same_type",

@@ -150,6 +150,7 @@ pub async fn versions(
 #[serde(deny_unknown_fields)]
 pub struct SurveyVersionRequest {
     /// 1 to 20 questions, asked in this order.
+    #[schema(min_items = 1, max_items = 20)]
     pub questions: Vec<SurveyQuestionDraft>,
 }
 

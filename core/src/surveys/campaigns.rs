@@ -72,6 +72,14 @@ impl Default for CampaignSchedule {
 #[serde(deny_unknown_fields)]
 pub struct NewSurveyCampaign {
     /// 1 to 200 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "[^\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+        )
+    )]
     pub title: String,
     /// A template of purpose `semestral`; `semestral` when left out.
     #[serde(default)]

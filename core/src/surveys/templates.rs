@@ -54,16 +54,39 @@ impl SurveyQuestionKind {
 pub struct SurveyQuestionDraft {
     /// The form field and the API's name of the question: a lower-case letter, then 1 to 39
     /// lower-case letters, digits or `_`; unique in the version.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^[\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*[a-z][a-z0-9_]{1,39}[\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$"
+        )
+    )]
     pub code: String,
     pub kind: SurveyQuestionKind,
     /// 1 to 300 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 300,
+            pattern = "[^\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+        )
+    )]
     pub label_es: String,
     /// 1 to 300 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 300,
+            pattern = "[^\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+        )
+    )]
     pub label_en: String,
     /// For `choice` only, and then 2 to 10: `value` (a lower-case letter or digit, then up to 39
     /// lower-case letters, digits or `_`; unique in the question), `es` and `en` (1 to 80
     /// characters each).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 10))]
     pub options: Vec<SurveyChoice>,
     /// Whether it must be answered; true when left out.
     #[serde(default = "answer_required")]
