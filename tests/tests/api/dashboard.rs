@@ -405,6 +405,12 @@ async fn the_monthly_report_keeps_every_version_of_its_analysis(pool: PgPool) {
     );
     assert!(page.body.contains("id=\"table-legal_term_compliance\""));
     assert!(page.body.contains("class=\"target\""));
+    // The targets say where they come from in the page's language.
+    assert!(
+        page.body
+            .contains("Ley 1755 de 2015: toda respuesta dentro de su término legal")
+    );
+    assert!(!page.body.contains("every answer within its legal term"));
     assert!(
         page.body.contains("name=\"body\""),
         "the director writes it"

@@ -230,7 +230,7 @@ pub fn tables(
                     format!(
                         "{} ({})",
                         target_text(lang, g.percent, g.comparison),
-                        g.source
+                        text_or(lang, &format!("source.{}", t.id), g.source)
                     )
                 }),
                 columns: t
